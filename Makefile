@@ -1,0 +1,60 @@
+# hearth: one Makefile for setting up, running, testing and measuring the whole house.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Debian ships `docker-compose`; Docker's plugin is `docker compose`: use whichever is here.
+COMPOSE := $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; \
+             else echo "docker-compose"; fi)
+export COMPOSE
+
+.PHONY: help install proto proto-check test test-fast lint run demo bench up down images demo-compose clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+install: .stamp-debian $(VENV)/.stamp-pip proto ## Debian packages + virtualenv + generated code (idempotent)
+
+.stamp-debian: packaging/debian-packages.txt $(wildcard services/*/debian-packages.txt)
+	scripts/install-debian-packages.sh
+	@touch $@
+
+$(VENV)/.stamp-pip: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+proto: $(VENV)/.stamp-pip ## generate Python code from protos/ into gen/
+	$(PY) scripts/gen_protos.py
+
+proto-check: ## fail if gen/ is stale
+	$(PY) scripts/gen_protos.py --check
+
+test: install ## every test (lab tests need root); what CI runs
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.stamp-pip ## ruff + mypy
+	$(VENV)/bin/ruff check lib services tests bench scripts
+	$(VENV)/bin/ruff format --check lib services tests bench scripts
+	$(VENV)/bin/mypy lib services tests bench scripts
+
+run: install ## all services as local processes with config/local/*.yaml (no Docker)
+	$(PY) scripts/run_local.py
+
+demo: install ## a demo house in network namespaces with every service (as root)
+	$(PY) -m hearth_demo
+
+bench: install ## every benchmark under bench/, results in bench/results/
+	$(PY) bench/run_all.py
+
+up: ## docker compose up (production compose file)
+	$(COMPOSE) up -d
+
+down: ## docker compose down
+	$(COMPOSE) down
+
+clean: ## remove generated code, virtualenv and caches
+	rm -rf $(VENV) gen .stamp-* .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,43 @@
+"""The one runtime every hearth service is built on.
+
+A service's ``main`` is a few lines: describe it with a :class:`ServiceSpec` and hand it to
+:func:`run_service`. The runtime serves gRPC with health and reflection, exports Prometheus
+metrics, loads and validates configuration, logs in one format, maps domain errors to gRPC
+statuses and shuts down gracefully.
+"""
+
+from hearth_runtime.config import ConfigError, ServiceConfig, load_config
+from hearth_runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    HearthError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from hearth_runtime.logs import get_logger, setup_logging
+from hearth_runtime.server import Runtime, ServiceSpec, run_service, start_service
+
+__all__ = [
+    "AlreadyExists",
+    "ConfigError",
+    "FailedPrecondition",
+    "HearthError",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "Runtime",
+    "ServiceConfig",
+    "ServiceSpec",
+    "Unauthenticated",
+    "Unavailable",
+    "get_logger",
+    "load_config",
+    "run_service",
+    "setup_logging",
+    "start_service",
+]

@@ -1,0 +1,27 @@
+"""hearth-wake: wake sleeping machines on demand."""
+
+from __future__ import annotations
+
+from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
+from hearth_runtime import Runtime, ServiceSpec, run_service
+from hearth_wake.config import WakeConfig
+from hearth_wake.service import WakeServicer
+
+
+async def setup(runtime: Runtime[WakeConfig]) -> None:
+    runtime.add_servicer(
+        wake_pb2_grpc.add_WakeServiceServicer_to_server,
+        WakeServicer(),  # type: ignore[abstract]  # skeleton
+        wake_pb2.DESCRIPTOR.services_by_name["WakeService"].full_name,
+    )
+
+
+SPEC = ServiceSpec(name="wake", config_cls=WakeConfig, setup=setup)
+
+
+def main() -> None:
+    run_service(SPEC)
+
+
+if __name__ == "__main__":
+    main()
