@@ -339,7 +339,7 @@ def _measure(
             rec._stop.set()
         raise Unavailable(f"sync measurement failed: {exc}") from None
     recordings = [rec.stop() for rec in recorders]
-    return sync.offset_between(recordings[0], recordings[1])
+    return sync.offset_between(recordings[0], recordings[1], signal)
 
 
 def _migrations() -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import numpy.typing as npt
 
 RATE = 48000
 CHUNK_FRAMES = 480  # 10 ms
+BAND_HZ = (100.0, 2000.0)  # the test signal's band
 PA_SAMPLE_S16LE = 3
 PA_STREAM_PLAYBACK = 1
 PA_STREAM_RECORD = 2
@@ -227,8 +229,8 @@ def burst_signal(
     for _ in range(bursts):
         n = int(burst_s * RATE)
         spectrum = np.fft.rfft(rng.standard_normal(n))
-        spectrum[int(2000 * n / RATE) :] = 0
-        spectrum[: int(100 * n / RATE)] = 0
+        spectrum[int(BAND_HZ[1] * n / RATE) :] = 0
+        spectrum[: int(BAND_HZ[0] * n / RATE)] = 0
         burst = np.fft.irfft(spectrum, n)
         burst *= 0.6 / np.max(np.abs(burst))
         parts += [burst * np.hanning(n), np.zeros(int(gap_s * RATE))]
@@ -248,40 +250,50 @@ def play(server: str, sink: str, samples: Samples) -> None:
         stream.close()
 
 
-def correlate(a: Samples, b: Samples) -> tuple[float, float]:
-    """(lag in samples of b behind a, confidence 0-1): normalised cross-correlation peak,
-    refined by a parabola through its neighbours."""
+def _phat_lag(a: Samples, b: Samples) -> int:
+    """Whole-sample lag of ``b`` behind ``a`` by GCC-PHAT over the test signal's band.
+
+    Whitening gives a tone (music playing meanwhile) no more weight than any other
+    frequency; bins outside the band carry no test signal, only noise, and are dropped.
+    """
     n = a.size + b.size
     size = 1 << (n - 1).bit_length()
-    cross = np.fft.irfft(np.fft.rfft(b, size) * np.conj(np.fft.rfft(a, size)), size)
-    k = int(np.argmax(cross))
-    y0, y1, y2 = cross[k - 1], cross[k], cross[(k + 1) % size]
-    denom = y0 - 2 * y1 + y2
-    frac = 0.5 * (y0 - y2) / denom if denom else 0.0
-    lag = k if k < size // 2 else k - size
-    energy = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
-    confidence = float(y1 / energy) if energy > 0 else 0.0
-    return lag + frac, max(0.0, min(1.0, confidence))
+    cross = np.fft.rfft(b, size) * np.conj(np.fft.rfft(a, size))
+    freqs = np.fft.rfftfreq(size, 1 / RATE)
+    band = (freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1])
+    weighted = np.where(band, cross / np.maximum(np.abs(cross), 1e-12), 0)
+    corr = np.fft.irfft(weighted, size)
+    k = int(np.argmax(corr))
+    return k if k < size // 2 else k - size
 
 
-def _bursts(x: Samples, min_gap: int) -> list[tuple[int, int]]:
-    """(start, end) of loud stretches of ``x`` (envelope above a quarter of its peak)."""
+def _fine_lag(a: Samples, b: Samples, around: int, span: int) -> tuple[float, float] | None:
+    """Lag near ``around`` (+-``span`` samples) of b behind a, to a fraction of a sample,
+    and the normalised correlation there; None if the window falls off ``b``."""
+    start = around - span
+    if start < 0 or start + a.size + 2 * span > b.size or a.size == 0:
+        return None
+    window = b[start : start + a.size + 2 * span]
+    corr = np.correlate(window, a, mode="valid")
+    k = int(np.argmax(corr))
+    frac = 0.0
+    if 0 < k < corr.size - 1:
+        y0, y1, y2 = corr[k - 1], corr[k], corr[k + 1]
+        denom = y0 - 2 * y1 + y2
+        frac = 0.5 * (y0 - y2) / denom if denom else 0.0
+    seg = window[k : k + a.size]
+    energy = float(np.sqrt(np.dot(a, a) * np.dot(seg, seg)))
+    conf = float(corr[k] / energy) if energy > 0 else 0.0
+    return start + k + frac, conf
+
+
+def _bursts(x: Samples) -> list[tuple[int, int]]:
+    """(start, end) of the bursts of a clean test signal (its 5 ms envelope above 1e-3)."""
     win = RATE // 200
-    env = np.convolve(np.abs(x), np.ones(win) / win, mode="same")
-    loud = env > 0.25 * float(env.max() if env.size else 0.0)
-    edges = np.flatnonzero(np.diff(loud.astype(np.int8)))
-    spans: list[tuple[int, int]] = []
-    start = None
-    for e in edges:
-        if loud[e + 1] and start is None:
-            start = int(e + 1)
-        elif not loud[e + 1] and start is not None:
-            if spans and start - spans[-1][1] < min_gap:
-                spans[-1] = (spans[-1][0], int(e + 1))
-            else:
-                spans.append((start, int(e + 1)))
-            start = None
-    return spans
+    loud = np.convolve(np.abs(x), np.ones(win) / win, mode="same") > 1e-3
+    edges = np.flatnonzero(np.diff(loud.astype(np.int8))) + 1
+    bounds = [0, *edges.tolist(), x.size]
+    return [(s, e) for s, e in itertools.pairwise(bounds) if loud[s] and e - s > win]
 
 
 @dataclass
@@ -291,33 +303,34 @@ class SyncResult:
     parts: int
 
 
-def offset_between(rec_a: Recording, rec_b: Recording, max_offset_s: float = 1.0) -> SyncResult:
+def offset_between(
+    rec_a: Recording, rec_b: Recording, signal: Samples, max_offset_s: float = 1.0
+) -> SyncResult:
     """How much later ``rec_b``'s zone plays what ``rec_a``'s zone plays.
 
-    Coarse lag from the whole recordings, then each burst of A is correlated with the
-    matching stretch of B on its own (a receiver adapting its rate stretches the signal
-    slightly over seconds, which blurs one long correlation); the median is reported.
+    The test signal is found in A by GCC-PHAT (robust against music playing meanwhile),
+    then each of its bursts in A is matched against B near the coarse lag, to a fraction
+    of a sample; the median is reported. Per burst, because a receiver adapting its rate
+    stretches the signal slightly over seconds, which blurs one long correlation.
     """
     a, b = rec_a.samples, rec_b.samples
     start_diff = rec_b.start - rec_a.start
-    coarse, confidence = correlate(a, b)
-    margin = int(0.02 * RATE)
+    in_a = _phat_lag(signal, a)
+    coarse = _phat_lag(a, b)
+    margin, span = RATE // 100, RATE // 500
     lags, confs = [], []
-    for s, e in _bursts(a, int(0.05 * RATE)):
-        s0, e0 = max(0, s - margin), min(a.size, e + margin)
-        shift = round(coarse)
-        bs, be = s0 + shift - margin, e0 + shift + margin
-        if bs < 0 or be > b.size:
+    for s, e in _bursts(signal):
+        s0, e0 = in_a + s - margin, in_a + e + margin
+        if s0 < 0 or e0 > a.size:
             continue
-        lag, conf = correlate(a[s0:e0], b[bs:be])
-        lags.append(shift - margin + lag)
-        confs.append(conf)
-    if lags:
-        lag = float(np.median(lags))
-        confidence = float(np.median(confs))
-    else:
-        lag = coarse
-    offset = start_diff + lag / RATE
+        found = _fine_lag(a[s0:e0], b, s0 + coarse, span)
+        if found is not None:
+            lags.append(found[0] - s0)
+            confs.append(found[1])
+    if not lags:
+        return SyncResult(start_diff + coarse / RATE, 0.0, 0)
+    offset = start_diff + float(np.median(lags)) / RATE
+    confidence = max(0.0, min(1.0, float(np.median(confs))))
     if abs(offset) > max_offset_s:
         confidence = 0.0
     return SyncResult(offset, confidence, len(lags))

@@ -257,3 +257,47 @@ def test_disable_stream_stops_packets(audio_lab: AudioLab) -> None:
     finally:
         al.stub.EnableStream(audio_pb2.EnableStreamRequest(name="streams/tv"))
     wait_for("tv up again", lambda: health(al, "tv").up)
+
+
+def offset_reaches(al: AudioLab, target: float, tolerance: float, timeout: float) -> list[float]:
+    """MeasureSync until it reads ``target`` +- ``tolerance`` twice in a row.
+
+    module-rtp-recv moves a receiver to a new latency gradually (at most 2 per mille of
+    rate change every 5 s), so a reading right after a change measures the convergence.
+    Every reading must agree with PulseAudio's own account of the two receivers'
+    latencies (buffer + sink), an independent check of the measurement.
+    """
+    readings: list[float] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = al.stub.MeasureSync(audio_pb2.MeasureSyncRequest(zone_a="zones/a", zone_b="zones/b"))
+        assert m.confidence > 0.5, m
+        readings.append(m.offset_ms)
+        if len(readings) >= 2 and all(abs(x - target) <= tolerance for x in readings[-2:]):
+            return readings
+    raise AssertionError(f"offset did not reach {target} +- {tolerance} ms: {readings}")
+
+
+def test_measure_sync(audio_lab: AudioLab) -> None:
+    al = audio_lab
+    baseline(al)
+    for zone in ("a", "b"):
+        al.stub.SubscribeZone(
+            audio_pb2.SubscribeZoneRequest(name=f"zones/{zone}", stream="streams/radio")
+        )
+    try:
+        wait_for("both zones on radio", lambda: plays(al, "a", 440) and plays(al, "b", 440))
+        offset_reaches(al, 0.0, 2.0, timeout=90)
+        zone = audio_pb2.Zone(name="zones/b")
+        zone.latency.FromMilliseconds(240)
+        al.stub.UpdateZone(
+            audio_pb2.UpdateZoneRequest(zone=zone, update_mask={"paths": ["latency"]})
+        )
+        assert "latency_msec=240" in receivers(al, "b")[0]
+        raised = offset_reaches(al, 40.0, 2.0, timeout=120)
+        value = metric_value(
+            scrape(al.metrics), "hearth_audio_sync_offset_seconds", zone_a="a", zone_b="b"
+        )
+        assert value is not None and abs(value - raised[-1] / 1e3) < 1e-6
+    finally:
+        baseline(al)
