@@ -8,9 +8,10 @@ from typing import Any
 
 import grpc
 import pytest
-from audio_harness import AudioLab, baseline, packets_on, tone_levels, wait_for
+from google.protobuf import field_mask_pb2
 
 from hearth.audio.v1 import audio_pb2
+from hearth_audio.testbed import AudioLab, baseline, packets_on, tone_levels, wait_for
 from hearth_testing import metric_value, scrape
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -36,8 +37,8 @@ def health(al: AudioLab, sid: str) -> audio_pb2.StreamHealth:
     return al.stub.GetStreamHealth(audio_pb2.GetStreamHealthRequest(name=f"streams/{sid}/health"))
 
 
-def test_patch_switch_unsubscribe(audio_lab: AudioLab) -> None:
-    al = audio_lab
+def test_patch_switch_unsubscribe(house: AudioLab) -> None:
+    al = house
     baseline(al)
     wait_for("zone a playing 440 Hz", lambda: plays(al, "a", 440))
     wait_for("zone b playing 880 Hz", lambda: plays(al, "b", 880))
@@ -60,13 +61,13 @@ def test_patch_switch_unsubscribe(audio_lab: AudioLab) -> None:
     baseline(al)
 
 
-def test_bad_input(audio_lab: AudioLab) -> None:
-    stub = audio_lab.stub
+def test_bad_input(house: AudioLab) -> None:
+    stub = house.stub
 
-    def code_of(call: Any, request: Any) -> tuple[grpc.StatusCode, str]:
+    def code_of(call: Any, request: Any) -> tuple[grpc.StatusCode, str]:  # code, details
         with pytest.raises(grpc.RpcError) as err:
             call(request)
-        return err.value.code(), err.value.details()
+        return err.value.code(), err.value.details() or ""
 
     code, _ = code_of(stub.GetZone, audio_pb2.GetZoneRequest(name="zones/nope"))
     assert code == grpc.StatusCode.NOT_FOUND
@@ -109,8 +110,8 @@ def test_bad_input(audio_lab: AudioLab) -> None:
     assert names == ["streams/radio", "streams/tv"]
 
 
-def test_restores_zone_after_restart_and_manual_unload(audio_lab: AudioLab) -> None:
-    al = audio_lab
+def test_restores_zone_after_restart_and_manual_unload(house: AudioLab) -> None:
+    al = house
     baseline(al)
     wait_for("zone a playing 440 Hz", lambda: plays(al, "a", 440))
     al.zones["a"].kill()
@@ -147,8 +148,8 @@ def _loss(al: AudioLab, sid: str, seconds: float) -> float:
     return lost / expected
 
 
-def test_loss_and_jitter_under_netem(audio_lab: AudioLab) -> None:
-    al = audio_lab
+def test_loss_and_jitter_under_netem(house: AudioLab) -> None:
+    al = house
     baseline(al)
     wait_for("radio up", lambda: health(al, "radio").up)
     assert _loss(al, "radio", 4) == 0.0
@@ -174,8 +175,8 @@ def test_loss_and_jitter_under_netem(audio_lab: AudioLab) -> None:
     assert _loss(al, "radio", 3) == 0.0
 
 
-def test_player_control_and_watch(audio_lab: AudioLab) -> None:
-    al = audio_lab
+def test_player_control_and_watch(house: AudioLab) -> None:
+    al = house
     events: list[audio_pb2.AudioEvent] = []
     call = al.stub.WatchAudio(audio_pb2.WatchAudioRequest())
 
@@ -232,8 +233,8 @@ def test_player_control_and_watch(audio_lab: AudioLab) -> None:
         al.mpd.mpc("play")
 
 
-def test_disable_stream_stops_packets(audio_lab: AudioLab) -> None:
-    al = audio_lab
+def test_disable_stream_stops_packets(house: AudioLab) -> None:
+    al = house
     baseline(al)
     wait_for("tv up", lambda: health(al, "tv").up)
     stream = al.stub.DisableStream(audio_pb2.DisableStreamRequest(name="streams/tv"))
@@ -278,8 +279,8 @@ def offset_reaches(al: AudioLab, target: float, tolerance: float, timeout: float
     raise AssertionError(f"offset did not reach {target} +- {tolerance} ms: {readings}")
 
 
-def test_measure_sync(audio_lab: AudioLab) -> None:
-    al = audio_lab
+def test_measure_sync(house: AudioLab) -> None:
+    al = house
     baseline(al)
     for zone in ("a", "b"):
         al.stub.SubscribeZone(
@@ -288,11 +289,10 @@ def test_measure_sync(audio_lab: AudioLab) -> None:
     try:
         wait_for("both zones on radio", lambda: plays(al, "a", 440) and plays(al, "b", 440))
         offset_reaches(al, 0.0, 2.0, timeout=90)
-        zone = audio_pb2.Zone(name="zones/b")
-        zone.latency.FromMilliseconds(240)
-        al.stub.UpdateZone(
-            audio_pb2.UpdateZoneRequest(zone=zone, update_mask={"paths": ["latency"]})
-        )
+        raise_b = audio_pb2.Zone(name="zones/b")
+        raise_b.latency.FromMilliseconds(240)
+        mask = field_mask_pb2.FieldMask(paths=["latency"])
+        al.stub.UpdateZone(audio_pb2.UpdateZoneRequest(zone=raise_b, update_mask=mask))
         assert "latency_msec=240" in receivers(al, "b")[0]
         raised = offset_reaches(al, 40.0, 2.0, timeout=120)
         value = metric_value(

@@ -1,4 +1,6 @@
-"""Harness of the audio lab tests: one station, two zones and the audio service in a lab.
+"""A ready audio house in a lab: one station, two zones and the audio service.
+
+Used by the tests (a module-scoped fixture), the benchmarks and anyone trying the service.
 
 The station's PulseAudio already has a sink ``tv`` fed by an 880 Hz sine; the sink
 ``radio`` is created by the service when the stream is enabled, and MPD plays a 440 Hz
@@ -8,6 +10,7 @@ is reached over ``hub.expose()``.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -16,11 +19,11 @@ from typing import Any
 
 import grpc
 import numpy as np
-import pytest
+from google.protobuf import field_mask_pb2
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth_audio import labkit
-from hearth_lab import Host, Lab, lab_available
+from hearth_lab import Host, Lab
 from hearth_testing import ServiceProcess
 
 RATE = 48000
@@ -104,12 +107,11 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0, every: 
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
-@pytest.fixture(scope="module")
-def audio_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AudioLab]:
-    ok, reason = lab_available()
-    if not ok:
-        pytest.skip(f"hearth_lab: {reason}")
-    with Lab(prefix="au") as lab:
+@contextlib.contextmanager
+def audio_lab(prefix: str = "au", env: dict[str, str] | None = None) -> Iterator[AudioLab]:
+    """Build the lab, start PulseAudio x3, MPD and the service, create the two streams
+    (radio, tv) and two zones (a, b); tear everything down on exit."""
+    with Lab(prefix=prefix) as lab:
         station = lab.add_host("station")
         zone_hosts = {"a": lab.add_host("zonea"), "b": lab.add_host("zoneb")}
         hub = lab.add_host("hub")
@@ -137,6 +139,7 @@ def audio_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AudioLab]:
                 "HEARTH_AUDIO_MPD_ADDRESS": mpd.address,
                 "HEARTH_AUDIO_MULTICAST_INTERFACE": "eth0",
                 "HEARTH_AUDIO_RECONCILE_INTERVAL_SECONDS": "1",
+                **(env or {}),
             },
             prefix=hub.command([]),
             log_path=lab.workdir / "audio.log",
@@ -187,7 +190,8 @@ def baseline(al: AudioLab) -> None:
     for zone, sid in (("a", "radio"), ("b", "tv")):
         z = audio_pb2.Zone(name=f"zones/{zone}")
         z.latency.FromMilliseconds(200)
-        al.stub.UpdateZone(audio_pb2.UpdateZoneRequest(zone=z, update_mask={"paths": ["latency"]}))
+        mask = field_mask_pb2.FieldMask(paths=["latency"])
+        al.stub.UpdateZone(audio_pb2.UpdateZoneRequest(zone=z, update_mask=mask))
         al.stub.SubscribeZone(
             audio_pb2.SubscribeZoneRequest(name=f"zones/{zone}", stream=f"streams/{sid}")
         )
