@@ -30,6 +30,7 @@ from hearth_wake.labtools import (
     capture,
     fast_host,
     magic_frames,
+    seconds,
     send_frames,
     wait_for,
     who_has,
@@ -406,3 +407,84 @@ def test_restart_mid_wake_keeps_hosts_and_sends_no_burst(net: Net, tmp_path: Pat
     finally:
         net.delete("sleeper")
         net.delete("declared")
+
+
+def test_manual_wake_wait_and_watch_with_secureon(net: Net) -> None:
+    devbox = net.devbox
+    stub = net.wake.stub
+    sim = SleepSim(devbox, "--resume-delay", "0.5", "--password", "0a:0b:0c:0d")
+    sim.wait_line("asleep")
+    events = stub.WatchHostEvents(H.WatchHostEventsRequest())
+    try:
+        # Wrong password first: the devbox ignores the packets and stays asleep.
+        net.create("secure", fast_host(devbox, secureon_password="01:02:03:04", wake_timeout=1))
+        net.wake.wait_state("secure", H.ASLEEP)
+        wake = stub.WakeHost(H.WakeHostRequest(name="hosts/secure"))
+        assert wake.trigger == H.MANUAL and wake.outcome == H.IN_PROGRESS
+        sim.wait_line("wrong SecureOn password")
+        net.wake.wait_state("secure", H.WAKE_FAILED, timeout=5)
+
+        updated = stub.UpdateHost(
+            H.UpdateHostRequest(
+                host=H.Host(name="hosts/secure", secureon_password="0a0b0c0d"),
+                update_mask=FieldMask(paths=["secureon_password"]),
+            )
+        )
+        assert updated.has_secureon_password and updated.mac == devbox.mac
+        with pytest.raises(grpc.RpcError) as info:
+            stub.WaitUntilAwake(
+                H.WaitUntilAwakeRequest(name="hosts/secure", timeout=seconds(0.5), wake=False)
+            )
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        host = stub.WaitUntilAwake(H.WaitUntilAwakeRequest(name="hosts/secure"), timeout=15)
+        assert host.state == H.AWAKE
+        sim.wait_line("magic packet via")
+
+        wakes = stub.ListWakes(H.ListWakesRequest(parent="hosts/-", page_size=1))
+        assert len(wakes.wakes) == 1 and wakes.next_page_token
+        assert wakes.wakes[0].outcome == H.WOKE and wakes.wakes[0].trigger == H.MANUAL
+        assert not wakes.wakes[0].HasField("followed_up")  # nobody to follow up a manual wake
+        rest = stub.ListWakes(
+            H.ListWakesRequest(parent="hosts/-", page_token=wakes.next_page_token)
+        )
+        assert [w.outcome for w in rest.wakes][:1] == [H.FAILED]
+
+        # The watch stream: the current state first, then what happened, in order.
+        kinds = []
+        for event in events:
+            if event.host.name != "hosts/secure":
+                continue
+            kinds.append(H.HostEvent.Kind.Name(event.kind))
+            if event.kind == H.HostEvent.ALIVE:
+                break
+        assert kinds[0] in ("UPDATED", "CURRENT")  # created as the watch began
+        assert "WAKE_SENT" in kinds and "WAKE_FAILED" in kinds
+        assert kinds.index("WAKE_FAILED") < kinds.index("ALIVE")
+        first = next(iter(stub.WatchHostEvents(H.WatchHostEventsRequest(name="hosts/secure"))))
+        assert first.kind == H.HostEvent.CURRENT and first.host.state == H.AWAKE
+    finally:
+        events.cancel()
+        sim.stop()
+        net.delete("secure")
+
+
+def test_a_wake_nobody_follows_up_is_counted_as_unconfirmed(net: Net) -> None:
+    devbox, stranger = net.devbox, net.stranger
+    sim = SleepSim(devbox, "--resume-delay", "0.3")
+    sim.wait_line("asleep")
+    try:
+        net.create("scanned", fast_host(devbox))
+        net.wake.wait_state("scanned", H.ASLEEP)
+        # One who-has, as from a router's ARP scan; nothing follows it.
+        send_frames(stranger, [who_has(stranger, devbox.ipv4)])
+        net.wake.wait_state("scanned", H.AWAKE, timeout=5)
+        wait_for(
+            lambda: net.wake.wakes("scanned")[0].HasField("followed_up"), 8, "the follow-up window"
+        )
+        wake = net.wake.wakes("scanned")[0]
+        assert wake.followed_up is False and wake.requester_mac == stranger.mac
+        assert net.metric("hearth_wake_unconfirmed_total", host="scanned") == 1
+        net.wake.proc.wait_for_line(r"nobody followed up on waking scanned")
+    finally:
+        sim.stop()
+        net.delete("scanned")
