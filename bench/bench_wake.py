@@ -28,7 +28,6 @@ from hearth.wake.v1 import wake_pb2
 from hearth_lab import Lab, lab_available
 from hearth_testing.bench import Result
 from hearth_wake.labtools import WakeService, capture, fast_host
-from hearth_wake.sender import Method
 
 DURATION = 25.0
 NOISE_RATE = 5000
@@ -108,9 +107,7 @@ def main() -> int:
                     cooldown=0.1,
                 )
                 del host.send_methods[:]
-                host.send_methods.extend(
-                    [Method.ETHERTYPE_0842.value, Method.UDP9_SUBNET_BROADCAST.value]
-                )
+                host.send_methods.extend([wake_pb2.ETHERTYPE_0842, wake_pb2.UDP9_SUBNET_BROADCAST])
                 service.stub.CreateHost(wake_pb2.CreateHostRequest(host_id=f"h{i}", host=host))
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
@@ -166,8 +163,8 @@ def main() -> int:
                     if target in macs:
                         pending.setdefault(macs[target], []).append(c.time)
                     continue
-                for mac, demands in pending.items():
-                    if demands and b"\xff" * 6 + mac * 16 in c.frame:
+                for wanted, demands in pending.items():
+                    if demands and b"\xff" * 6 + wanted * 16 in c.frame:
                         reactions.append(c.time - demands[0])
                         missed += len(demands) - 1
                         demands.clear()
