@@ -235,3 +235,17 @@ def capture(lab: Lab, bpf: str = MAGIC_FILTER) -> Iterator[list[Captured]]:
 def magic_frames(frames: list[Captured], mac: str) -> list[Captured]:
     needle = b"\xff" * 6 + bytes.fromhex(mac.replace(":", "")) * 16
     return [c for c in frames if needle in c.frame]
+
+
+def ping_until_reply(host: Host, address: str, timeout: float = 20.0) -> str:
+    """Ping from ``host`` as a person would, again and again, until a reply comes back;
+    return ping's output (TimeoutError if none within ``timeout``)."""
+    family = ["-6"] if ":" in address else []
+    deadline = time.monotonic() + timeout
+    while True:
+        res = host.run(["ping", *family, "-c", "1", "-W", "1", address], timeout=10)
+        if res.returncode == 0:
+            return res.stdout
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no reply from {address} within {timeout} s:\n{res.stdout}")
+        time.sleep(0.2)

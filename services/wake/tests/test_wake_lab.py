@@ -30,6 +30,7 @@ from hearth_wake.labtools import (
     capture,
     fast_host,
     magic_frames,
+    ping_until_reply,
     seconds,
     send_frames,
     wait_for,
@@ -488,3 +489,27 @@ def test_a_wake_nobody_follows_up_is_counted_as_unconfirmed(net: Net) -> None:
     finally:
         sim.stop()
         net.delete("scanned")
+
+
+def test_demo_part_builds_a_devbox_a_laptop_can_wake(tmp_path: Path) -> None:
+    from hearth_demo.house import House, _service_env
+
+    from hearth_testing import ServiceProcess
+    from hearth_wake import demo
+
+    with Lab(prefix="twd") as lab:
+        hub = lab.add_host("hearth")
+        house = House(lab=lab, hub=hub, hub_address=hub.expose())
+        demo.prepare(house)
+        service = ServiceProcess(
+            "wake", env=_service_env(house, "wake"), prefix=["ip", "netns", "exec", hub.netns]
+        ).start(timeout=30)
+        try:
+            demo.populate(house)
+            assert "ping" in house.notes[0] and lab.hosts["laptop"].netns in house.notes[0]
+            laptop, devbox = lab.hosts["laptop"], lab.hosts["devbox"]
+            service.wait_for_line(r"devbox asleep", timeout=15)
+            assert "bytes from" in ping_until_reply(laptop, devbox.ipv4)
+            service.wait_for_line(r"devbox seen alive after")
+        finally:
+            service.stop()
