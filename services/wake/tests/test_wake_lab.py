@@ -513,3 +513,32 @@ def test_demo_part_builds_a_devbox_a_laptop_can_wake(tmp_path: Path) -> None:
             service.wait_for_line(r"devbox seen alive after")
         finally:
             service.stop()
+
+
+def test_losing_the_watched_interface_degrades_health_until_it_returns(net: Net) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    assert net.wake.channel is not None
+    health = health_pb2_grpc.HealthStub(net.wake.channel)
+
+    def status() -> int:
+        return health.Check(health_pb2.HealthCheckRequest(service="")).status
+
+    net.hub.run(["ip", "link", "add", "dum0", "type", "veth", "peer", "name", "dum1"], check=True)
+    net.hub.run(["ip", "addr", "add", "192.0.2.1/24", "dev", "dum0"], check=True)
+    net.hub.run(["ip", "link", "set", "dum0", "up"], check=True)
+    net.create("far", fast_host(mac="02:00:00:00:99:08", ipv4="192.0.2.9"))
+    try:
+        assert net.wake.stub.GetHost(H.GetHostRequest(name="hosts/far")).effective_interface == (
+            "dum0"
+        )
+        assert status() == health_pb2.HealthCheckResponse.SERVING
+        net.hub.run(["ip", "link", "del", "dum0"], check=True)
+        wait_for(lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING, 10, "degraded")
+        net.wake.proc.wait_for_line(r"cannot watch interface .*interface=dum0")
+        net.hub.run(["ip", "link", "add", "dum0", "type", "veth", "peer", "name", "dum1"], check=True)
+        net.hub.run(["ip", "link", "set", "dum0", "up"], check=True)
+        wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING, 10, "recovered")
+    finally:
+        net.delete("far")
+        net.hub.run(["ip", "link", "del", "dum0"])
