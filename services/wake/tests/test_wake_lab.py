@@ -493,7 +493,6 @@ def test_a_wake_nobody_follows_up_is_counted_as_unconfirmed(net: Net) -> None:
 
 def test_demo_part_builds_a_devbox_a_laptop_can_wake(tmp_path: Path) -> None:
     from hearth_demo.house import House, _service_env
-
     from hearth_testing import ServiceProcess
     from hearth_wake import demo
 
@@ -536,7 +535,9 @@ def test_losing_the_watched_interface_degrades_health_until_it_returns(net: Net)
         net.hub.run(["ip", "link", "del", "dum0"], check=True)
         wait_for(lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING, 10, "degraded")
         net.wake.proc.wait_for_line(r"cannot watch interface .*interface=dum0")
-        net.hub.run(["ip", "link", "add", "dum0", "type", "veth", "peer", "name", "dum1"], check=True)
+        net.hub.run(
+            ["ip", "link", "add", "dum0", "type", "veth", "peer", "name", "dum1"], check=True
+        )
         net.hub.run(["ip", "link", "set", "dum0", "up"], check=True)
         wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING, 10, "recovered")
     finally:
