@@ -246,7 +246,7 @@ def build_item(
     for job in item.jobs:
         pj = out.jobs.add(
             name=job.name,
-            result=job_result(job),  # type: ignore[arg-type]
+            result=job_result(job),
             raw_result=job.result or "",
             voting=job.voting,
             url=job.url,

@@ -10,6 +10,7 @@ says why each change matched.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hearth.ci.v1 import ci_pb2
@@ -101,8 +102,8 @@ def describe(flt: ci_pb2.Filter) -> str:
     return text
 
 
-def _any(key: str, values: list[str] | object) -> str:
-    terms = [f"{key}:{v}" for v in values]  # type: ignore[attr-defined]
+def _any(key: str, values: Iterable[str]) -> str:
+    terms = [f"{key}:{v}" for v in values]
     return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
 
 

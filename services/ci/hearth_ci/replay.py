@@ -47,8 +47,18 @@ ACCOUNTS = [
 ]
 WATCHED_PROJECTS = frozenset({"openstack/nova"})
 _VERBS = ["Fix", "Add", "Remove", "Refactor", "Document", "Speed up", "Test", "Clean up"]
-_NOUNS = ["quota checks", "the scheduler", "volume attach", "config parsing", "unit tests",
-          "API validation", "the RPC layer", "log messages", "db migrations", "race in resize"]
+_NOUNS = [
+    "quota checks",
+    "the scheduler",
+    "volume attach",
+    "config parsing",
+    "unit tests",
+    "API validation",
+    "the RPC layer",
+    "log messages",
+    "db migrations",
+    "race in resize",
+]
 _ITEM_ID = re.compile(r"^(\d+),(\d+)$")
 UUID_NS = uuid.UUID("6b1f4e4e-1f0b-4c36-9a3c-0c1e2a7d5c10")
 
@@ -230,7 +240,7 @@ def _v10_job(job: dict[str, Any], enqueue_ms: int | None) -> dict[str, Any]:
         "remaining_time": remaining,
         "estimated_time": estimated,
         "start_time": start,
-        "end_time": (start + elapsed / 1000.0) if start and job.get("result") else None,
+        "end_time": (start + elapsed / 1000.0) if start and elapsed and job.get("result") else None,
         "pre_fail": False,
         "tries": 1,
         "queued": elapsed is None,
@@ -269,8 +279,9 @@ def change_info(number: int, patchset: int, project: str, user: str) -> dict[str
             "username": username,
         },
         "current_revision": sha,
-        "revisions": {sha: {"_number": current, "ref": f"refs/changes/{number % 100:02d}/"
-                            f"{number}/{current}"}},
+        "revisions": {
+            sha: {"_number": current, "ref": f"refs/changes/{number % 100:02d}/{number}/{current}"}
+        },
     }
     if number % 4 == 0:
         info["topic"] = "bp/cells-v2"
@@ -352,7 +363,7 @@ def evaluate(tree: Any, info: dict[str, Any], user: str) -> bool:
     key, _, value = tree[1].partition(":")
     value = value.strip('"')
     if key == "status":
-        return value == "open" and info["status"] == "NEW" or value == info["status"].lower()
+        return (value == "open" and info["status"] == "NEW") or value == info["status"].lower()
     if key == "is" and value == "open":
         return info["status"] == "NEW"
     if key in ("is", "has") and value in ("starred", "star"):
@@ -511,7 +522,9 @@ async def changes(request: web.Request) -> web.StreamResponse:
         found = _check_auth(request)
         if found is None:
             return web.Response(
-                status=401, text="Unauthorized", headers={"WWW-Authenticate": 'Basic realm="Gerrit"'}
+                status=401,
+                text="Unauthorized",
+                headers={"WWW-Authenticate": 'Basic realm="Gerrit"'},
             )
         user = found
     if state.gerrit_fault == "500":

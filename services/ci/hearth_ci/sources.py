@@ -7,6 +7,7 @@ data stays and is marked stale; the next attempt waits with exponential backoff 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import time
@@ -198,7 +199,10 @@ class GerritClient:
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
-        self.auth = aiohttp.BasicAuth(user, password) if user and password else None
+        self.auth = ""
+        if user and password:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            self.auth = f"Basic {token}"
         self.timeout = timeout
         self.health = SourceHealth("gerrit")
         self.cache: dict[int, Change] = {}
@@ -229,8 +233,8 @@ class GerritClient:
         try:
             async with self.session.get(
                 self.url(queries),
-                auth=self.auth,
-                headers={"Accept": "application/json"},
+                headers={"Accept": "application/json"}
+                | ({"Authorization": self.auth} if self.auth else {}),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as resp:
                 text = await resp.text()

@@ -133,7 +133,7 @@ class ZuulStatus:
 
 
 def detect_generation(doc: dict[str, Any]) -> str:
-    """"v10" when items carry ``refs``, "v3" with v3-only fields, else "v2"."""
+    """ "v10" when items carry ``refs``, "v3" with v3-only fields, else "v2"."""
     if "connection_event_queues" in doc:
         return "v10"
     for item in _iter_raw_items(doc):
