@@ -37,7 +37,7 @@ STATUS_NAMES = [
 ]
 
 
-@dataclass
+@dataclass(eq=False)
 class WatchState:
     """A watch being polled: its last Gerrit matches and dashboard, and its subscribers."""
 
