@@ -3,13 +3,9 @@ recorded Zuul documents and Gerrit answers) and the ci service in this process."
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
 
-import aiohttp
 import grpc
 import pytest
 
@@ -17,9 +13,8 @@ from hearth.ci.v1 import ci_pb2_grpc
 from hearth_ci.config import CiConfig
 from hearth_ci.main import SPEC
 from hearth_ci.replay import ReplayServer, ReplayState, default_fixtures
+from hearth_ci.testkit import replay_config
 from hearth_runtime import Runtime, start_service
-
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -36,55 +31,9 @@ async def replay(fixtures_dir: Path) -> AsyncIterator[ReplayServer]:
     await server.stop()
 
 
-async def control(replay: ReplayServer, **changes: Any) -> dict[str, Any]:
-    """Switch the replay server's document, shape or faults (POST /_control)."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{replay.url}/_control", json=changes) as resp,
-    ):
-        assert resp.status == 200, await resp.text()
-        data: dict[str, Any] = await resp.json()
-        return data
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 10.0
-) -> T:
-    """Poll ``probe`` until ``check`` holds (no fixed sleeps); fail with the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s; last value:\n{value}")
-        await asyncio.sleep(0.05)
-
-
-def ci_config(replay: ReplayServer, state_dir: Path, **overrides: Any) -> CiConfig:
-    settings: dict[str, Any] = {
-        "grpc_listen": "127.0.0.1:0",
-        "metrics_listen": "127.0.0.1:0",
-        "state_dir": state_dir,
-        "zuul_url": replay.url,
-        "zuul_tenant": "openstack",
-        "gerrit_url": replay.url,
-        "gerrit_user": "danms",
-        "gerrit_password": "secret",
-        "http_timeout_seconds": 1.0,
-        "default_refresh_seconds": 0.3,
-        "min_refresh_seconds": 0.1,
-        "idle_poll_seconds": 0.2,
-        "backoff_base_seconds": 0.1,
-        "backoff_max_seconds": 0.4,
-    }
-    settings.update(overrides)
-    return CiConfig(**settings)
-
-
 @pytest.fixture
 async def ci(replay: ReplayServer, tmp_path: Path) -> AsyncIterator[Runtime[CiConfig]]:
-    runtime = await start_service(SPEC, ci_config(replay, tmp_path / "state"))
+    runtime = await start_service(SPEC, replay_config(replay.url, tmp_path / "state"))
     yield runtime
     await runtime.stop(grace=0)
 

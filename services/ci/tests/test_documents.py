@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import control, eventually
-
 from hearth.ci.v1 import ci_pb2
+from hearth_ci.testkit import control, eventually
 
 FAILING = ci_pb2.FAILING
 BEHIND = ci_pb2.BEHIND_FAILURE
@@ -85,7 +84,7 @@ async def test_counts_per_queue_match_the_document(stub: Any, fixtures_dir: Path
 
 
 async def test_basic_document_shows_banner_and_unstable(stub: Any, replay: Any) -> None:
-    await control(replay, document="v2-status-basic.json")
+    await control(replay.url, document="v2-status-basic.json")
     reply = await eventually(
         lambda: stub.ListPipelines(ci_pb2.ListPipelinesRequest()),
         lambda r: r.zuul.message == "Example info message",

@@ -7,11 +7,11 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import control, eventually
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.ci.v1 import ci_pb2
 from hearth_ci.replay import ReplayServer
+from hearth_ci.testkit import control, eventually
 
 FLT = ci_pb2.Filter(user="danms", projects=["openstack/nova"])
 
@@ -46,7 +46,7 @@ async def test_zuul_faults_keep_last_good_data_and_recover(
 ) -> None:
     good = await _good(stub)
     assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
-    await control(replay, zuul_fault=fault, fault_delay=3)
+    await control(replay.url, zuul_fault=fault, fault_delay=3)
     bad = await eventually(
         lambda: stub.GetDashboard(ci_pb2.GetDashboardRequest(filter=FLT)),
         lambda d: not _source(d, "zuul").ok,
@@ -57,7 +57,7 @@ async def test_zuul_faults_keep_last_good_data_and_recover(
     assert bad.matching_items == good.matching_items  # the last good data is still served
     assert zuul.last_success.ToMilliseconds() > 0
     assert await _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
-    await control(replay, zuul_fault="")
+    await control(replay.url, zuul_fault="")
     await _good(stub)
     assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
 
@@ -74,7 +74,7 @@ async def test_gerrit_faults_are_reported_apart_and_recover(
     stub: Any, channel: grpc.aio.Channel, replay: ReplayServer, fault: str, error: str
 ) -> None:
     good = await _good(stub)
-    await control(replay, gerrit_fault=fault)
+    await control(replay.url, gerrit_fault=fault)
     bad = await eventually(
         lambda: stub.GetDashboard(ci_pb2.GetDashboardRequest(filter=FLT)),
         lambda d: not _source(d, "gerrit").ok,
@@ -85,7 +85,7 @@ async def test_gerrit_faults_are_reported_apart_and_recover(
     # Zuul alone still tells the changes in the project; subjects need Gerrit.
     assert bad.matching_items > 0
     assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
-    await control(replay, gerrit_fault="")
+    await control(replay.url, gerrit_fault="")
     again = await _good(stub)
     assert again.matching_items == good.matching_items
 
@@ -97,8 +97,8 @@ async def test_a_watch_keeps_its_gerrit_matches_while_gerrit_fails(
     await stub.CreateWatch(ci_pb2.CreateWatchRequest(watch_id="stars", watch=watch))
     req = ci_pb2.GetDashboardRequest(watch="watches/stars")
     good = await eventually(lambda: stub.GetDashboard(req), lambda d: d.matching_items > 0)
-    await control(replay, gerrit_fault="401")
+    await control(replay.url, gerrit_fault="401")
     bad = await eventually(lambda: stub.GetDashboard(req), lambda d: not _source(d, "gerrit").ok)
     assert bad.matching_items == good.matching_items and bad.stale
-    await control(replay, gerrit_fault="")
+    await control(replay.url, gerrit_fault="")
     await eventually(lambda: stub.GetDashboard(req), lambda d: not d.stale)

@@ -8,7 +8,6 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
-from conftest import control
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -17,6 +16,7 @@ from hearth_ci import filters
 from hearth_ci.dashboard import build_dashboard, combine
 from hearth_ci.replay import ReplayServer
 from hearth_ci.sources import GerritClient, ZuulClient, zuul_status_url
+from hearth_ci.testkit import control
 
 FILTERS = [
     ci_pb2.Filter(user="danms"),
@@ -50,7 +50,7 @@ async def _dashboard(
 
 
 async def test_same_filters_same_changes_on_v2_and_v10(replay: ReplayServer) -> None:
-    await control(replay, shape="v10")
+    await control(replay.url, shape="v10")
     async with aiohttp.ClientSession() as session:
         gerrit = GerritClient(session, replay.url, "danms", "secret")
         for flt in FILTERS:
@@ -103,7 +103,7 @@ async def test_gerrit_requests_per_refresh_stay_constant(replay: ReplayServer) -
     async with aiohttp.ClientSession() as session:
         gerrit = GerritClient(session, replay.url, "danms", "secret")
         for factor in (1, 5):
-            await control(replay, scale=factor)
+            await control(replay.url, scale=factor)
             flt = ci_pb2.Filter(user="danms", owners=["danms", "alice"], starred=True)
             before = gerrit.requests
             dash = await _dashboard(session, zuul_status_url(replay.url, "t"), gerrit, flt)
@@ -139,7 +139,7 @@ async def test_bad_filters_are_invalid_argument_naming_the_field(
         await stub.GetDashboard(ci_pb2.GetDashboardRequest(filter=flt))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _field(err.value) == field
-    assert err.value.details().startswith(field) and text in err.value.details()
+    assert str(err.value.details()).startswith(field) and text in str(err.value.details())
     watch = ci_pb2.Watch(filter=flt)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.CreateWatch(ci_pb2.CreateWatchRequest(watch_id="w", watch=watch))

@@ -8,13 +8,13 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import ci_config, control, eventually
 from google.protobuf import field_mask_pb2
 from prometheus_client import REGISTRY
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.main import SPEC
 from hearth_ci.replay import ReplayServer
+from hearth_ci.testkit import control, eventually, replay_config
 from hearth_runtime import start_service
 
 Kind = ci_pb2.DashboardEvent.Kind
@@ -25,7 +25,7 @@ def _watch(**flt: Any) -> ci_pb2.Watch:
 
 
 async def test_crud_and_persistence(replay: ReplayServer, tmp_path: Path) -> None:
-    config = ci_config(replay, tmp_path / "state")
+    config = replay_config(replay.url, tmp_path / "state")
     runtime = await start_service(SPEC, config)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
         stub = ci_pb2_grpc.CiServiceStub(channel)
@@ -40,7 +40,7 @@ async def test_crud_and_persistence(replay: ReplayServer, tmp_path: Path) -> Non
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.CreateWatch(ci_pb2.CreateWatchRequest(watch_id="Bad_Id", watch=created))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert err.value.details().startswith("watch_id")
+        assert str(err.value.details()).startswith("watch_id")
         patch = _watch(owners=["danms"], projects=["openstack/nova"], operator=ci_pb2.AND)
         patch.name = "watches/mine"
         updated = await stub.UpdateWatch(
@@ -59,7 +59,7 @@ async def test_crud_and_persistence(replay: ReplayServer, tmp_path: Path) -> Non
                 )
             )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert err.value.details().startswith("watch.refresh_interval")
+        assert str(err.value.details()).startswith("watch.refresh_interval")
         await stub.CreateWatch(
             ci_pb2.CreateWatchRequest(watch_id="other", watch=_watch(user="bob"))
         )
@@ -97,7 +97,7 @@ async def test_stream_sends_the_dashboard_first_then_events(
     call = stub.WatchDashboard(ci_pb2.WatchDashboardRequest(watch="watches/gate"))
     first = await asyncio.wait_for(call.read(), 10)
     assert first.kind == Kind.SNAPSHOT and first.dashboard.matching_items == 2
-    await control(replay, document="v2-status-basic.json")
+    await control(replay.url, document="v2-status-basic.json")
 
     async def next_event(kind: int) -> ci_pb2.DashboardEvent:
         while True:
@@ -107,7 +107,7 @@ async def test_stream_sends_the_dashboard_first_then_events(
 
     left = await next_event(Kind.LEFT_PIPELINE)
     assert left.item.change in {"48418,1", "48423,2"} and "left gate" in left.message
-    await control(replay, document="v2-status-tree.json")
+    await control(replay.url, document="v2-status-tree.json")
     enqueued = await next_event(Kind.ENQUEUED)
     assert enqueued.item.pipeline == "gate"
     snapshot = await next_event(Kind.SNAPSHOT)
@@ -141,17 +141,17 @@ async def test_inline_stream_and_metrics(stub: Any, replay: ReplayServer) -> Non
     age = sample("hearth_ci_data_age_seconds", source="zuul")
     assert age is not None and 0 <= age < 5
     errors_before = sample("hearth_ci_poll_errors_total", source="zuul") or 0
-    await control(replay, zuul_fault="500")
+    await control(replay.url, zuul_fault="500")
     await eventually(
         lambda: asyncio.sleep(0, sample("hearth_ci_poll_errors_total", source="zuul") or 0),
         lambda v: v > errors_before,
     )
-    await control(replay, zuul_fault="")
+    await control(replay.url, zuul_fault="")
 
 
 async def test_zuul_polls_are_conditional(replay: ReplayServer, ci: Any) -> None:
     async def counters() -> dict[str, int]:
-        return (await control(replay))["counters"]
+        return (await control(replay.url))["counters"]
 
     found = await eventually(counters, lambda c: c.get("zuul_not_modified", 0) >= 2)
     assert found["zuul"] > found["zuul_not_modified"]
