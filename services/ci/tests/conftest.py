@@ -14,6 +14,7 @@ from hearth_ci.config import CiConfig
 from hearth_ci.main import SPEC
 from hearth_ci.replay import ReplayServer, ReplayState, default_fixtures
 from hearth_ci.testkit import replay_config
+from hearth_lab.pytest_plugin import lab  # noqa: F401  # the lab fixture, for test_demo
 from hearth_runtime import Runtime, start_service
 
 
