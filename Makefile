@@ -24,6 +24,9 @@ install: .stamp-debian $(VENV)/.stamp-pip proto ## Debian packages + virtualenv 
 $(VENV)/.stamp-pip: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	@# gen/hearth must exist before the editable install so that `hearth` is importable.
+	$(PY) -m pip install -q grpcio-tools mypy-protobuf googleapis-common-protos
+	$(PY) scripts/gen_protos.py
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
