@@ -15,7 +15,7 @@ export COMPOSE
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-install: .stamp-debian $(VENV)/.stamp-pip proto ## Debian packages + virtualenv + generated code (idempotent)
+install: .stamp-debian $(VENV)/.stamp-pip gen/.stamp ## Debian packages + virtualenv + generated code (idempotent)
 
 .stamp-debian: packaging/debian-packages.txt $(wildcard services/*/debian-packages.txt)
 	scripts/install-debian-packages.sh
@@ -32,6 +32,11 @@ $(VENV)/.stamp-pip: pyproject.toml
 
 proto: $(VENV)/.stamp-pip ## generate Python code from protos/ into gen/
 	$(PY) scripts/gen_protos.py
+	@touch gen/.stamp
+
+gen/.stamp: $(VENV)/.stamp-pip $(shell find protos -name '*.proto')
+	$(PY) scripts/gen_protos.py
+	@touch $@
 
 proto-check: ## fail if gen/ is stale
 	$(PY) scripts/gen_protos.py --check
