@@ -1,17 +1,24 @@
 """Helpers the ci tests, benchmark and demo share: drive a replay server, wait for a
-condition with a deadline (no fixed sleeps), configure a service against a replay server."""
+condition with a deadline (no fixed sleeps), configure a service against a replay server,
+and the pytest fixtures of the ci tests (test modules import the ones they use)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import grpc
+import pytest
 
+from hearth.ci.v1 import ci_pb2_grpc
 from hearth_ci.config import CiConfig
+from hearth_ci.main import SPEC
+from hearth_ci.replay import ReplayServer, ReplayState, default_fixtures
+from hearth_runtime import Runtime, start_service
 
 T = TypeVar("T")
 
@@ -62,3 +69,38 @@ def replay_config(url: str, state_dir: Path, **overrides: Any) -> CiConfig:
     }
     settings.update(overrides)
     return CiConfig(**settings)
+
+
+# ---------------------------------------------------------------- pytest fixtures
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    path = default_fixtures()
+    assert (path / "v2-status-tree.json").is_file(), f"recorded Zuul documents missing in {path}"
+    return path
+
+
+@pytest.fixture
+async def replay(fixtures_dir: Path) -> AsyncIterator[ReplayServer]:
+    server = await ReplayServer(ReplayState(fixtures=fixtures_dir)).start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def ci(replay: ReplayServer, tmp_path: Path) -> AsyncIterator[Runtime[CiConfig]]:
+    runtime = await start_service(SPEC, replay_config(replay.url, tmp_path / "state"))
+    yield runtime
+    await runtime.stop(grace=0)
+
+
+@pytest.fixture
+async def channel(ci: Runtime[CiConfig]) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{ci.grpc_port}") as chan:
+        yield chan
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> ci_pb2_grpc.CiServiceStub:
+    return ci_pb2_grpc.CiServiceStub(channel)

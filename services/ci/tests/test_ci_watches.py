@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """Watches: CRUD and persistence, the dashboard stream and its events, metrics, polling."""
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from prometheus_client import REGISTRY
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.main import SPEC
 from hearth_ci.replay import ReplayServer
-from hearth_ci.testkit import control, eventually, replay_config
+from hearth_ci.testkit import (  # noqa: F401  # fixtures
+    channel,
+    ci,
+    control,
+    eventually,
+    fixtures_dir,
+    replay,
+    replay_config,
+    stub,
+)
 from hearth_runtime import start_service
 
 Kind = ci_pb2.DashboardEvent.Kind

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """Zuul and Gerrit failing in every recorded way: clear errors per source, last good data
 kept and marked stale, health degraded, recovery when the server returns."""
 
@@ -11,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.ci.v1 import ci_pb2
 from hearth_ci.replay import ReplayServer
-from hearth_ci.testkit import control, eventually
+from hearth_ci.testkit import channel, ci, control, eventually, fixtures_dir, replay, stub  # noqa: F401  # fixtures
 
 FLT = ci_pb2.Filter(user="danms", projects=["openstack/nova"])
 

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """Filters against the replay server: same changes on v2 and v10, one Gerrit request per
 refresh, reasons, outdated patchsets, and bad input naming the field."""
 
@@ -16,7 +17,7 @@ from hearth_ci import filters
 from hearth_ci.dashboard import build_dashboard, combine
 from hearth_ci.replay import ReplayServer
 from hearth_ci.sources import GerritClient, ZuulClient, zuul_status_url
-from hearth_ci.testkit import control
+from hearth_ci.testkit import channel, ci, control, fixtures_dir, replay, stub  # noqa: F401  # fixtures
 
 FILTERS = [
     ci_pb2.Filter(user="danms"),

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """The ci part of `make demo` in a lab: replay server in the hub, service polling it,
 default watch with real queues."""
 
@@ -9,6 +10,7 @@ from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci import demo
 from hearth_demo.house import House, _service_env
 from hearth_lab import Lab
+from hearth_lab.pytest_plugin import lab  # noqa: F401  # the lab fixture
 from hearth_testing import ServiceProcess
 
 

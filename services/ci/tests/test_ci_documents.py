@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """The recorded Zuul documents, served by the replay server, through the ci service."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.ci.v1 import ci_pb2
-from hearth_ci.testkit import control, eventually
+from hearth_ci.testkit import channel, ci, control, eventually, fixtures_dir, replay, stub  # noqa: F401  # fixtures
 
 FAILING = ci_pb2.FAILING
 BEHIND = ci_pb2.BEHIND_FAILURE
