@@ -71,6 +71,7 @@ class Engine:
         self._inline: set[WatchState] = set()
         self._zuul_wake = asyncio.Event()
         self._first_poll = asyncio.Event()
+        self._polled = asyncio.Event()  # replaced after every Zuul poll
         self._zuul_task: asyncio.Task[Any] | None = None
         self._zuul_serving: bool | None = None
         self._unconfigured = {
@@ -135,6 +136,7 @@ class Engine:
     async def _zuul_loop(self) -> None:
         assert self.zuul is not None
         while True:
+            self._zuul_wake.clear()  # a wake-up during the fetch triggers the next one
             started = time.perf_counter()
             new = await self.zuul.fetch()
             metrics.POLL_SECONDS.labels("zuul").observe(time.perf_counter() - started)
@@ -154,9 +156,10 @@ class Engine:
                 for queue, length in self.zuul.status.event_queues.items():
                     metrics.EVENT_QUEUE.labels(queue).set(length)
             self._first_poll.set()
+            self._polled.set()
+            self._polled = asyncio.Event()
             for state in [*self.watches.values(), *self._inline]:
                 state.wake.set()  # rebuild with the new data (or the new stale marking)
-            self._zuul_wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._zuul_wake.wait(), health.retry_delay(self._zuul_interval())
@@ -172,6 +175,20 @@ class Engine:
             log.info("Zuul reachable again", extra=kv(url=self.zuul_url))
         if self.on_zuul_health:
             await self.on_zuul_health(ok)
+
+    async def fresh_zuul(self) -> None:
+        """On-demand reads (inline filters, ListPipelines) get data no older than the
+        minimum refresh interval even while no watch makes the poller run that often."""
+        await self.wait_first_poll()
+        if self.zuul is None or not self.zuul.health.ok:
+            return  # failing: the backoff decides, the last good data is served meanwhile
+        age = self.zuul.health.data_age()
+        if age is not None and age <= self.config.min_refresh_seconds:
+            return
+        polled = self._polled
+        self._zuul_wake.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(polled.wait(), self.config.http_timeout_seconds + 1)
 
     async def wait_first_poll(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -206,7 +223,7 @@ class Engine:
         )
 
     async def dashboard_for_filter(self, flt: ci_pb2.Filter) -> ci_pb2.Dashboard:
-        await self.wait_first_poll()
+        await self.fresh_zuul()
         return self.build(flt, await self.query_gerrit(flt))
 
     async def dashboard_for_watch(self, name: str) -> ci_pb2.Dashboard:

@@ -109,5 +109,5 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
     async def ListPipelines(
         self, request: ci_pb2.ListPipelinesRequest, context: Ctx
     ) -> ci_pb2.ListPipelinesResponse:
-        await self.engine.wait_first_poll()
+        await self.engine.fresh_zuul()
         return self.engine.pipelines()

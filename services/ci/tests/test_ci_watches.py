@@ -165,3 +165,21 @@ async def test_zuul_polls_are_conditional(replay: ReplayServer, ci: Any) -> None
 
     found = await eventually(counters, lambda c: c.get("zuul_not_modified", 0) >= 2)
     assert found["zuul"] > found["zuul_not_modified"]
+
+
+async def test_on_demand_reads_are_fresh_without_watches(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    config = replay_config(replay.url, tmp_path, idle_poll_seconds=600, min_refresh_seconds=0.1)
+    runtime = await start_service(SPEC, config)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+            stub = ci_pb2_grpc.CiServiceStub(channel)
+            before = await stub.ListPipelines(ci_pb2.ListPipelinesRequest())
+            assert not before.zuul.message
+            await control(replay.url, document="v2-status-basic.json")
+            await asyncio.sleep(0.15)  # older than min_refresh_seconds, far below idle polls
+            after = await stub.ListPipelines(ci_pb2.ListPipelinesRequest())
+            assert after.zuul.message == "Example info message"
+    finally:
+        await runtime.stop(grace=0)
