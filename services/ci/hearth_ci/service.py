@@ -19,6 +19,13 @@ from hearth_runtime.resources import apply_update_mask, check_id, paginate, pars
 Ctx = grpc.aio.ServicerContext
 
 
+class Aborted(HearthError):
+    """A stream fell too far behind; the client watches again (and gets the state first)."""
+
+    code = grpc.StatusCode.ABORTED
+    default_reason = "ABORTED"
+
+
 class CiServicer(ci_pb2_grpc.CiServiceServicer):
     def __init__(self, config: CiConfig, store: WatchStore, engine: Engine) -> None:
         self.config = config
@@ -101,7 +108,7 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
                     async for event in sub:
                         yield event
                 except Lagged as exc:
-                    raise HearthError(str(exc)) from None
+                    raise Aborted(str(exc)) from None
         finally:
             if inline is not None:
                 self.engine.remove_inline(inline)
