@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hearth_ci.replay import default_fixtures
-from hearth_testing import ServiceProcess, free_port
+from hearth_testing import ServiceProcess, free_port, metric_value, scrape
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -179,6 +179,12 @@ def test_dash_against_the_ci_service(replay_url: str, tmp_path: Path) -> None:
         pane = Tmux([*DASH, "--service", service.grpc_address])
         try:
             _check_queues(pane.wait_for(lambda s: "Queue: gate" in s))
+            samples = scrape(service.metrics_address)
+            assert metric_value(samples, "hearth_ci_queue_items", pipeline="gate") == 30
+            assert metric_value(samples, "hearth_ci_zuul_event_queue_length", queue="trigger") == 85
+            age = metric_value(samples, "hearth_ci_data_age_seconds", source="zuul")
+            assert age is not None and 0 <= age < 10
+            assert metric_value(samples, "hearth_ci_poll_seconds_count", source="gerrit")
             screen = pane.interrupt()
             assert "dash exited with 0" in screen and "Traceback" not in screen
         finally:
