@@ -60,11 +60,12 @@ class SourceHealth:
         self.last_attempt = time.time()
 
     def retry_delay(self, interval: float) -> float:
-        """Normal interval when fine; after n failures min(max, base*2^(n-1)) +-25 % jitter."""
+        """The normal interval when fine; after n failures min(max, base * 2^(n-1)), +-25 %
+        jitter so that many pollers do not retry in step."""
         if self.failed_attempts == 0:
             return interval
         delay = min(self.backoff_max, self.backoff_base * 2 ** (self.failed_attempts - 1))
-        return float(min(delay, max(interval, self.backoff_base)) * self._rng.uniform(0.75, 1.25))
+        return float(delay * self._rng.uniform(0.75, 1.25))
 
 
 def zuul_status_url(base: str, tenant: str) -> str:

@@ -9,6 +9,7 @@ from hearth.ci.v1 import ci_pb2
 from hearth_ci.dashboard import build_dashboard, classify, eta_ms, progress
 from hearth_ci.events import diff
 from hearth_ci.replay import default_fixtures, v3_shape, v10_shape
+from hearth_ci.sources import SourceHealth
 from hearth_ci.zuul import detect_generation, parse_status
 
 Kind = ci_pb2.DashboardEvent.Kind
@@ -78,3 +79,18 @@ def test_events_between_dashboards() -> None:
         ("ENQUEUED", "4,1"),
         ("LEFT_PIPELINE", "1,1"),
     }
+
+
+def test_backoff_doubles_with_jitter_up_to_the_maximum() -> None:
+    health = SourceHealth("zuul", backoff_base=2, backoff_max=120)
+    assert health.retry_delay(30) == 30
+    delays = []
+    for _ in range(9):
+        health.failed("down")
+        delays.append(health.retry_delay(30))
+    for n, delay in enumerate(delays[:6]):
+        assert 0.75 * 2 * 2**n <= delay <= 1.25 * 2 * 2**n
+    assert all(90 <= d <= 150 for d in delays[6:])
+    assert len({round(d, 6) for d in delays}) == len(delays)  # jittered, never in step
+    health.succeeded()
+    assert health.retry_delay(30) == 30 and not health.stale
