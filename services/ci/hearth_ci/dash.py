@@ -280,8 +280,8 @@ async def _loop(options: DashOptions, out: TextIO) -> int:
                 last = await source.dashboard()
                 failures = 0
             except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                    out.write(f"dash: {exc.details()}\n")
+                if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+                    sys.stderr.write(f"dash: {exc.details()}\n")
                     return 2
                 failures += 1
                 error = f"{failures} failed attempts (ci service: {exc.details()})"
@@ -307,7 +307,7 @@ def run_dash(options: DashOptions, out: TextIO | None = None) -> int:
     try:
         return asyncio.run(_loop(options, stream))
     except InvalidArgument as exc:
-        stream.write(f"dash: {exc.message}\n")
+        sys.stderr.write(f"dash: {exc.message}\n")
         return 2
     except KeyboardInterrupt:
         stream.write(RESET + "\n")

@@ -3,6 +3,7 @@ ci service, read back with ``capture-pane -p -e`` (lines and colours)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -189,3 +190,22 @@ def test_dash_against_the_ci_service(replay_url: str, tmp_path: Path) -> None:
             assert "dash exited with 0" in screen and "Traceback" not in screen
         finally:
             pane.close()
+
+
+def test_dump_raw_zuul_and_gerrit_data(replay_url: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hearth_ci.dash", "-u", "danms", "-P", "secret", "-Z", "-G",
+         "-s", "--zuul", replay_url, "--tenant", "openstack", "--gerrit", replay_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    decoder = json.JSONDecoder()
+    zuul, end = decoder.raw_decode(out.stdout)
+    gerrit, _ = decoder.raw_decode(out.stdout[end:].lstrip())
+    assert len(zuul["pipelines"]) == 8 and zuul["trigger_event_queue"]["length"] == 85
+    assert gerrit and all(change["starred"] for change in gerrit)
+    bad = subprocess.run(
+        [sys.executable, "-m", "hearth_ci.dash", "-O", "XOR", "-u", "danms", "--zuul", replay_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "-O/--operator: unknown operator 'XOR'" in bad.stderr
