@@ -170,9 +170,11 @@ class WakeApp:
             try:
                 msg = entry_to_proto(entry, field)
                 base = stored.get(entry.name)
-                spec = spec_from_proto(entry.name, msg, prefix=field, origin="config")
+                spec = spec_from_proto(
+                    entry.name, msg, prefix=field, id_field=f"{field}.name", origin="config"
+                )
             except HearthError as exc:
-                raise ConfigError(f"invalid configuration: {exc.message} (in {field})") from None
+                raise ConfigError(f"invalid configuration: {exc.message}") from None
             if base is not None:
                 if base.same_settings(spec) and base.origin == "config":
                     continue

@@ -255,7 +255,9 @@ class Engine:
         )
         # The demand is reported before the wake it caused.
         at = len(events) - 1 if verdict is Verdict.WAKE else len(events)
-        events.insert(at, self._event("demand", h, ts, message, wake=h.wake, verdict=verdict.value))
+        # Only a demand that belongs to the running wake carries (and re-saves) it.
+        wake = h.wake if verdict in (Verdict.WAKE, Verdict.IN_PROGRESS) else None
+        events.insert(at, self._event("demand", h, ts, message, wake=wake, verdict=verdict.value))
 
     def _check_followup(self, h: HostStatus, frame: Frame, ts: float, events: list[Event]) -> None:
         wake = h.wake

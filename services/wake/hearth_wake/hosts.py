@@ -155,6 +155,7 @@ def spec_from_proto(
     msg: wake_pb2.Host,
     *,
     prefix: str = "host",
+    id_field: str = "host_id",
     base: HostSpec | None = None,
     origin: str = "api",
     now: float | None = None,
@@ -165,7 +166,7 @@ def spec_from_proto(
     password; everything else comes from ``msg`` (the caller applied the update mask).
     """
     now = time.time() if now is None else now
-    check_id(f"{prefix}.name" if base else "host_id", host_id)
+    check_id(f"{prefix}.name" if base else id_field, host_id)
     if not msg.mac:
         raise InvalidArgument(f"{prefix}.mac", "is required")
     if not msg.ipv4:
