@@ -25,7 +25,9 @@ from hearth_runtime.logs import kv
 
 log = logging.getLogger("hearth.gateway.backends")
 
-BACKEND_UP = Gauge("hearth_gateway_backend_up", "1 while the backend answers SERVING.", ("backend",))
+BACKEND_UP = Gauge(
+    "hearth_gateway_backend_up", "1 while the backend answers SERVING.", ("backend",)
+)
 BACKEND_RTT = Histogram(
     "hearth_gateway_backend_check_seconds",
     "Round-trip time of the gateway's health check of each backend.",
@@ -82,10 +84,10 @@ def _stamp(wall: float) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-async def _list_services(channel: grpc.aio.Channel, timeout: float) -> list[str]:
+async def _list_services(channel: grpc.aio.Channel, seconds: float) -> list[str]:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     call = stub.ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=timeout
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=seconds
     )
     async for response in call:
         return sorted(s.name for s in response.list_services_response.service)

@@ -19,7 +19,15 @@ from hearth_runtime.config import _check_listen
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _RATE = re.compile(r"^(\d+)/(s|sec|second|min|minute|h|hour)$")
-_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
+_PER = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
 
 
 class TokenConfig(BaseModel):

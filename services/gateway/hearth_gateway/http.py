@@ -46,6 +46,10 @@ SSE_HEARTBEAT_SECONDS = 15.0
 CORS_HEADERS = "authorization, content-type"
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 
+ROUTE = web.RequestKey("route", str)
+STREAMING = web.RequestKey("streaming", bool)
+CORS_ORIGIN = web.RequestKey("cors_origin", str)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -104,16 +108,15 @@ class HttpFace:
         try:
             response = await handler(request)
             code = response.status
-            route = request.get("route", request.path if request.path != "/" else "/")
+            resource = request.match_info.route.resource
+            route = request.get(ROUTE) or (resource.canonical if resource else "unmatched")
             return response
         except web.HTTPException as exc:
             code = exc.status
             raise
         finally:
-            if route.startswith("/static/"):
-                route = "/static/"
             HTTP_REQUESTS.labels(request.method, route, str(code)).inc()
-            if not request.get("streaming"):
+            if not request.get(STREAMING):
                 HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - start)
 
     def _allowed_origin(self, origin: str | None) -> str | None:
@@ -127,7 +130,7 @@ class HttpFace:
     async def _cors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = self._allowed_origin(request.headers.get("Origin"))
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            request["route"] = "preflight"
+            request[ROUTE] = "preflight"
             if origin is None:
                 return web.Response(status=403, text="origin not allowed")
             return web.Response(
@@ -141,7 +144,7 @@ class HttpFace:
                 },
             )
         if origin is not None:
-            request["cors_origin"] = origin
+            request[CORS_ORIGIN] = origin
         response = await handler(request)
         if origin is not None and not response.prepared:
             response.headers["Access-Control-Allow-Origin"] = origin
@@ -185,14 +188,15 @@ class HttpFace:
         try:
             binding, method, params = self._route(request)
         except LookupError:
+            request[ROUTE] = "unmatched"  # never the raw path: scanners would blow up the labels
             return _json_error(grpc.StatusCode.NOT_FOUND, f"no API route for {request.path}")
         except web.HTTPMethodNotAllowed:
-            request["route"] = "method-not-allowed"
+            request[ROUTE] = "method-not-allowed"
             return _json_error(
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"{request.method} is not supported on {request.path}",
             )
-        request["route"] = binding.template
+        request[ROUTE] = binding.template
         try:
             message = build_request(
                 method, binding, params, request.query.items(), await request.read()
@@ -201,7 +205,7 @@ class HttpFace:
             return _json_error(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         metadata = self._metadata(request)
         if method.server_streaming:
-            request["streaming"] = True
+            request[STREAMING] = True
             return await self._sse(request, method, message, metadata)
         call = self.channel.unary_unary(
             method.path,
@@ -234,14 +238,14 @@ class HttpFace:
                 "X-Accel-Buffering": "no",
             }
         )
-        if request.get("cors_origin"):
-            response.headers["Access-Control-Allow-Origin"] = request["cors_origin"]
+        if request.get(CORS_ORIGIN):
+            response.headers["Access-Control-Allow-Origin"] = request[CORS_ORIGIN]
         await response.prepare(request)
         await response.write(b"retry: 2000\n\n")
         gauge.inc()
         heartbeat = asyncio.create_task(self._heartbeat(response))
         try:
-            item = first
+            item: Any = first
             while item is not grpc.aio.EOF:
                 data = json.dumps(to_json(item), separators=(",", ":"))
                 await response.write(f"data: {data}\n\n".encode())
@@ -268,7 +272,9 @@ class HttpFace:
                 await response.write(b": ping\n\n")
 
 
-async def serve(app: web.Application, address: str, ssl_context: Any = None) -> tuple[web.AppRunner, int]:
+async def serve(
+    app: web.Application, address: str, ssl_context: Any = None
+) -> tuple[web.AppRunner, int]:
     """Start ``app`` on ``host:port`` (port 0 picks one); return the runner and the port."""
     host, _, port = address.rpartition(":")
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)

@@ -83,7 +83,10 @@ class Gateway:
             if runtime.server.add_secure_port(config.grpc_tls_listen, creds) == 0:
                 raise ConfigError(f"cannot listen on {config.grpc_tls_listen}")
         face = HttpFace(
-            catalog, socket, config.cors_origins, config.http_timeout_seconds,
+            catalog,
+            socket,
+            config.cors_origins,
+            config.http_timeout_seconds,
             version=runtime.spec.version,
         )
         ssl_context = None

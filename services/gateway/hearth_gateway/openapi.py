@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 
 from hearth_gateway.catalog import Catalog, HttpBinding, Method
 
@@ -41,7 +41,7 @@ class _Schemas:
     def __init__(self) -> None:
         self.components: dict[str, Any] = {}
 
-    def ref(self, desc: Descriptor) -> dict[str, Any]:
+    def ref(self, desc: Any) -> dict[str, Any]:
         if desc.full_name in _WELL_KNOWN:
             return dict(_WELL_KNOWN[desc.full_name])
         if desc.full_name not in self.components:
@@ -52,10 +52,13 @@ class _Schemas:
             }
         return {"$ref": f"#/components/schemas/{desc.full_name}"}
 
-    def field(self, field: FieldDescriptor) -> dict[str, Any]:
+    def field(self, field: Any) -> dict[str, Any]:
         msg = field.message_type
         if msg is not None and msg.GetOptions().map_entry:
-            return {"type": "object", "additionalProperties": self.field(msg.fields_by_name["value"])}
+            return {
+                "type": "object",
+                "additionalProperties": self.field(msg.fields_by_name["value"]),
+            }
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             one = self.ref(msg)
         elif field.type == FieldDescriptor.TYPE_ENUM:
@@ -67,7 +70,7 @@ class _Schemas:
         return one
 
 
-def _query_params(desc: Descriptor, skip: set[str], prefix: str = "") -> list[dict[str, Any]]:
+def _query_params(desc: Any, skip: set[str], prefix: str = "") -> list[dict[str, Any]]:
     params = []
     for field in desc.fields:
         path = prefix + field.name
@@ -105,13 +108,16 @@ def _operation(schemas: _Schemas, binding: HttpBinding, method: Method) -> dict[
     op: dict[str, Any] = {
         "operationId": f"{method.service.rsplit('.', 1)[-1]}_{method.name}",
         "tags": [method.backend],
-        "summary": f"{method.full_name}" + (" (Server-Sent Events)" if method.server_streaming else ""),
+        "summary": f"{method.full_name}"
+        + (" (Server-Sent Events)" if method.server_streaming else ""),
         "parameters": params,
         "responses": {
             "200": {"description": "OK", "content": content},
             "default": {
                 "description": "An error as google.rpc.Status",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}},
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Status"}}
+                },
             },
         },
         "security": [{"bearer": []}],

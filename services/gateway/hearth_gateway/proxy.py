@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
@@ -41,7 +41,7 @@ _HOP_KEYS = {"authorization", "user-agent", "content-type", "te", "host", "x-for
 _TRUSTED_PEER_PREFIX = "unix:"
 
 
-def token_of(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
+def token_of(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
     for key, value in metadata or ():
         if key == "authorization":
             return bearer(str(value))
@@ -71,11 +71,9 @@ def forwarded_metadata(
 
 
 def returned_trailers(
-    metadata: Sequence[tuple[str, Any]] | None,
+    metadata: Iterable[tuple[str, Any]] | None,
 ) -> tuple[tuple[str, Any], ...]:
-    return tuple(
-        (k, v) for k, v in metadata or () if not k.startswith("grpc-") or k == DETAILS_KEY
-    )
+    return tuple((k, v) for k, v in metadata or () if not k.startswith("grpc-") or k == DETAILS_KEY)
 
 
 def deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -126,7 +124,9 @@ class Forwarder(grpc.GenericRpcHandler):
         self.pool = pool
         self.authorizer = authorizer
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
         method = self.catalog.methods.get(handler_call_details.method)
         if method is None or method.backend not in self.pool.backends:
             return None
@@ -174,7 +174,7 @@ class Forwarder(grpc.GenericRpcHandler):
 
     def _unary(self, method: Method) -> Any:
         backend = self.pool.backends[method.backend]
-        call_backend = backend.channel.unary_unary(method.path)
+        call_backend: Any = backend.channel.unary_unary(method.path)
 
         async def forward(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             principal = self._admit(method, context)
@@ -202,7 +202,7 @@ class Forwarder(grpc.GenericRpcHandler):
 
     def _stream(self, method: Method) -> Any:
         backend = self.pool.backends[method.backend]
-        call_backend = backend.channel.unary_stream(method.path)
+        call_backend: Any = backend.channel.unary_stream(method.path)
 
         async def forward(
             request: bytes, context: grpc.aio.ServicerContext

@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
@@ -49,14 +49,14 @@ class BadRequest(Exception):
     """The HTTP request cannot become the method's request message (-> INVALID_ARGUMENT)."""
 
 
-def _field(descriptor: Descriptor, name: str) -> FieldDescriptor:
+def _field(descriptor: Any, name: str) -> Any:
     for field in descriptor.fields:
         if name in (field.name, field.json_name):
             return field
     raise BadRequest(f"{descriptor.full_name} has no field {name!r}")
 
 
-def _scalar(field: FieldDescriptor, text: str) -> Any:
+def _scalar(field: Any, text: str) -> Any:
     """A query/path string as the JSON value json_format expects for ``field``."""
     kind = field.type
     if kind == FieldDescriptor.TYPE_BOOL:
@@ -81,9 +81,7 @@ def _scalar(field: FieldDescriptor, text: str) -> Any:
         raise BadRequest(f"{field.name}: {text!r} is not an integer") from None
 
 
-def _set_path(
-    tree: dict[str, Any], descriptor: Descriptor, path: str, values: list[str]
-) -> None:
+def _set_path(tree: dict[str, Any], descriptor: Any, path: str, values: list[str]) -> None:
     parts = path.split(".")
     node = tree
     desc = descriptor
@@ -142,7 +140,9 @@ def to_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
-def error_body(code: grpc.StatusCode, message: str, details_bin: bytes | None = None) -> dict[str, Any]:
+def error_body(
+    code: grpc.StatusCode, message: str, details_bin: bytes | None = None
+) -> dict[str, Any]:
     """``{code, message, details}`` as google.rpc.Status in JSON (details with their @type)."""
     details: list[dict[str, Any]] = []
     if details_bin:

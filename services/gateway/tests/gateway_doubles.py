@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -59,7 +60,7 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
     async def GetHost(
         self, request: wake_pb2.GetHostRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
-        self.metadata_seen.append(dict(context.invocation_metadata() or ()))
+        self.metadata_seen.append({k: str(v) for k, v in context.invocation_metadata() or ()})
         self.deadlines_seen.append(context.time_remaining())
         return self._get(request.name)
 
@@ -123,7 +124,9 @@ class FakeAudio(audio_pb2_grpc.AudioServiceServicer):
             raise not_found("zone", request.name)
         zone = self.zones[request.name]
         zone.stream = request.stream
-        self.events.publish(audio_pb2.AudioEvent(kind=audio_pb2.AudioEvent.ZONE_CHANGED, zones=[zone]))
+        self.events.publish(
+            audio_pb2.AudioEvent(kind=audio_pb2.AudioEvent.ZONE_CHANGED, zones=[zone])
+        )
         return zone
 
     async def WatchAudio(
@@ -158,13 +161,16 @@ class FakeBackends:
         return f"127.0.0.1:{self.runtimes[name].grpc_port}"
 
     async def start(self, name: str, port: int = 0) -> Runtime[ServiceConfig]:
-        servicer, add, service = {
+        table: dict[str, tuple[Any, Any, str]] = {
             "wake": (self.wake, wake_pb2_grpc.add_WakeServiceServicer_to_server, "WakeService"),
             "audio": (
-                self.audio, audio_pb2_grpc.add_AudioServiceServicer_to_server, "AudioService"
+                self.audio,
+                audio_pb2_grpc.add_AudioServiceServicer_to_server,
+                "AudioService",
             ),
             "ci": (self.ci, ci_pb2_grpc.add_CiServiceServicer_to_server, "CiService"),
-        }[name]
+        }
+        servicer, add, service = table[name]
         full = f"hearth.{name}.v1.{service}"
 
         async def setup(runtime: Runtime[ServiceConfig]) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import grpc
 import pytest
+from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
 
-from gateway_doubles import FakeBackends
 from hearth_gateway.auth import hash_token
 from hearth_gateway.config import GatewayConfig
 from hearth_gateway.main import Gateway, spec

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
+from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, auth, gw, make_gateway  # type: ignore[import-not-found]
 from google.protobuf import descriptor_pool
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -16,7 +18,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from grpc_status import rpc_status
 
-from conftest import OPERATOR, VIEWER, MakeGateway, Running, auth
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -24,7 +25,7 @@ from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 
 
 def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc)
     assert status is not None, "no rich status"
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -34,8 +35,8 @@ def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     raise AssertionError("no ErrorInfo")
 
 
-async def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
     while not await predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
@@ -123,9 +124,7 @@ async def test_cancellation_and_deadline_expiry_reach_the_backend(gw: Running) -
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-async def test_auth_codes_and_audit_line(
-    gw: Running, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_auth_codes_and_audit_line(gw: Running, caplog: pytest.LogCaptureFixture) -> None:
     wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
     request = wake_pb2.ListHostsRequest()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
