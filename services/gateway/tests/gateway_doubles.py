@@ -36,6 +36,7 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
         self.metadata_seen: list[dict[str, str]] = []
         self.deadlines_seen: list[float | None] = []
         self.cancelled = asyncio.Event()
+        self.wakes: list[wake_pb2.Wake] = []
 
     def _get(self, name: str) -> wake_pb2.Host:
         if name not in self.hosts:
@@ -81,8 +82,17 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
     ) -> wake_pb2.Wake:
         host = self._get(request.name)
         host.state = wake_pb2.AWAKE
-        wake = wake_pb2.Wake(name=f"{host.name}/wakes/1", host=host.name, trigger=wake_pb2.MANUAL)
-        self.events.publish(wake_pb2.HostEvent(kind=wake_pb2.HostEvent.ALIVE, host=host))
+        wake = wake_pb2.Wake(
+            name=f"{host.name}/wakes/{len(self.wakes) + 1}",
+            host=host.name,
+            trigger=wake_pb2.MANUAL,
+            outcome=wake_pb2.WOKE,
+        )
+        wake.demand_time.GetCurrentTime()
+        wake.reaction.FromMilliseconds(2)
+        wake.resume.FromMilliseconds(1500)
+        self.wakes.insert(0, wake)
+        self.events.publish(wake_pb2.HostEvent(kind=wake_pb2.HostEvent.ALIVE, host=host, wake=wake))
         return wake
 
     async def WaitUntilAwake(
@@ -94,6 +104,11 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
             self.cancelled.set()
             raise
         return self._get(request.name)
+
+    async def ListWakes(
+        self, request: wake_pb2.ListWakesRequest, context: grpc.aio.ServicerContext
+    ) -> wake_pb2.ListWakesResponse:
+        return wake_pb2.ListWakesResponse(wakes=self.wakes)
 
     async def WatchHostEvents(
         self, request: wake_pb2.WatchHostEventsRequest, context: grpc.aio.ServicerContext
@@ -108,9 +123,51 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
 class FakeAudio(audio_pb2_grpc.AudioServiceServicer):
     def __init__(self) -> None:
         self.zones = {
-            "zones/kitchen": audio_pb2.Zone(name="zones/kitchen", server="tcp:k:4713", volume=1)
+            "zones/kitchen": audio_pb2.Zone(name="zones/kitchen", server="tcp:k:4713", volume=1),
+            "zones/office": audio_pb2.Zone(name="zones/office", server="tcp:o:4713", volume=0.5),
         }
+        self.streams = {
+            name: audio_pb2.Stream(name=name, group="239.255.0.1", port=46000, enabled=True)
+            for name in ("streams/radio", "streams/tv")
+        }
+        self.player = audio_pb2.Player(
+            state=audio_pb2.PLAYING,
+            current_song=audio_pb2.Song(title="So What", artist="Miles Davis"),
+            reachable=True,
+        )
         self.events: Broadcaster[audio_pb2.AudioEvent] = Broadcaster()
+
+    def _changed(self, zone: audio_pb2.Zone) -> audio_pb2.Zone:
+        self.events.publish(
+            audio_pb2.AudioEvent(kind=audio_pb2.AudioEvent.ZONE_CHANGED, zones=[zone])
+        )
+        return zone
+
+    async def UpdateZone(
+        self, request: audio_pb2.UpdateZoneRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Zone:
+        if request.zone.name not in self.zones:
+            raise not_found("zone", request.zone.name)
+        zone = self.zones[request.zone.name]
+        for path in request.update_mask.paths:
+            setattr(zone, path, getattr(request.zone, path))
+        return self._changed(zone)
+
+    async def UnsubscribeZone(
+        self, request: audio_pb2.UnsubscribeZoneRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Zone:
+        zone = self.zones[request.name]
+        zone.stream = ""
+        return self._changed(zone)
+
+    async def ControlPlayer(
+        self, request: audio_pb2.ControlPlayerRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Player:
+        if request.action == request.PAUSE:
+            self.player.state = audio_pb2.PAUSED
+        elif request.action == request.PLAY:
+            self.player.state = audio_pb2.PLAYING
+        return self.player
 
     async def ListZones(
         self, request: audio_pb2.ListZonesRequest, context: grpc.aio.ServicerContext
@@ -124,23 +181,65 @@ class FakeAudio(audio_pb2_grpc.AudioServiceServicer):
             raise not_found("zone", request.name)
         zone = self.zones[request.name]
         zone.stream = request.stream
-        self.events.publish(
-            audio_pb2.AudioEvent(kind=audio_pb2.AudioEvent.ZONE_CHANGED, zones=[zone])
-        )
-        return zone
+        return self._changed(zone)
 
     async def WatchAudio(
         self, request: audio_pb2.WatchAudioRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[audio_pb2.AudioEvent]:
         async with self.events.subscribe() as events:
             yield audio_pb2.AudioEvent(
-                kind=audio_pb2.AudioEvent.CURRENT, zones=list(self.zones.values())
+                kind=audio_pb2.AudioEvent.CURRENT,
+                zones=list(self.zones.values()),
+                streams=list(self.streams.values()),
+                player=self.player,
+                health=[audio_pb2.StreamHealth(name="streams/radio/health", up=True)],
             )
             async for event in events:
                 yield event
 
 
+DASHBOARD = ci_pb2.Dashboard(
+    watch="watches/mine",
+    zuul=ci_pb2.ZuulStatus(message="Zuul is being upgraded", event_queues={"trigger": 3}),
+    pipelines=[
+        ci_pb2.Pipeline(
+            name="gate",
+            total_items=2,
+            queues=[
+                ci_pb2.Queue(
+                    name="integrated",
+                    total=2,
+                    items=[
+                        ci_pb2.Item(
+                            change="12345,6",
+                            subject="Fix the flux capacitor",
+                            status=ci_pb2.FAILING,
+                            progress=0.5,
+                            job_string="+-~_",
+                        ),
+                        ci_pb2.Item(change="12350,1", subject="Docs", status=ci_pb2.PASSING),
+                    ],
+                )
+            ],
+        )
+    ],
+)
+
+
 class FakeCi(ci_pb2_grpc.CiServiceServicer):
+    async def ListWatches(
+        self, request: ci_pb2.ListWatchesRequest, context: grpc.aio.ServicerContext
+    ) -> ci_pb2.ListWatchesResponse:
+        return ci_pb2.ListWatchesResponse(
+            watches=[ci_pb2.Watch(name="watches/mine", display_name="my changes")]
+        )
+
+    async def WatchDashboard(
+        self, request: ci_pb2.WatchDashboardRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ci_pb2.DashboardEvent]:
+        yield ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=DASHBOARD)
+        await asyncio.Event().wait()  # no further changes in this double
+
     async def ListPipelines(
         self, request: ci_pb2.ListPipelinesRequest, context: grpc.aio.ServicerContext
     ) -> ci_pb2.ListPipelinesResponse:
