@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
 """The gRPC face: forwarding, auth, status, health, reflection, a backend going away."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
-from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, auth, gw, make_gateway  # type: ignore[import-not-found]
+from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, auth, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 from google.protobuf import descriptor_pool
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc

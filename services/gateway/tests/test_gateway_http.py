@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
 """The HTTP/JSON face: routes from google.api.http, errors, SSE, CORS, OpenAPI, metrics."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ import json
 from typing import Any
 
 import aiohttp
-from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, gw, make_gateway  # type: ignore[import-not-found]
+from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 from prometheus_client import REGISTRY
 
 

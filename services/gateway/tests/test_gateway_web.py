@@ -1,10 +1,11 @@
+# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
 """The live web page in a real headless Chromium, against the gateway and contract doubles."""
 
 from __future__ import annotations
 
 import pytest
+from gateway_fixtures import OPERATOR, VIEWER, Running, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 
-from gateway_fixtures import OPERATOR, VIEWER, Running, gw, make_gateway  # type: ignore[import-not-found]
 from hearth.audio.v1 import audio_pb2
 from hearth.wake.v1 import wake_pb2
 from hearth_testing.browser import artifact, browser, chromium_missing
