@@ -234,6 +234,11 @@ class FakeCi(ci_pb2_grpc.CiServiceServicer):
             watches=[ci_pb2.Watch(name="watches/mine", display_name="my changes")]
         )
 
+    async def GetDashboard(
+        self, request: ci_pb2.GetDashboardRequest, context: grpc.aio.ServicerContext
+    ) -> ci_pb2.Dashboard:
+        return DASHBOARD
+
     async def WatchDashboard(
         self, request: ci_pb2.WatchDashboardRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ci_pb2.DashboardEvent]:
