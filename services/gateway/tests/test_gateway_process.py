@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import subprocess
 from pathlib import Path
@@ -36,6 +37,7 @@ async def test_the_process_serves_grpc_http_and_the_page(tmp_path: Path) -> None
     for name in ("wake", "audio", "ci"):
         await backends.start(name)
     http_port = free_port()
+    viewer = {"name": "v", "role": "viewer", "sha256": hash_token(VIEWER)}
     env = {
         "HEARTH_GATEWAY_GRPC_LISTEN": "127.0.0.1:0",
         "HEARTH_GATEWAY_METRICS_LISTEN": "127.0.0.1:0",
@@ -44,7 +46,7 @@ async def test_the_process_serves_grpc_http_and_the_page(tmp_path: Path) -> None
         "HEARTH_GATEWAY_WAKE_ADDRESS": backends.address("wake"),
         "HEARTH_GATEWAY_AUDIO_ADDRESS": backends.address("audio"),
         "HEARTH_GATEWAY_CI_ADDRESS": backends.address("ci"),
-        "HEARTH_GATEWAY_TOKENS": f'[{{"name":"v","role":"viewer","sha256":"{hash_token(VIEWER)}"}}]',
+        "HEARTH_GATEWAY_TOKENS": json.dumps([viewer]),
     }
     proc = ServiceProcess("gateway", env=env)
     await asyncio.to_thread(proc.start)
