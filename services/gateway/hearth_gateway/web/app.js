@@ -299,7 +299,8 @@ function renderDashboard() {
     ...pipelines.map((p) => el("div", { class: "pipeline", "data-pipeline": p.name },
       el("h3", {}, p.name, el("span", { class: "muted" }, ` (${p.totalItems || 0} in total)`)),
       ...(p.queues || []).filter((q) => (q.items || []).length).map((q) => el("div", { class: "queue" },
-        el("div", { class: "queue-name" }, `${q.name || "(queue)"} · ${q.total || 0} items`),
+        el("div", { class: "queue-name", title: q.name || "" },
+          `${q.total || 0} items · ${q.name || "(queue)"}`),
         ...q.items.map(renderItem))))));
 }
 
@@ -311,7 +312,7 @@ function renderItem(item) {
       el("a", { href: item.url || "#", target: "_blank", rel: "noopener" }, item.change), " ",
       item.subject || item.project,
       item.status === "BEHIND_FAILURE" ? el("span", { class: "muted" }, ` behind ${item.behindChange}`) : null),
-    el("div", { class: "eta" }, `${pct}%`, eta != null ? ` · ETA ${span(eta)}` : ""),
+    el("div", { class: "eta" }, `${pct}%`, eta ? ` · ETA ${span(eta)}` : ""),
     el("div", { class: "progress" }, el("div", { style: `width:${pct}%` })),
     item.jobString ? el("div", { class: "jobs" }, item.jobString) : null);
 }
