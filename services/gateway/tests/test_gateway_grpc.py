@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -267,3 +268,41 @@ async def test_watch_system_status_sends_current_state_first(gw: Running) -> Non
     second = await asyncio.wait_for(stream.read(), 5)  # after the next check round
     assert second.time.ToNanoseconds() > first.time.ToNanoseconds()
     stream.cancel()
+
+
+async def test_a_cancelled_watch_cancels_the_backend_stream(gw: Running) -> None:
+    wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
+    stream = wake.WatchHostEvents(wake_pb2.WatchHostEventsRequest(), metadata=auth(VIEWER))
+    await wait_for(lambda: _subscribers(gw, 1))
+    stream.cancel()
+    await wait_for(lambda: _subscribers(gw, 0))
+
+
+async def _subscribers(gw: Running, count: int) -> bool:
+    return bool(gw.backends.wake.events.subscribers == count)
+
+
+async def test_200_concurrent_watches_each_receive_every_event(gw: Running) -> None:
+    await create_host(gw)
+    wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
+    events = 10
+    streams = [
+        wake.WatchHostEvents(wake_pb2.WatchHostEventsRequest(), metadata=auth(VIEWER))
+        for _ in range(200)
+    ]
+    for stream in streams:  # the current state first
+        assert (await asyncio.wait_for(stream.read(), 20)).kind == wake_pb2.HostEvent.CURRENT
+    for i in range(events):
+        host = wake_pb2.Host(name="hosts/devbox", ipv4=f"198.18.0.{i}")
+        gw.backends.wake.events.publish(
+            wake_pb2.HostEvent(kind=wake_pb2.HostEvent.ALIVE, host=host)
+        )
+
+    async def receive(stream: Any) -> list[str]:
+        return [(await stream.read()).host.ipv4 for _ in range(events)]
+
+    received = await asyncio.wait_for(asyncio.gather(*(receive(s) for s in streams)), 60)
+    expected = [f"198.18.0.{i}" for i in range(events)]
+    assert all(got == expected for got in received)
+    for stream in streams:
+        stream.cancel()

@@ -150,12 +150,13 @@ async def test_openapi_document_covers_every_route(gw: Running) -> None:
 
 
 def sample(name: str, **labels: str) -> float:
-    """A metric's value in this process's registry (what /metrics would show)."""
-    for family in REGISTRY.collect():
-        for found in family.samples:
-            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
-                return float(found.value)
-    return 0.0
+    """A metric's value in this process's registry (summed over the other labels)."""
+    return sum(
+        float(found.value)
+        for family in REGISTRY.collect()
+        for found in family.samples
+        if found.name == name and all(found.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 async def test_web_page_and_metrics(gw: Running) -> None:
@@ -181,3 +182,18 @@ async def test_web_page_and_metrics(gw: Running) -> None:
         grpc_code="OK",
     )
     assert handled >= 1  # the runtime counts what the gateway serves, forwarded calls included
+
+
+async def test_a_closed_event_stream_ends_the_backend_watch(gw: Running) -> None:
+    async with aiohttp.ClientSession() as session:
+        response = await session.get(gw.http + "/v1/audio:watch", headers=bearer(VIEWER))
+        (current,) = await asyncio.wait_for(read_events(response, 1), 5)
+        assert current["kind"] == "CURRENT" and gw.backends.audio.events.subscribers == 1
+        assert sample("hearth_gateway_active_streams", face="sse") == 1
+        response.close()
+    for _ in range(100):
+        if gw.backends.audio.events.subscribers == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert gw.backends.audio.events.subscribers == 0
+    assert sample("hearth_gateway_active_streams", face="sse") == 0
