@@ -10,7 +10,7 @@ pa_begin_script() {
   acl=$(echo "$PULSE_ALLOW" | tr ' ,' ';;' | tr -s ';' | sed 's/^;//; s/;$//')
   cat >"$pa_script" <<PA
 load-module module-native-protocol-unix
-load-module module-native-protocol-tcp port=$PULSE_PORT auth-ip-acl=$acl
+load-module module-native-protocol-tcp port=$PULSE_PORT listen=$PULSE_LISTEN auth-ip-acl=$acl
 PA
 }
 

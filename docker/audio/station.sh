@@ -33,7 +33,7 @@ music_directory "/music"
 db_file "/var/lib/mpd-hearth/database"
 state_file "/var/lib/mpd-hearth/state"
 playlist_directory "/var/lib/mpd-hearth"
-bind_to_address "any"
+bind_to_address "$MPD_BIND"
 port "$MPD_PORT"
 log_file "/dev/stderr"
 zeroconf_enabled "no"
@@ -50,13 +50,14 @@ for _ in $(seq 100); do
   mpc -p "$MPD_PORT" status >/dev/null 2>&1 && break
   sleep 0.1
 done
+# Autoplay: the whole library on repeat, unless the playlist was kept from a previous run.
 if [ "$MPD_AUTOPLAY" = 1 ]; then
   mpc -q -p "$MPD_PORT" --wait update
-  if [ -z "$(mpc -p "$MPD_PORT" playlist)" ]; then
+  if [ -z "$(mpc -p "$MPD_PORT" playlist)" ] && [ -n "$(mpc -p "$MPD_PORT" listall)" ]; then
     mpc -q -p "$MPD_PORT" add /
   fi
   mpc -q -p "$MPD_PORT" repeat on
-  mpc -q -p "$MPD_PORT" play
+  [ -z "$(mpc -p "$MPD_PORT" playlist)" ] || mpc -q -p "$MPD_PORT" play
 fi
 echo "station ready: sinks $STATION_SINKS, MPD on port $MPD_PORT into $MPD_SINK, tones $STATION_TONES"
 supervise
