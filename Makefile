@@ -15,7 +15,7 @@ export COMPOSE
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-install: .stamp-debian $(VENV)/.stamp-pip proto ## Debian packages + virtualenv + generated code (idempotent)
+install: .stamp-debian $(VENV)/.stamp-pip gen/.stamp ## Debian packages + virtualenv + generated code (idempotent)
 
 .stamp-debian: packaging/debian-packages.txt $(wildcard services/*/debian-packages.txt)
 	scripts/install-debian-packages.sh
@@ -24,11 +24,19 @@ install: .stamp-debian $(VENV)/.stamp-pip proto ## Debian packages + virtualenv 
 $(VENV)/.stamp-pip: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	@# gen/hearth must exist before the editable install so that `hearth` is importable.
+	$(PY) -m pip install -q grpcio-tools mypy-protobuf googleapis-common-protos
+	$(PY) scripts/gen_protos.py
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
 proto: $(VENV)/.stamp-pip ## generate Python code from protos/ into gen/
 	$(PY) scripts/gen_protos.py
+	@touch gen/.stamp
+
+gen/.stamp: $(VENV)/.stamp-pip $(shell find protos -name '*.proto')
+	$(PY) scripts/gen_protos.py
+	@touch $@
 
 proto-check: ## fail if gen/ is stale
 	$(PY) scripts/gen_protos.py --check
