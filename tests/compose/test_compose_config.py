@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from hearth_compose.stack import REPO, StackError, compose_command
 DASHBOARD_UIDS = {"hearth-wake", "hearth-audio", "hearth-ci", "hearth-gateway"}
 
 
-def _compose_config(path: Path) -> tuple[dict[str, Any], str]:
+def _compose_config(path: Path, *options: str) -> tuple[dict[str, Any], str]:
     try:
         compose = compose_command()
     except StackError as exc:
@@ -27,7 +28,7 @@ def _compose_config(path: Path) -> tuple[dict[str, Any], str]:
     # No .env of the developer's: the defaults must make a complete, warning-free config.
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
     res = subprocess.run(
-        [*compose, "-f", str(path), "--project-directory", str(REPO), "config"],
+        [*compose, *options, "-f", str(path), "--project-directory", str(REPO), "config"],
         capture_output=True,
         text=True,
         env=env,
@@ -54,6 +55,15 @@ def test_production_compose_is_valid_without_warnings() -> None:
         sources = {t: s for s, t in map(_volume, services[name]["volumes"])}
         assert sources.get(f"/var/lib/hearth/{name}") in config["volumes"], name
     assert "prometheus-data" in config["volumes"] and "grafana-data" in config["volumes"]
+
+
+def test_env_example_explains_every_setting_of_the_production_compose() -> None:
+    example = REPO / ".env.example"
+    used = set(re.findall(r"\$\{(HEARTH_[A-Z0-9_]+)", (REPO / "docker-compose.yml").read_text()))
+    explained = set(re.findall(r"^(HEARTH_[A-Z0-9_]+)=", example.read_text(), re.MULTILINE))
+    assert used == explained
+    _, warnings = _compose_config(REPO / "docker-compose.yml", "--env-file", str(example))
+    assert warnings.strip() == ""
 
 
 def _volume(volume: str | dict[str, Any]) -> tuple[str, str]:
