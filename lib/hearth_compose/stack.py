@@ -151,7 +151,8 @@ class LabStack:
         for info in json.loads(run(["docker", "inspect", *ids])):
             name = info["Config"]["Labels"].get("com.docker.compose.service", info["Name"])
             state = info["State"]
-            states[name] = state.get("Health", {}).get("Status") or state["Status"]
+            health = state.get("Health", {}).get("Status") if state["Running"] else None
+            states[name] = health or state["Status"]
         return states
 
     def wait_healthy(self, services: Iterable[str], within: float) -> dict[str, str]:
