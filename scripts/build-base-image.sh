@@ -56,7 +56,9 @@ if have "$PYTHON_IMAGE"; then
 elif try_pull "$PYTHON_IMAGE"; then
   say "pulled $PYTHON_IMAGE"
 else
-  docker build -q --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" -t "$PYTHON_IMAGE" \
-    -f docker/base/python.Dockerfile docker/base >/dev/null
+  log=$(mktemp)
+  docker build --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" -t "$PYTHON_IMAGE" \
+    -f docker/base/python.Dockerfile docker/base >"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
+  rm -f "$log"
   say "made $PYTHON_IMAGE from $DEBIAN_IMAGE and Debian's python3"
 fi
