@@ -15,7 +15,7 @@ export COMPOSE
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-install: .stamp-debian $(VENV)/.stamp-pip proto ## Debian packages + virtualenv + generated code (idempotent)
+install: .stamp-debian $(VENV)/.stamp-pip gen/.stamp ## Debian packages + virtualenv + generated code (idempotent)
 
 .stamp-debian: packaging/debian-packages.txt $(wildcard services/*/debian-packages.txt)
 	scripts/install-debian-packages.sh
@@ -24,11 +24,19 @@ install: .stamp-debian $(VENV)/.stamp-pip proto ## Debian packages + virtualenv 
 $(VENV)/.stamp-pip: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	@# gen/hearth must exist before the editable install so that `hearth` is importable.
+	$(PY) -m pip install -q grpcio-tools mypy-protobuf googleapis-common-protos
+	$(PY) scripts/gen_protos.py
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
 proto: $(VENV)/.stamp-pip ## generate Python code from protos/ into gen/
 	$(PY) scripts/gen_protos.py
+	@touch gen/.stamp
+
+gen/.stamp: $(VENV)/.stamp-pip $(shell find protos -name '*.proto')
+	$(PY) scripts/gen_protos.py
+	@touch $@
 
 proto-check: ## fail if gen/ is stale
 	$(PY) scripts/gen_protos.py --check
@@ -50,11 +58,18 @@ demo: install ## a demo house in network namespaces with every service (as root)
 bench: install ## every benchmark under bench/, results in bench/results/
 	$(PY) bench/run_all.py
 
-up: ## docker compose up (production compose file)
+images: $(VENV)/.stamp-pip ## build every image; makes base images from Debian if none can be pulled
+	scripts/build-images.sh
+
+up: images ## docker compose up (production compose file; settings in .env, see .env.example)
 	$(COMPOSE) up -d
 
-down: ## docker compose down
+down: ## docker compose down (production), and the lab stack if demo-compose left one
 	$(COMPOSE) down
+	$(PY) -m hearth_compose down
+
+demo-compose: install images ## the demo house in containers, on a private network (as root)
+	$(PY) -m hearth_compose demo
 
 clean: ## remove generated code, virtualenv and caches
 	rm -rf $(VENV) gen .stamp-* .mypy_cache .ruff_cache .pytest_cache

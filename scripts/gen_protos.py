@@ -40,8 +40,18 @@ def generate(out: Path) -> None:
         f"--mypy_grpc_out={out}",
         *files,
     ]
-    if protoc.main(args) != 0:
-        sys.exit("protoc failed")
+    # mypy-protobuf prints a line per file on stderr; keep it quiet unless protoc fails.
+    with tempfile.TemporaryFile("w+") as chatter:
+        saved = os.dup(2)
+        os.dup2(chatter.fileno(), 2)
+        try:
+            code = protoc.main(args)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if code != 0:
+            chatter.seek(0)
+            sys.exit("protoc failed:\n" + chatter.read())
     # Regular packages (with __init__.py) so setuptools and mypy find them.
     for directory in [out / "hearth", *(p for p in (out / "hearth").rglob("*") if p.is_dir())]:
         (directory / "__init__.py").touch()
@@ -51,7 +61,7 @@ def _tree(base: Path) -> dict[str, Path]:
     return {
         str(p.relative_to(base)): p
         for p in base.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
+        if p.is_file() and "__pycache__" not in p.parts and p.name != ".stamp"
     }
 
 

@@ -1,29 +1,39 @@
-"""hearth-ci."""
+"""hearth-ci: watches Zuul and Gerrit for my changes."""
 
 from __future__ import annotations
 
-import grpc
-
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.config import CiConfig
+from hearth_ci.engine import Engine
+from hearth_ci.service import CiServicer
+from hearth_ci.watches import WatchStore
 from hearth_runtime import Runtime, ServiceSpec, run_service
-from hearth_runtime.resources import paginate
 
-
-class CiServiceServicer(ci_pb2_grpc.CiServiceServicer):
-    async def ListWatches(
-        self, request: ci_pb2.ListWatchesRequest, context: grpc.aio.ServicerContext
-    ) -> ci_pb2.ListWatchesResponse:
-        page, token = paginate(list[ci_pb2.Watch](), request.page_size, request.page_token)
-        return ci_pb2.ListWatchesResponse(watches=page, next_page_token=token)
+SERVICE_NAME = ci_pb2.DESCRIPTOR.services_by_name["CiService"].full_name
 
 
 async def setup(runtime: Runtime[CiConfig]) -> None:
+    config = runtime.config
+    store = WatchStore(config.state_dir / "ci.sqlite3")
+
+    async def zuul_health(ok: bool) -> None:
+        await runtime.set_serving(ok)
+
+    engine = Engine(config, on_zuul_health=zuul_health)
     runtime.add_servicer(
         ci_pb2_grpc.add_CiServiceServicer_to_server,
-        CiServiceServicer(),  # type: ignore[abstract]  # skeleton
-        ci_pb2.DESCRIPTOR.services_by_name["CiService"].full_name,
+        CiServicer(config, store, engine),
+        SERVICE_NAME,
     )
+    await engine.start()
+    for watch in store.list():
+        engine.add_watch(watch)
+
+    async def cleanup() -> None:
+        await engine.stop()
+        store.close()
+
+    runtime.on_shutdown(cleanup)
 
 
 SPEC = ServiceSpec(name="ci", config_cls=CiConfig, setup=setup)

@@ -1,0 +1,117 @@
+"""A watch's filter: validation, and the Gerrit queries it becomes (one per filter group).
+
+As in the original dashboard, each option is a *group* (owners ORed together, projects ORed
+together, the topic, the raw query, starred, watched, the changes); groups are joined with
+the operator (OR by default) and ``status:open`` is always added. No group at all means
+``owner:<user>``. Each group is its own ``q=`` in ONE Gerrit request, so the answer also
+says why each change matched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hearth.ci.v1 import ci_pb2
+from hearth_runtime import InvalidArgument
+
+_CHANGE_NUMBER = re.compile(r"^[1-9]\d{0,9}$")
+_TERM = re.compile(r"^[^\s()\"]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One filter group: the Gerrit query and the reason shown for changes it matched."""
+
+    reason: str
+    query: str
+
+
+def operator_name(op: int) -> str:
+    return "AND" if op == ci_pb2.AND else "OR"
+
+
+def validate(flt: ci_pb2.Filter, field: str = "filter") -> None:
+    """INVALID_ARGUMENT naming the field for anything the original tool would reject."""
+    if flt.operator not in (ci_pb2.OPERATOR_UNSPECIFIED, ci_pb2.OR, ci_pb2.AND):
+        raise InvalidArgument(
+            f"{field}.operator", f"unknown operator {flt.operator} (use AND or OR)"
+        )
+    for i, change in enumerate(flt.changes):
+        if not _CHANGE_NUMBER.match(change):
+            raise InvalidArgument(f"{field}.changes[{i}]", f"{change!r} is not a change number")
+    for name in ("owners", "projects", "ignored_pipelines"):
+        for i, value in enumerate(getattr(flt, name)):
+            if not _TERM.match(value):
+                raise InvalidArgument(
+                    f"{field}.{name}[{i}]", f"{value!r} must be one word without quotes"
+                )
+    for name in ("user", "topic"):
+        value = getattr(flt, name)
+        if value and not _TERM.match(value):
+            raise InvalidArgument(f"{field}.{name}", f"{value!r} must be one word without quotes")
+    if (flt.watched or flt.starred) and not flt.user:
+        raise InvalidArgument(
+            f"{field}.user", "watched and starred need the Gerrit user whose stars/watches count"
+        )
+    if not groups_of(flt) and not flt.user:
+        raise InvalidArgument(
+            f"{field}.user",
+            "the filter is empty: give a user (their own changes are shown) or at least one "
+            "of owners, changes, topic, query, watched, starred, projects",
+        )
+
+
+def groups_of(flt: ci_pb2.Filter) -> list[Group]:
+    """The filter groups in the original's order (without the default owner group)."""
+    groups: list[Group] = []
+    if flt.owners:
+        groups.append(Group("owner", _any("owner", flt.owners)))
+    if flt.changes:
+        groups.append(Group("change", _any("change", flt.changes)))
+    if flt.topic:
+        groups.append(Group("topic", f"topic:{flt.topic}"))
+    if flt.query:
+        groups.append(Group("query", f"({flt.query})"))
+    if flt.watched:
+        groups.append(Group("watched", "is:watched"))
+    if flt.starred:
+        groups.append(Group("starred", "is:starred"))
+    if flt.projects:
+        groups.append(Group("project", _any("project", flt.projects)))
+    return groups
+
+
+def effective_groups(flt: ci_pb2.Filter) -> list[Group]:
+    """The groups to query: the filter's, or ``owner:<user>`` when it has none."""
+    return groups_of(flt) or [Group("owner", f"owner:{flt.user}")]
+
+
+def gerrit_queries(flt: ci_pb2.Filter) -> list[str]:
+    """One Gerrit query per group, each restricted to open changes."""
+    return [f"status:open {g.query}" for g in effective_groups(flt)]
+
+
+def describe(flt: ci_pb2.Filter) -> str:
+    """E.g. ``owner:danms OR project:openstack/nova OR is:starred``."""
+    sep = f" {operator_name(flt.operator)} "
+    text = sep.join(g.query for g in effective_groups(flt))
+    if flt.ignored_pipelines:
+        text += " (ignoring " + ", ".join(flt.ignored_pipelines) + ")"
+    return text
+
+
+def _any(key: str, values: Iterable[str]) -> str:
+    terms = [f"{key}:{v}" for v in values]
+    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+
+
+def parse_operator(text: str, field: str = "operator") -> int:
+    """ "AND"/"OR" (any case) -> the enum; anything else is INVALID_ARGUMENT."""
+    upper = text.strip().upper()
+    if upper == "AND":
+        return int(ci_pb2.AND)
+    if upper == "OR":
+        return int(ci_pb2.OR)
+    raise InvalidArgument(field, f"unknown operator {text!r} (use AND or OR)")

@@ -1,0 +1,211 @@
+"""The terminal dashboard under tmux, against the replay server (directly) and against the
+ci service, read back with ``capture-pane -p -e`` (lines and colours)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hearth_ci.replay import default_fixtures
+from hearth_testing import ServiceProcess, free_port, metric_value, scrape
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+GREEN, RED, YELLOW, LIGHT_BLUE = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[94m"
+
+
+@pytest.fixture(scope="module")
+def replay_url() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hearth_ci.replay", "--fixtures", str(default_fixtures()),
+         "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert "replaying" in proc.stdout.readline()
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(url)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _wait_http(url: str) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_control", timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _control(url: str, **changes: object) -> None:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{url}/_control", data=json.dumps(changes).encode(), method="POST"
+    )
+    urllib.request.urlopen(req, timeout=5).close()
+
+
+class Tmux:
+    """A private tmux server (own socket) running one command in a 200x60 pane."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.socket = f"hearth-ci-test-{os.getpid()}-{free_port()}"
+        # The exit code is printed when the command ends (Ctrl-C must exit with 0).
+        command = " ".join(_quote(a) for a in argv) + '; echo "dash exited with $?"'
+        self.tmux("new-session", "-d", "-s", "dash", "-x", "200", "-y", "60", command)
+        self.tmux("set-option", "-t", "dash", "remain-on-exit", "on")  # keep the last screen
+
+    def tmux(self, *args: str) -> str:
+        out = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-e", "-t", "dash")
+
+    def wait_for(self, check: Callable[[str], bool], within: float = 20.0) -> str:
+        deadline = time.monotonic() + within
+        while True:
+            text = self.screen()
+            if check(text):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"screen never matched; last screen:\n{text}")
+            time.sleep(0.1)
+
+    def interrupt(self) -> str:
+        """Ctrl-C; the screen once the dashboard exited (and said with which code)."""
+        self.tmux("send-keys", "-t", "dash", "C-c")
+        return self.wait_for(lambda s: "dash exited with" in s, within=10)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+def _quote(arg: str) -> str:
+    return "'" + arg.replace("'", "'\\''") + "'"
+
+
+def _line(screen: str, needle: str) -> str:
+    for line in screen.splitlines():
+        if needle in line:
+            return line
+    raise AssertionError(f"no line with {needle!r} in:\n{screen}")
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+DASH = [sys.executable, "-m", "hearth_ci.dash", "-u", "danms", "-P", "secret", "-r", "1",
+        "-o", "danms", "-p", "openstack/nova", "-s", "-c", "48423", "--color"]  # fmt: skip
+
+
+def _check_queues(screen: str) -> None:
+    plain = _plain(screen)
+    assert (
+        "Zuul dashboard: owner:danms OR change:48423 OR is:starred OR project:openstack/nova"
+        in (plain)
+    )
+    assert "Event backlog: trigger 85" in plain
+    assert RED in _line(screen, "Event backlog")  # above 20 is red
+    assert re.search(r"Queue: gate \(\d+/30\)", plain)
+    assert re.search(r"Queue: check \(\d+/15\)", plain)
+    own = _line(screen, "(48240,1)")  # danms's own, passing
+    assert GREEN in own and re.search(r"  5\. \(48240,1\) Fix quota checks \(\d+h\d\dm/", own)
+    assert RED in _line(screen, "(48636,3)")  # own, a voting job failed
+    assert "[Zuul tests patchset 3, Gerrit's current is 4]" in _plain(_line(screen, "(48636,3)"))
+    assert LIGHT_BLUE in _line(screen, "(48385,1)")  # starred, not own
+    behind = _line(screen, "(48423,2)")
+    assert YELLOW in behind
+    assert _plain(behind).endswith("?????????/rem:5m) behind 48418,1 (gate-ceilometer-python26)")
+
+
+def test_dash_against_zuul_and_gerrit_directly(replay_url: str) -> None:
+    pane = Tmux([*DASH, "--zuul", replay_url, "--tenant", "openstack", "--gerrit", replay_url])
+    try:
+        screen = pane.wait_for(lambda s: "Queue: gate" in s)
+        _check_queues(screen)
+        # Refreshes in place: the new document replaces the old screen.
+        _control(replay_url, document="v2-status-basic.json")
+        screen = pane.wait_for(lambda s: "Example info message" in s and "Queue: gate" not in s)
+        assert "\x1b[41m" in _line(screen, "Example info message")  # red banner
+        assert _plain(screen).count("Zuul dashboard:") == 1
+        _control(replay_url, zuul_fault="500")
+        screen = pane.wait_for(lambda s: "failed attempts" in s)
+        line = _line(screen, "failed attempts")
+        assert YELLOW in line and "zuul: Zuul answered HTTP 500" in line
+        assert "Example info message" in screen  # the last good data stays
+        screen = pane.interrupt()
+        assert "dash exited with 0" in screen and "Traceback" not in screen
+    finally:
+        pane.close()
+        _control(replay_url, document="v2-status-tree.json", zuul_fault="")
+
+
+def test_dash_against_the_ci_service(replay_url: str, tmp_path: Path) -> None:
+    env = {
+        "HEARTH_CI_GRPC_LISTEN": "127.0.0.1:0",
+        "HEARTH_CI_METRICS_LISTEN": "127.0.0.1:0",
+        "HEARTH_CI_STATE_DIR": str(tmp_path),
+        "HEARTH_CI_ZUUL_URL": replay_url,
+        "HEARTH_CI_ZUUL_TENANT": "openstack",
+        "HEARTH_CI_GERRIT_URL": replay_url,
+        "HEARTH_CI_GERRIT_USER": "danms",
+        "HEARTH_CI_GERRIT_PASSWORD": "secret",
+        "HEARTH_CI_IDLE_POLL_SECONDS": "0.5",
+    }
+    with ServiceProcess("ci", env=env) as service:
+        pane = Tmux([*DASH, "--service", service.grpc_address])
+        try:
+            _check_queues(pane.wait_for(lambda s: "Queue: gate" in s))
+            samples = scrape(service.metrics_address)
+            assert metric_value(samples, "hearth_ci_queue_items", pipeline="gate") == 30
+            assert metric_value(samples, "hearth_ci_zuul_event_queue_length", queue="trigger") == 85
+            age = metric_value(samples, "hearth_ci_data_age_seconds", source="zuul")
+            assert age is not None and 0 <= age < 10
+            assert metric_value(samples, "hearth_ci_poll_seconds_count", source="gerrit")
+            screen = pane.interrupt()
+            assert "dash exited with 0" in screen and "Traceback" not in screen
+        finally:
+            pane.close()
+
+
+def test_dump_raw_zuul_and_gerrit_data(replay_url: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hearth_ci.dash", "-u", "danms", "-P", "secret", "-Z", "-G",
+         "-s", "--zuul", replay_url, "--tenant", "openstack", "--gerrit", replay_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    decoder = json.JSONDecoder()
+    zuul, end = decoder.raw_decode(out.stdout)
+    gerrit, _ = decoder.raw_decode(out.stdout[end:].lstrip())
+    assert len(zuul["pipelines"]) == 8 and zuul["trigger_event_queue"]["length"] == 85
+    assert gerrit and all(change["starred"] for change in gerrit)
+    bad = subprocess.run(
+        [sys.executable, "-m", "hearth_ci.dash", "-O", "XOR", "-u", "danms", "--zuul", replay_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "-O/--operator: unknown operator 'XOR'" in bad.stderr

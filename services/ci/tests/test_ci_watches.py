@@ -1,0 +1,185 @@
+# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
+"""Watches: CRUD and persistence, the dashboard stream and its events, metrics, polling."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from prometheus_client import REGISTRY
+
+from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
+from hearth_ci.main import SPEC
+from hearth_ci.replay import ReplayServer
+from hearth_ci.testkit import (  # noqa: F401  # fixtures
+    channel,
+    ci,
+    control,
+    eventually,
+    fixtures_dir,
+    replay,
+    replay_config,
+    stub,
+)
+from hearth_runtime import start_service
+
+Kind = ci_pb2.DashboardEvent.Kind
+
+
+def _watch(**flt: Any) -> ci_pb2.Watch:
+    return ci_pb2.Watch(display_name="mine", filter=ci_pb2.Filter(**flt))
+
+
+async def test_crud_and_persistence(replay: ReplayServer, tmp_path: Path) -> None:
+    config = replay_config(replay.url, tmp_path / "state")
+    runtime = await start_service(SPEC, config)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        stub = ci_pb2_grpc.CiServiceStub(channel)
+        created = await stub.CreateWatch(
+            ci_pb2.CreateWatchRequest(watch_id="mine", watch=_watch(user="danms"))
+        )
+        assert created.name == "watches/mine" and created.create_time.seconds > 0
+        assert created.refresh_interval.ToMilliseconds() == 300  # the configured default
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CreateWatch(ci_pb2.CreateWatchRequest(watch_id="mine", watch=created))
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CreateWatch(ci_pb2.CreateWatchRequest(watch_id="Bad_Id", watch=created))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert str(err.value.details()).startswith("watch_id")
+        patch = _watch(owners=["danms"], projects=["openstack/nova"], operator=ci_pb2.AND)
+        patch.name = "watches/mine"
+        updated = await stub.UpdateWatch(
+            ci_pb2.UpdateWatchRequest(
+                watch=patch, update_mask=field_mask_pb2.FieldMask(paths=["filter"])
+            )
+        )
+        assert list(updated.filter.projects) == ["openstack/nova"]
+        assert updated.create_time == created.create_time
+        slow = ci_pb2.Watch(name="watches/mine")
+        slow.refresh_interval.FromMilliseconds(10)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.UpdateWatch(
+                ci_pb2.UpdateWatchRequest(
+                    watch=slow, update_mask=field_mask_pb2.FieldMask(paths=["refresh_interval"])
+                )
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert str(err.value.details()).startswith("watch.refresh_interval")
+        await stub.CreateWatch(
+            ci_pb2.CreateWatchRequest(watch_id="other", watch=_watch(user="bob"))
+        )
+        page = await stub.ListWatches(ci_pb2.ListWatchesRequest(page_size=1))
+        assert [w.name for w in page.watches] == ["watches/mine"] and page.next_page_token
+    await runtime.stop(grace=0)
+
+    runtime = await start_service(SPEC, config)  # a restart keeps the watches
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        stub = ci_pb2_grpc.CiServiceStub(channel)
+        got = await stub.GetWatch(ci_pb2.GetWatchRequest(name="watches/mine"))
+        assert got == updated
+        dash = await stub.GetDashboard(ci_pb2.GetDashboardRequest(watch="watches/mine"))
+        assert dash.watch == "watches/mine" and dash.matching_items > 0
+        assert dash.filter_description == "owner:danms AND project:openstack/nova"
+        await stub.DeleteWatch(ci_pb2.DeleteWatchRequest(name="watches/mine"))
+        for call in (
+            stub.GetWatch(ci_pb2.GetWatchRequest(name="watches/mine")),
+            stub.GetDashboard(ci_pb2.GetDashboardRequest(watch="watches/mine")),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        names = [w.name for w in (await stub.ListWatches(ci_pb2.ListWatchesRequest())).watches]
+        assert names == ["watches/other"]
+    await runtime.stop(grace=0)
+
+
+async def test_stream_sends_the_dashboard_first_then_events(
+    stub: Any, replay: ReplayServer
+) -> None:
+    await stub.CreateWatch(
+        ci_pb2.CreateWatchRequest(watch_id="gate", watch=_watch(changes=["48418", "48423"]))
+    )
+    call = stub.WatchDashboard(ci_pb2.WatchDashboardRequest(watch="watches/gate"))
+    first = await asyncio.wait_for(call.read(), 10)
+    assert first.kind == Kind.SNAPSHOT and first.dashboard.matching_items == 2
+    await control(replay.url, document="v2-status-basic.json")
+
+    async def next_event(kind: int) -> ci_pb2.DashboardEvent:
+        while True:
+            event = await asyncio.wait_for(call.read(), 10)
+            if event.kind == kind:
+                return event
+
+    left = await next_event(Kind.LEFT_PIPELINE)
+    assert left.item.change in {"48418,1", "48423,2"} and "left gate" in left.message
+    await control(replay.url, document="v2-status-tree.json")
+    enqueued = await next_event(Kind.ENQUEUED)
+    assert enqueued.item.pipeline == "gate"
+    snapshot = await next_event(Kind.SNAPSHOT)
+    assert snapshot.dashboard.matching_items in (1, 2)
+    call.cancel()
+
+
+async def test_inline_stream_and_metrics(stub: Any, replay: ReplayServer) -> None:
+    await stub.CreateWatch(ci_pb2.CreateWatchRequest(watch_id="m", watch=_watch(user="danms")))
+    call = stub.WatchDashboard(
+        ci_pb2.WatchDashboardRequest(filter=ci_pb2.Filter(projects=["openstack/heat"]))
+    )
+    first = await asyncio.wait_for(call.read(), 10)
+    assert first.kind == Kind.SNAPSHOT and first.dashboard.matching_items > 0
+    call.cancel()
+
+    def sample(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, labels)
+
+    async def watched() -> float:
+        return sum(
+            sample("hearth_ci_watched_items", watch="m", status=s) or 0
+            for s in ("PASSING", "FAILING", "BEHIND_FAILURE", "QUEUED", "UNKNOWN")
+        )
+
+    await eventually(watched, lambda v: v > 0)
+    assert sample("hearth_ci_queue_items", pipeline="gate") == 30
+    assert sample("hearth_ci_zuul_event_queue_length", queue="trigger") == 85
+    assert (sample("hearth_ci_poll_seconds_count", source="zuul") or 0) > 0
+    assert (sample("hearth_ci_poll_seconds_count", source="gerrit") or 0) > 0
+    age = sample("hearth_ci_data_age_seconds", source="zuul")
+    assert age is not None and 0 <= age < 5
+    errors_before = sample("hearth_ci_poll_errors_total", source="zuul") or 0
+    await control(replay.url, zuul_fault="500")
+    await eventually(
+        lambda: asyncio.sleep(0, sample("hearth_ci_poll_errors_total", source="zuul") or 0),
+        lambda v: v > errors_before,
+    )
+    await control(replay.url, zuul_fault="")
+
+
+async def test_zuul_polls_are_conditional(replay: ReplayServer, ci: Any) -> None:
+    async def counters() -> dict[str, int]:
+        return (await control(replay.url))["counters"]
+
+    found = await eventually(counters, lambda c: c.get("zuul_not_modified", 0) >= 2)
+    assert found["zuul"] > found["zuul_not_modified"]
+
+
+async def test_on_demand_reads_are_fresh_without_watches(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    config = replay_config(replay.url, tmp_path, idle_poll_seconds=600, min_refresh_seconds=0.1)
+    runtime = await start_service(SPEC, config)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+            stub = ci_pb2_grpc.CiServiceStub(channel)
+            before = await stub.ListPipelines(ci_pb2.ListPipelinesRequest())
+            assert not before.zuul.message
+            await control(replay.url, document="v2-status-basic.json")
+            await asyncio.sleep(0.15)  # older than min_refresh_seconds, far below idle polls
+            after = await stub.ListPipelines(ci_pb2.ListPipelinesRequest())
+            assert after.zuul.message == "Example info message"
+    finally:
+        await runtime.stop(grace=0)
