@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -11,10 +12,29 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from hearth.audio.v1 import audio_pb2
-from hearth_audio.testbed import AudioLab, baseline, packets_on, tone_levels, wait_for
+from hearth_audio.testbed import (
+    AudioLab,
+    audio_lab,
+    baseline,
+    packets_on,
+    tone_levels,
+    wait_for,
+)
+from hearth_lab import lab_available
 from hearth_testing import metric_value, scrape
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def house() -> Iterator[AudioLab]:
+    """One lab house (station, zones a and b, the service) for this module's tests; each
+    test starts from ``baseline`` or restores what it changed."""
+    ok, reason = lab_available()
+    if not ok:
+        pytest.skip(f"hearth_lab: {reason}")
+    with audio_lab() as al:
+        yield al
 
 
 def plays(al: AudioLab, zone: str, freq: int) -> bool:
