@@ -307,17 +307,17 @@ def fresh_offsets(al: AudioLab, latency_b_ms: int, n: int = 3) -> list[float]:
     return readings
 
 
-def offset_reaches(al: AudioLab, target: float, timeout: float) -> list[float]:
-    """MeasureSync until two readings in a row are within 2 ms of ``target``."""
+def offset_reaches(al: AudioLab, target: float, tolerance: float, timeout: float) -> list[float]:
+    """MeasureSync until two readings in a row are within ``tolerance`` of ``target``."""
     readings: list[float] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         m = al.stub.MeasureSync(audio_pb2.MeasureSyncRequest(zone_a="zones/a", zone_b="zones/b"))
         assert m.confidence > 0.8, m
         readings.append(m.offset_ms)
-        if len(readings) >= 2 and all(abs(x - target) <= 2.0 for x in readings[-2:]):
+        if len(readings) >= 2 and all(abs(x - target) <= tolerance for x in readings[-2:]):
             return readings
-    raise AssertionError(f"offset did not reach {target} +- 2 ms: {readings}")
+    raise AssertionError(f"offset did not reach {target} +- {tolerance} ms: {readings}")
 
 
 def test_measure_sync(house: AudioLab) -> None:
@@ -327,9 +327,12 @@ def test_measure_sync(house: AudioLab) -> None:
         equal = fresh_offsets(al, 200)
         assert all(abs(x) <= 3.0 for x in equal), equal  # "near 0"
         # Raised by 40 ms, zone b's receiver converges to its new latency over tens of
-        # seconds (module-rtp-recv changes its rate by at most 2 per mille per 5 s).
+        # seconds (module-rtp-recv changes its rate by at most 2 per mille per 5 s) and
+        # stops correcting within about 8 ms of it (a 20 Hz dead band), then wanders: the
+        # measurement (exact to 0.1 ms on synthetic recordings, test_sync_math.py) shows
+        # PulseAudio's own imprecision, so the bound here is PulseAudio's, not ours.
         fresh_offsets(al, 240, n=0)
-        raised = offset_reaches(al, 40.0, timeout=150)
+        raised = offset_reaches(al, 40.0, 10.0, timeout=150)
         value = metric_value(
             scrape(al.metrics), "hearth_audio_sync_offset_seconds", zone_a="a", zone_b="b"
         )
