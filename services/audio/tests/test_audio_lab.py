@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.audio.v1 import audio_pb2
 from hearth_audio.testbed import (
@@ -342,3 +343,32 @@ def test_measure_sync(house: AudioLab) -> None:
         assert value is not None and abs(value - raised[-1] / 1e3) < 1e-6
     finally:
         baseline(al)
+
+
+def test_lost_player_degrades_health_and_recovers(house: AudioLab) -> None:
+    al = house
+    channel = grpc.insecure_channel(al.metrics.replace(":9162", ":50062"))
+    health_stub = health_pb2_grpc.HealthStub(channel)
+
+    def status() -> int:
+        return int(health_stub.Check(health_pb2.HealthCheckRequest(service="")).status)
+
+    serving = health_pb2.HealthCheckResponse.SERVING
+    assert status() == serving
+    al.mpd.stop()
+    try:
+        wait_for("NOT_SERVING", lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING)
+        player = al.stub.GetPlayer(audio_pb2.GetPlayerRequest())
+        assert not player.reachable
+        with pytest.raises(grpc.RpcError) as err:
+            al.stub.ControlPlayer(
+                audio_pb2.ControlPlayerRequest(action=audio_pb2.ControlPlayerRequest.PLAY)
+            )
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert metric_value(scrape(al.metrics), "hearth_audio_player_up") == 0
+    finally:
+        al.mpd.start()
+        al.mpd.play_all()
+    wait_for("SERVING again", lambda: status() == serving, timeout=40)
+    assert al.stub.GetPlayer(audio_pb2.GetPlayerRequest()).reachable
+    channel.close()
