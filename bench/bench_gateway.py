@@ -16,6 +16,7 @@ root namespace, reaching both over the lab's private /30.
 from __future__ import annotations
 
 import asyncio
+import os
 import json
 import statistics
 import sys
@@ -191,6 +192,9 @@ async def measure(result: Result, direct: str, gateway: str, http: str, devbox: 
             await throughput(via_gateway),
             "calls/s",
         )
+
+        if os.environ.get("BENCH_GATEWAY_UNARY_ONLY"):
+            return
 
         async def grpc_sub(ready: asyncio.Event, lat: list[float], counts: list[int]) -> None:
             await grpc_subscriber(gateway_channel, ready, lat, counts)

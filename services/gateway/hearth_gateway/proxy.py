@@ -123,13 +123,19 @@ class Forwarder(grpc.GenericRpcHandler):
         self.catalog = catalog
         self.pool = pool
         self.authorizer = authorizer
+        # Built once: looking a handler up is all a call costs before it is forwarded.
+        self._handlers = {
+            path: self._handler(method)
+            for path, method in catalog.methods.items()
+            if method.backend in pool.backends
+        }
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
-        method = self.catalog.methods.get(handler_call_details.method)
-        if method is None or method.backend not in self.pool.backends:
-            return None
+        return self._handlers.get(handler_call_details.method)
+
+    def _handler(self, method: Method) -> grpc.RpcMethodHandler:
         if method.server_streaming:
             return grpc.unary_stream_rpc_method_handler(self._stream(method))
         return grpc.unary_unary_rpc_method_handler(self._unary(method))
