@@ -16,8 +16,8 @@ root namespace, reaching both over the lab's private /30.
 from __future__ import annotations
 
 import asyncio
-import os
 import json
+import os
 import statistics
 import sys
 import time
