@@ -4,9 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from hearth_runtime import ServiceConfig
+
+
+class HostEntry(BaseModel):
+    """One host of the YAML ``hosts:`` list (durations in seconds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    mac: str
+    ipv4: str
+    ipv6: str = ""
+    interface: str = ""
+    send_methods: list[str] = Field(default_factory=list)
+    """Labels or enum names: udp9, udp7, 0x0842, udp9-limited, udp9-unicast."""
+    secureon_password: str = ""
+    only_from: list[str] = Field(default_factory=list)
+    ignore_from: list[str] = Field(default_factory=list)
+    alive_timeout: float | None = None
+    wake_timeout: float | None = None
+    retry_interval: float | None = None
+    cooldown: float | None = None
 
 
 class WakeConfig(ServiceConfig):
@@ -15,3 +37,30 @@ class WakeConfig(ServiceConfig):
     grpc_listen: str = "[::]:50061"
     metrics_listen: str = "0.0.0.0:9161"
     state_dir: Path = Path("/var/lib/hearth/wake")
+
+    hosts: list[HostEntry] = Field(default_factory=list)
+    """Hosts declared in the config file, merged into the store at start."""
+    probe_interval: float = 30.0
+    """Longest time between liveness probes of a host (seconds)."""
+    unknown_timeout: float = 5.0
+    """At start, a host that answers no probe for this long is asleep (seconds)."""
+    wake_grace: float = 30.0
+    """After a wake, the host is not declared asleep for at least this long (seconds)."""
+    followup_window: float = 60.0
+    """A woken host's requester must talk to it within this long, else a false wake."""
+    icmp_probes: bool = True
+    """Send ICMP echo requests besides ARP probes."""
+
+    @field_validator("probe_interval", "unknown_timeout", "followup_window")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @field_validator("wake_grace")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value

@@ -1,19 +1,200 @@
-"""gRPC face of the wake service (skeleton: hosts are listed from the store)."""
+"""gRPC face of the wake service (hearth.wake.v1.WakeService)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
 import grpc
+from google.protobuf import empty_pb2
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
-from hearth_runtime.resources import paginate
+from hearth_runtime import AlreadyExists, HearthError, InvalidArgument, Unavailable
+from hearth_runtime.errors import not_found
+from hearth_runtime.resources import apply_update_mask, check_id, paginate, parse_name
+from hearth_wake.app import WakeApp, host_proto, wake_proto
+from hearth_wake.engine import State
+from hearth_wake.hosts import UPDATABLE, HostSpec, spec_from_proto
+
+
+class DeadlineExceeded(HearthError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    default_reason = "NOT_AWAKE_IN_TIME"
 
 
 class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
-    def __init__(self) -> None:
-        self.hosts: list[wake_pb2.Host] = []
+    def __init__(self, app: WakeApp) -> None:
+        self.app = app
+
+    # ------------------------------------------------------------------ helpers
+    def _spec(self, field: str, name: str) -> HostSpec:
+        host_id = parse_name(field, name, "hosts")
+        for spec in self.app.engine.specs():
+            if spec.id == host_id:
+                return spec
+        raise not_found("host", name)
+
+    def _proto(self, spec: HostSpec) -> wake_pb2.Host:
+        return host_proto(spec, self.app.engine.status(spec.id))
+
+    def _check_unique(self, spec: HostSpec, prefix: str) -> None:
+        for other in self.app.engine.specs():
+            if other.id == spec.id:
+                continue
+            for attr in ("mac", "ipv4", "ipv6"):
+                value = getattr(spec, attr)
+                if value and value == getattr(other, attr):
+                    raise AlreadyExists(
+                        f"{prefix}.{attr}: {value} already belongs to {other.name}",
+                        field=f"{prefix}.{attr}",
+                        metadata={"resource": other.name},
+                    )
+
+    async def _apply(self, spec: HostSpec) -> None:
+        self.app.engine.set_host(spec)
+        await self.app.refresh_sniffers()
+
+    # -------------------------------------------------------------------- hosts
+    async def CreateHost(
+        self, request: wake_pb2.CreateHostRequest, context: grpc.aio.ServicerContext
+    ) -> wake_pb2.Host:
+        check_id("host_id", request.host_id)
+        if not request.HasField("host"):
+            raise InvalidArgument("host", "is required")
+        spec = spec_from_proto(request.host_id, request.host)
+        if any(s.id == spec.id for s in self.app.engine.specs()):
+            raise AlreadyExists(
+                f"host {spec.name!r} already exists",
+                field="host_id",
+                metadata={"resource": spec.name},
+            )
+        self._check_unique(spec, "host")
+        if not self.app.repo.insert_host(spec):
+            raise AlreadyExists(f"host {spec.name!r} already exists", field="host_id")
+        await self._apply(spec)
+        msg = self._proto(spec)
+        self.app.publish(wake_pb2.HostEvent.UPDATED, msg, f"{spec.id} created")
+        return msg
+
+    async def GetHost(
+        self, request: wake_pb2.GetHostRequest, context: grpc.aio.ServicerContext
+    ) -> wake_pb2.Host:
+        return self._proto(self._spec("name", request.name))
 
     async def ListHosts(
         self, request: wake_pb2.ListHostsRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.ListHostsResponse:
-        page, token = paginate(self.hosts, request.page_size, request.page_token)
-        return wake_pb2.ListHostsResponse(hosts=page, next_page_token=token)
+        specs = sorted(self.app.engine.specs(), key=lambda s: s.id)
+        page, token = paginate(specs, request.page_size, request.page_token, "hosts")
+        return wake_pb2.ListHostsResponse(
+            hosts=[self._proto(s) for s in page], next_page_token=token
+        )
+
+    async def UpdateHost(
+        self, request: wake_pb2.UpdateHostRequest, context: grpc.aio.ServicerContext
+    ) -> wake_pb2.Host:
+        old = self._spec("host.name", request.host.name)
+        merged = apply_update_mask(
+            old.to_proto(), request.host, request.update_mask, UPDATABLE, "host"
+        )
+        if "secureon_password" in request.update_mask.paths or request.host.secureon_password:
+            merged.secureon_password = request.host.secureon_password
+        spec = spec_from_proto(old.id, merged, base=old)
+        if "secureon_password" in request.update_mask.paths and not merged.secureon_password:
+            spec = replace(spec, password=b"")
+        self._check_unique(spec, "host")
+        self.app.repo.save_host(spec)
+        await self._apply(spec)
+        msg = self._proto(spec)
+        self.app.publish(wake_pb2.HostEvent.UPDATED, msg, f"{spec.id} updated")
+        return msg
+
+    async def DeleteHost(
+        self, request: wake_pb2.DeleteHostRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        spec = self._spec("name", request.name)
+        msg = self._proto(spec)
+        self.app.repo.delete_host(spec.id)
+        self.app.engine.remove_host(spec.id)
+        await self.app.refresh_sniffers()
+        self.app.publish(wake_pb2.HostEvent.DELETED, msg, f"{spec.id} deleted")
+        return empty_pb2.Empty()
+
+    # -------------------------------------------------------------------- wakes
+    async def WakeHost(
+        self, request: wake_pb2.WakeHostRequest, context: grpc.aio.ServicerContext
+    ) -> wake_pb2.Wake:
+        spec = self._spec("name", request.name)
+        wake = self.app.engine.wake(spec.id)
+        if wake is None:
+            raise not_found("host", request.name)
+        return wake_proto(wake)
+
+    async def WaitUntilAwake(
+        self, request: wake_pb2.WaitUntilAwakeRequest, context: grpc.aio.ServicerContext
+    ) -> wake_pb2.Host:
+        spec = self._spec("name", request.name)
+        timeout = spec.wake_timeout
+        if request.HasField("timeout"):
+            timeout = request.timeout.ToNanoseconds() / 1e9
+            if timeout <= 0:
+                raise InvalidArgument("timeout", "must be positive")
+        send = request.wake if request.HasField("wake") else True
+        async with self.app.events.subscribe() as sub:
+            status = self.app.engine.status(spec.id)
+            if status is not None and status.state is State.AWAKE:
+                return self._proto(spec)
+            if send and (status is None or status.state is not State.WAKING):
+                self.app.engine.wake(spec.id)
+            try:
+                async with asyncio.timeout(timeout):
+                    async for event in sub:
+                        if event.host.name != spec.name:
+                            continue
+                        if event.kind == wake_pb2.HostEvent.ALIVE:
+                            return self._proto(spec)
+                        if event.kind == wake_pb2.HostEvent.WAKE_FAILED:
+                            raise Unavailable(f"{spec.id} did not wake: {event.message}")
+                        if event.kind == wake_pb2.HostEvent.DELETED:
+                            raise not_found("host", spec.name)
+            except TimeoutError:
+                pass
+        status = self.app.engine.status(spec.id)
+        state = status.state.name if status else "DELETED"
+        raise DeadlineExceeded(f"{spec.id} not awake after {timeout:g} s (state {state})")
+
+    async def WatchHostEvents(
+        self, request: wake_pb2.WatchHostEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[wake_pb2.HostEvent]:
+        only = ""
+        if request.name:
+            only = self._spec("name", request.name).name
+        async with self.app.events.subscribe() as sub:
+            for status in self.app.engine.statuses():
+                if only and status.spec.name != only:
+                    continue
+                current = wake_pb2.HostEvent(
+                    kind=wake_pb2.HostEvent.CURRENT,
+                    host=host_proto(status.spec, status),
+                    message=f"{status.spec.id} is {status.state.name.lower()}",
+                )
+                current.time.GetCurrentTime()
+                if status.wake is not None:
+                    current.wake.CopyFrom(wake_proto(status.wake))
+                yield current
+            async for event in sub:
+                if not only or event.host.name == only:
+                    yield event
+
+    async def ListWakes(
+        self, request: wake_pb2.ListWakesRequest, context: grpc.aio.ServicerContext
+    ) -> wake_pb2.ListWakesResponse:
+        if request.parent == "hosts/-":
+            wakes = self.app.repo.wakes(None)
+        else:
+            wakes = self.app.repo.wakes(self._spec("parent", request.parent).id)
+        page, token = paginate(wakes, request.page_size, request.page_token, request.parent)
+        return wake_pb2.ListWakesResponse(
+            wakes=[wake_proto(w) for w in page], next_page_token=token
+        )

@@ -1,0 +1,104 @@
+"""Parsing and matching of the addresses hosts are declared with (MAC, IPv4, IPv6, CIDR).
+
+Every parser raises :class:`InvalidArgument` naming the field, so the same code validates
+gRPC requests and the YAML ``hosts:`` list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hearth_runtime import InvalidArgument
+
+_MAC = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+BROADCAST_MAC = b"\xff" * 6
+
+
+def parse_mac(field: str, value: str) -> str:
+    """``"00-11-22-AA-BB-CC"`` -> ``"00:11:22:aa:bb:cc"``; a unicast MAC or INVALID_ARGUMENT."""
+    text = value.strip().lower()
+    if not _MAC.match(text):
+        raise InvalidArgument(field, f"{value!r} is not a MAC address like 00:11:22:33:44:55")
+    digits = re.sub(r"[^0-9a-f]", "", text)
+    mac = ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+    if int(digits[:2], 16) & 1:
+        raise InvalidArgument(field, f"{mac} is a multicast/broadcast MAC, not a machine's")
+    return mac
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def mac_text(raw: bytes) -> str:
+    return raw.hex(":")
+
+
+def parse_ipv4(field: str, value: str) -> str:
+    try:
+        addr = ipaddress.IPv4Address(value.strip())
+    except ValueError:
+        raise InvalidArgument(field, f"{value!r} is not an IPv4 address") from None
+    if addr.is_multicast or addr.is_unspecified or addr == ipaddress.IPv4Address("255.255.255.255"):
+        raise InvalidArgument(field, f"{addr} is not a unicast address")
+    return str(addr)
+
+
+def parse_ipv6(field: str, value: str) -> str:
+    try:
+        addr = ipaddress.IPv6Address(value.strip())
+    except ValueError:
+        raise InvalidArgument(field, f"{value!r} is not an IPv6 address") from None
+    if addr.is_multicast or addr.is_unspecified:
+        raise InvalidArgument(field, f"{addr} is not a unicast address")
+    return str(addr)
+
+
+def parse_secureon(field: str, value: str) -> bytes:
+    """SecureOn password: 4 or 6 bytes in hex, ``aa:bb:cc:dd`` or ``aabbccddeeff``."""
+    digits = re.sub(r"[:\-\s]", "", value.strip().lower())
+    if not re.fullmatch(r"[0-9a-f]*", digits) or len(digits) not in (8, 12):
+        raise InvalidArgument(
+            field, "SecureOn password must be 4 or 6 bytes in hex (e.g. aa:bb:cc:dd:ee:ff)"
+        )
+    return bytes.fromhex(digits)
+
+
+@dataclass(frozen=True)
+class RequesterSet:
+    """Requesters named by MAC, IP or CIDR (``only_from`` / ``ignore_from``)."""
+
+    macs: frozenset[str]
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+    @classmethod
+    def parse(cls, field: str, entries: Iterable[str]) -> RequesterSet:
+        macs: set[str] = set()
+        nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for i, entry in enumerate(entries):
+            name = f"{field}[{i}]"
+            text = entry.strip().lower()
+            if _MAC.match(text):
+                macs.add(parse_mac(name, text))
+                continue
+            try:
+                nets.append(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                raise InvalidArgument(
+                    name, f"{entry!r} is not a MAC, an IP address or a CIDR network"
+                ) from None
+        return cls(frozenset(macs), tuple(nets))
+
+    def __bool__(self) -> bool:
+        return bool(self.macs or self.networks)
+
+    def matches(self, mac: str, ip: str) -> bool:
+        if mac in self.macs:
+            return True
+        if not self.networks or not ip:
+            return False
+        addr = ipaddress.ip_address(ip)
+        return any(addr in net for net in self.networks if net.version == addr.version)

@@ -1,0 +1,279 @@
+"""The wake service put together: store, engine, sniffers, events for logs and watchers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from hearth.wake.v1 import wake_pb2
+from hearth_runtime import ConfigError, HearthError, Runtime
+from hearth_runtime.broadcast import Broadcaster
+from hearth_runtime.logs import kv
+from hearth_wake import metrics
+from hearth_wake.config import HostEntry, WakeConfig
+from hearth_wake.engine import Engine, EngineSettings, Event, HostStatus, WakeRecord, interfaces_of
+from hearth_wake.hosts import DURATIONS, HostSpec, seconds_to_duration, spec_from_proto
+from hearth_wake.repo import Repository
+from hearth_wake.sender import Method, Sender
+from hearth_wake.sniffer import Sniffer, bpf_expression, decode_for
+
+log = logging.getLogger("hearth.wake")
+
+TICK_SECONDS = 0.05
+MONITOR_SECONDS = 2.0
+OUTCOMES = {
+    "in_progress": wake_pb2.IN_PROGRESS,
+    "woke": wake_pb2.WOKE,
+    "failed": wake_pb2.FAILED,
+    "interrupted": wake_pb2.INTERRUPTED,
+    "already_awake": wake_pb2.ALREADY_AWAKE,
+}
+TRIGGERS = {"arp": wake_pb2.ARP, "ns": wake_pb2.NEIGHBOR_SOLICITATION, "manual": wake_pb2.MANUAL}
+EVENT_KINDS = {
+    "demand": wake_pb2.HostEvent.DEMAND,
+    "wake_sent": wake_pb2.HostEvent.WAKE_SENT,
+    "retry": wake_pb2.HostEvent.WAKE_SENT,
+    "alive": wake_pb2.HostEvent.ALIVE,
+    "asleep": wake_pb2.HostEvent.ASLEEP,
+    "wake_failed": wake_pb2.HostEvent.WAKE_FAILED,
+}
+
+
+def timestamp(seconds: float) -> Timestamp:
+    out = Timestamp()
+    out.FromNanoseconds(int(seconds * 1e9))
+    return out
+
+
+def host_proto(spec: HostSpec, status: HostStatus | None) -> wake_pb2.Host:
+    msg = spec.to_proto()
+    if status is not None:
+        msg.state = status.state.value  # type: ignore[assignment]
+        msg.state_since.CopyFrom(timestamp(status.since))
+        if status.last_seen is not None:
+            msg.last_seen.CopyFrom(timestamp(status.last_seen))
+    return msg
+
+
+def wake_proto(wake: WakeRecord) -> wake_pb2.Wake:
+    msg = wake_pb2.Wake(
+        name=f"hosts/{wake.host}/wakes/{wake.id}",
+        host=f"hosts/{wake.host}",
+        trigger=TRIGGERS.get(wake.trigger, wake_pb2.WAKE_TRIGGER_UNSPECIFIED),
+        requester_mac=wake.requester_mac,
+        requester_ip=wake.requester_ip,
+        outcome=OUTCOMES.get(wake.outcome, wake_pb2.WAKE_OUTCOME_UNSPECIFIED),
+        packets_sent=wake.packets_sent,
+        extra_demands=wake.extra_demands,
+        methods=wake.methods,
+    )
+    msg.demand_time.CopyFrom(timestamp(wake.demand_time))
+    if wake.first_packet_time:
+        msg.first_packet_time.CopyFrom(timestamp(wake.first_packet_time))
+        msg.reaction.CopyFrom(seconds_to_duration(wake.reaction))
+    if wake.alive_time is not None:
+        msg.alive_time.CopyFrom(timestamp(wake.alive_time))
+        msg.resume.CopyFrom(seconds_to_duration(wake.resume or 0.0))
+    if wake.followed_up is not None:
+        msg.followed_up = wake.followed_up
+    return msg
+
+
+def entry_to_proto(entry: HostEntry, field: str) -> wake_pb2.Host:
+    msg = wake_pb2.Host(
+        mac=entry.mac,
+        ipv4=entry.ipv4,
+        ipv6=entry.ipv6,
+        interface=entry.interface,
+        secureon_password=entry.secureon_password,
+        only_from=entry.only_from,
+        ignore_from=entry.ignore_from,
+    )
+    for i, text in enumerate(entry.send_methods):
+        try:
+            msg.send_methods.append(Method.parse(text).value)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ConfigError(f"{field}.send_methods[{i}]: {exc}") from None
+    for key in DURATIONS:
+        value = getattr(entry, key)
+        if value is not None:
+            getattr(msg, key).CopyFrom(seconds_to_duration(value))
+    return msg
+
+
+class WakeApp:
+    def __init__(self, config: WakeConfig) -> None:
+        self.config = config
+        self.repo = Repository(Path(config.state_dir) / "wake.sqlite")
+        self.sender = Sender()
+        self.events: Broadcaster[wake_pb2.HostEvent] = Broadcaster()
+        self.sniffers: dict[str, Sniffer] = {}
+        self.broken: set[str] = set()
+        self.runtime: Runtime[WakeConfig] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        settings = EngineSettings(
+            probe_interval=config.probe_interval,
+            unknown_timeout=config.unknown_timeout,
+            wake_grace=config.wake_grace,
+            followup_window=config.followup_window,
+            icmp=config.icmp_probes,
+        )
+        self.engine = Engine(
+            self.sender, settings, self._notify, first_wake_id=self.repo.last_wake_id() + 1
+        )
+
+    # -------------------------------------------------------------- lifecycle
+    async def start(self, runtime: Runtime[WakeConfig]) -> None:
+        self.runtime = runtime
+        self.loop = asyncio.get_running_loop()
+        interrupted = self.repo.interrupt_unfinished()
+        if interrupted:
+            log.info(
+                "wakes interrupted by a restart; states are re-derived by probing",
+                extra=kv(count=interrupted),
+            )
+        self._merge_config_hosts()
+        for spec in self.repo.hosts():
+            self.engine.set_host(spec)
+            log.info(
+                f"Watching {spec.id}",
+                extra=kv(
+                    mac=spec.mac,
+                    ipv4=spec.ipv4,
+                    ipv6=spec.ipv6 or "-",
+                    interface=spec.effective_interface or "?",
+                    origin=spec.origin,
+                ),
+            )
+        await self.refresh_sniffers()
+        runtime.spawn(self._ticker(), "wake-ticker")
+        runtime.spawn(self._monitor(), "wake-sniffer-monitor")
+        runtime.on_shutdown(self.stop)
+
+    async def stop(self) -> None:
+        for sniffer in self.sniffers.values():
+            sniffer.stop()
+        self.sniffers.clear()
+        self.sender.close()
+        self.events.close()
+        self.repo.close()
+
+    def _merge_config_hosts(self) -> None:
+        """Declared hosts win over stored settings of the same name; others are kept."""
+        stored = {spec.id: spec for spec in self.repo.hosts()}
+        for i, entry in enumerate(self.config.hosts):
+            field = f"hosts[{i}]"
+            try:
+                msg = entry_to_proto(entry, field)
+                base = stored.get(entry.name)
+                spec = spec_from_proto(
+                    entry.name, msg, prefix=field, id_field=f"{field}.name", origin="config"
+                )
+            except HearthError as exc:
+                raise ConfigError(f"invalid configuration: {exc.message}") from None
+            if base is not None:
+                if base.same_settings(spec) and base.origin == "config":
+                    continue
+                spec = replace(spec, create_time=base.create_time)
+            self.repo.save_host(spec)
+
+    async def _ticker(self) -> None:
+        while True:
+            self.engine.tick()
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def _monitor(self) -> None:
+        while True:
+            await asyncio.sleep(MONITOR_SECONDS)
+            await self.refresh_sniffers()
+
+    # --------------------------------------------------------------- sniffers
+    async def refresh_sniffers(self) -> None:
+        """One sniffer per interface in use, with the filter for its hosts; broken ones are
+        restarted. Health is NOT_SERVING while any interface in use cannot be watched."""
+        wanted = interfaces_of(self.engine.specs())
+        for ifname in [name for name in self.sniffers if name not in wanted]:
+            self.sniffers.pop(ifname).stop()
+        broken = set()
+        for ifname, specs in wanted.items():
+            sniffer = self.sniffers.get(ifname)
+            try:
+                if sniffer is None or not sniffer.alive:
+                    if sniffer is not None:
+                        sniffer.stop()
+                        self.sender.forget(ifname)
+                    sniffer = self._open_sniffer(ifname)
+                sniffer.set_filter(bpf_expression(specs))
+            except (OSError, ValueError) as exc:
+                self.sniffers.pop(ifname, None)
+                broken.add(ifname)
+                if ifname not in self.broken:
+                    log.error(
+                        "cannot watch interface", extra=kv(interface=ifname or "?", error=exc)
+                    )
+        if self.broken and not broken:
+            log.info("watching every interface again", extra=kv(interfaces=",".join(wanted)))
+        self.broken = broken
+        if self.runtime is not None:
+            await self.runtime.set_serving(not broken)
+
+    def _open_sniffer(self, ifname: str) -> Sniffer:
+        if not ifname:
+            raise ValueError("no interface routes to the host")
+        own_mac = self.sender.interface(ifname).mac
+        frames_seen = metrics.FRAMES.labels(ifname)
+        malformed = metrics.MALFORMED.labels(ifname)
+        handler = decode_for(ifname, self.engine.on_frame, own_mac, malformed.inc, frames_seen.inc)
+        sniffer = Sniffer(ifname, handler, self._sniffer_failed)
+        sniffer.start()
+        self.sniffers[ifname] = sniffer
+        return sniffer
+
+    def _sniffer_failed(self, ifname: str, exc: Exception) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._schedule_refresh)
+
+    def _schedule_refresh(self) -> None:
+        if self.runtime is not None:
+            self.runtime.spawn(self.refresh_sniffers(), "wake-sniffer-refresh")
+
+    # ----------------------------------------------------------------- events
+    def _notify(self, event: Event) -> None:
+        """Called by the engine from any thread, outside its lock."""
+        loop = self.loop
+        if loop is None:
+            self._handle(event)
+        else:
+            loop.call_soon_threadsafe(self._handle, event)
+
+    def _handle(self, event: Event) -> None:
+        level = logging.INFO
+        if event.kind == "demand" and event.verdict != "wake":
+            level = logging.DEBUG
+        log.log(level, event.message, extra=kv(host=event.host))
+        if event.wake is not None:
+            self.repo.save_wake(event.wake)
+        kind = EVENT_KINDS.get(event.kind)
+        if kind is None:
+            return
+        msg = wake_pb2.HostEvent(
+            kind=kind,
+            host=host_proto(event.status.spec, event.status),
+            message=event.message,
+            verdict=event.verdict,
+        )
+        msg.time.CopyFrom(timestamp(event.time))
+        if event.wake is not None:
+            msg.wake.CopyFrom(wake_proto(event.wake))
+        self.events.publish(msg)
+
+    def publish(
+        self, kind: wake_pb2.HostEvent.Kind.ValueType, host: wake_pb2.Host, text: str
+    ) -> None:
+        msg = wake_pb2.HostEvent(kind=kind, host=host, message=text)
+        msg.time.GetCurrentTime()
+        self.events.publish(msg)

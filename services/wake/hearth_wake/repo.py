@@ -1,0 +1,97 @@
+"""Hosts and wake history in SQLite (hearth_runtime.store): what survives a restart."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from hearth_runtime.store import Store
+from hearth_wake.engine import WakeRecord
+from hearth_wake.hosts import HostSpec
+
+MIGRATIONS = [
+    """
+    CREATE TABLE hosts (
+      id TEXT PRIMARY KEY,
+      data TEXT NOT NULL,
+      create_time REAL NOT NULL,
+      update_time REAL NOT NULL
+    );
+    CREATE TABLE wakes (
+      id INTEGER PRIMARY KEY,
+      host TEXT NOT NULL,
+      data TEXT NOT NULL
+    );
+    CREATE INDEX wakes_by_host ON wakes (host, id)
+    """,
+]
+_RUNTIME_ONLY = ("next_retry", "deadline", "followup_deadline")
+
+
+class Repository:
+    def __init__(self, path: Path | str) -> None:
+        self.store = Store(path, MIGRATIONS)
+
+    def hosts(self) -> list[HostSpec]:
+        rows = self.store.query("SELECT * FROM hosts ORDER BY id")
+        return [
+            HostSpec.from_json(r["id"], json.loads(r["data"]), r["create_time"], r["update_time"])
+            for r in rows
+        ]
+
+    def save_host(self, spec: HostSpec) -> None:
+        self.store.execute(
+            "INSERT INTO hosts (id, data, create_time, update_time) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET data = excluded.data, "
+            "update_time = excluded.update_time",
+            (spec.id, json.dumps(spec.to_json()), spec.create_time, spec.update_time),
+        )
+
+    def insert_host(self, spec: HostSpec) -> bool:
+        """Insert a new host; False if the id is taken."""
+        count = self.store.execute(
+            "INSERT OR IGNORE INTO hosts (id, data, create_time, update_time) VALUES (?,?,?,?)",
+            (spec.id, json.dumps(spec.to_json()), spec.create_time, spec.update_time),
+        )
+        return count == 1
+
+    def delete_host(self, host_id: str) -> bool:
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM wakes WHERE host = ?", (host_id,))
+            return db.execute("DELETE FROM hosts WHERE id = ?", (host_id,)).rowcount == 1
+
+    def save_wake(self, wake: WakeRecord) -> None:
+        data = {k: v for k, v in asdict(wake).items() if k not in _RUNTIME_ONLY}
+        self.store.execute(
+            "INSERT INTO wakes (id, host, data) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+            (wake.id, wake.host, json.dumps(data)),
+        )
+
+    def wakes(self, host_id: str | None) -> list[WakeRecord]:
+        """Newest first; every host's when ``host_id`` is None."""
+        if host_id is None:
+            rows = self.store.query("SELECT data FROM wakes ORDER BY id DESC")
+        else:
+            rows = self.store.query(
+                "SELECT data FROM wakes WHERE host = ? ORDER BY id DESC", (host_id,)
+            )
+        return [WakeRecord(**json.loads(r["data"])) for r in rows]
+
+    def last_wake_id(self) -> int:
+        row = self.store.query_one("SELECT MAX(id) AS top FROM wakes")
+        return int(row["top"] or 0) if row else 0
+
+    def interrupt_unfinished(self) -> int:
+        """Wakes still in progress when the service stopped: mark them interrupted."""
+        count = 0
+        for wake in self.wakes(None):
+            if wake.outcome == "in_progress":
+                wake.outcome = "interrupted"
+                self.save_wake(wake)
+                count += 1
+        return count
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,102 @@
+"""Pure functions of the wake service: magic packets, address parsing, frame decoding."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.arch.common import compile_filter
+from scapy.data import DLT_EN10MB
+from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+
+from hearth_runtime import InvalidArgument
+from hearth_wake import frames
+from hearth_wake.addr import RequesterSet, parse_mac, parse_secureon
+from hearth_wake.hosts import HostSpec
+from hearth_wake.magic import find_magic, magic_payload, password_ok
+from hearth_wake.sender import Method
+from hearth_wake.sleepsim import classify
+from hearth_wake.sniffer import bpf_expression
+
+MAC = bytes.fromhex("020000000001")
+
+
+def test_magic_payload_layout_and_password() -> None:
+    payload = magic_payload(MAC, b"\x01\x02\x03\x04")
+    assert len(payload) == 6 + 16 * 6 + 4 and payload[:6] == b"\xff" * 6
+    assert payload[6:102] == MAC * 16
+    trailer = find_magic(b"junk" + payload, MAC)
+    assert trailer == b"\x01\x02\x03\x04"
+    assert password_ok(trailer, b"\x01\x02\x03\x04") and not password_ok(trailer, b"\x09" * 4)
+    assert find_magic(payload, bytes.fromhex("020000000002")) is None
+    with pytest.raises(ValueError):
+        magic_payload(MAC, b"\x01\x02\x03")
+
+
+def test_sleepsim_recognises_udp_and_ethertype_magic() -> None:
+    udp = bytes.fromhex(
+        "ffffffffffff0200000000090800450000820000400040110000c6120001c61200ff0009000900000000"
+    )
+    assert classify(udp + magic_payload(MAC), MAC) == ("udp9", b"")
+    raw = b"\xff" * 6 + MAC + b"\x08\x42" + magic_payload(MAC)
+    assert classify(raw, MAC) == ("0x0842", b"")
+    assert classify(raw[:30], MAC) is None
+
+
+def test_addresses_are_validated_naming_the_field() -> None:
+    assert parse_mac("m", "02-AA-bb-00-00-01") == "02:aa:bb:00:00:01"
+    for bad in ("02:aa:bb:00:00", "01:00:5e:00:00:01", "xx"):
+        with pytest.raises(InvalidArgument) as info:
+            parse_mac("host.mac", bad)
+        assert info.value.field == "host.mac"
+    assert parse_secureon("p", "aa:bb:cc:dd:ee:ff") == bytes.fromhex("aabbccddeeff")
+    with pytest.raises(InvalidArgument):
+        parse_secureon("p", "aa:bb:cc")
+    allowed = RequesterSet.parse("only_from", ["02:00:00:00:00:05", "10.1.0.0/16", "fd00::1"])
+    assert allowed.matches("02:00:00:00:00:05", "192.0.2.1")
+    assert allowed.matches("02:00:00:00:00:09", "10.1.2.3")
+    assert allowed.matches("02:00:00:00:00:09", "fd00::1")
+    assert not allowed.matches("02:00:00:00:00:09", "10.2.0.1")
+    with pytest.raises(InvalidArgument) as info:
+        RequesterSet.parse("only_from", ["10.0.0.0/8", "10.0.0.0/40"])
+    assert info.value.field == "only_from[1]"
+
+
+def test_frames_decode_arp_ns_and_vlan() -> None:
+    req = Ether(src="02:00:00:00:00:05", dst="ff:ff:ff:ff:ff:ff") / ARP(
+        psrc="198.18.0.5", pdst="198.18.0.9"
+    )
+    got = frames.decode(bytes(req))
+    assert got is not None and got.kind is frames.Kind.ARP_REQUEST
+    assert (got.sender_ip, got.target_ip) == ("198.18.0.5", "198.18.0.9")
+    tagged = frames.decode(bytes(Ether() / Dot1Q(vlan=5) / ARP(op=2, pdst="198.18.0.9")))
+    assert tagged is not None and tagged.kind is frames.Kind.ARP_REPLY
+    ns = frames.decode(bytes(Ether() / IPv6(src="fd00::5") / ICMPv6ND_NS(tgt="fd00::9")))
+    assert ns is not None and ns.kind is frames.Kind.NEIGHBOR_SOLICIT
+    assert (ns.sender_ip, ns.target_ip) == ("fd00::5", "fd00::9")
+    for broken in (b"", bytes(req)[:20], bytes(req)[:14] + b"\x00" * 28):
+        assert frames.decode(broken) is None
+    built = frames.arp_request(MAC, "198.18.0.1", b"\xff" * 6, "198.18.0.9")
+    parsed = Ether(built)
+    assert parsed[ARP].pdst == "198.18.0.9" and parsed.src == "02:00:00:00:00:01"
+    assert frames.solicited_node_mac("fd00::1:2:3") == bytes.fromhex("3333ff020003")
+
+
+def test_send_methods_parse_by_label_or_name() -> None:
+    assert Method.parse("udp9") is Method.UDP9_SUBNET_BROADCAST
+    assert Method.parse("ETHERTYPE_0842") is Method.ETHERTYPE_0842
+    with pytest.raises(ValueError, match="udp9"):
+        Method.parse("carrier-pigeon")
+
+
+def test_bpf_expressions_compile() -> None:
+    specs = [
+        HostSpec(id="a", mac="02:00:00:00:00:01", ipv4="198.18.0.9", interface="lo"),
+        HostSpec(
+            id="b", mac="02:00:00:00:00:02", ipv4="198.18.0.10", ipv6="fd00::a", interface="lo"
+        ),
+    ]
+    expr = bpf_expression(specs)
+    assert "arp[24:4] = 0xc6120009" in expr and "ip6[40] = 135" in expr
+    for expression in (expr, bpf_expression([])):
+        program = compile_filter(expression, linktype=DLT_EN10MB)
+        assert program.bf_len > 0
