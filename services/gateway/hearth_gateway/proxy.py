@@ -22,6 +22,7 @@ from prometheus_client import Gauge
 from hearth_gateway.auth import Authorizer, Principal, bearer
 from hearth_gateway.backends import Backend, BackendPool
 from hearth_gateway.catalog import Catalog, Method
+from hearth_runtime.errors import HearthError
 from hearth_runtime.logs import kv
 
 log = logging.getLogger("hearth.gateway")
@@ -141,7 +142,20 @@ class Forwarder(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(self._unary(method))
 
     def _admit(self, method: Method, context: grpc.aio.ServicerContext) -> Principal:
-        return self.authorizer.authorize(method, token_of(context.invocation_metadata()))
+        try:
+            return self.authorizer.authorize(method, token_of(context.invocation_metadata()))
+        except HearthError as exc:
+            if method.mutating:  # a refused change is worth a line too
+                audit_log.warning(
+                    "audit refused",
+                    extra=kv(
+                        method=method.full_name,
+                        client=client_address(context),
+                        code=exc.code.name,
+                        reason=exc.reason,
+                    ),
+                )
+            raise
 
     async def _fail(
         self, backend: Backend, exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext
