@@ -231,6 +231,9 @@ class HttpFace:
             first = await call.read()
         except grpc.aio.AioRpcError as exc:
             return _rpc_error(exc)  # before any event: a plain HTTP error (401, 503, ...)
+        except BaseException:
+            call.cancel()  # the browser left before the first event
+            raise
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
