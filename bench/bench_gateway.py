@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 import grpc
-from google.protobuf import duration_pb2, field_mask_pb2, json_format
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_gateway.auth import hash_token
@@ -116,9 +116,9 @@ async def sse_subscriber(
                 ready.set()
                 continue
             if event["kind"] == "UPDATED":
-                message = wake_pb2.HostEvent()
-                json_format.ParseDict(event, message)
-                latencies.append(stamp_age(message.time.ToNanoseconds()))
+                stamp = timestamp_pb2.Timestamp()
+                stamp.FromJsonString(event["time"])
+                latencies.append(stamp_age(stamp.ToNanoseconds()))
                 got += 1
                 if got == EVENTS:
                     break
