@@ -22,6 +22,7 @@ from prometheus_client import Gauge
 from hearth_gateway.auth import Authorizer, Principal, bearer
 from hearth_gateway.backends import Backend, BackendPool
 from hearth_gateway.catalog import Catalog, Method
+from hearth_runtime.errors import HearthError
 from hearth_runtime.logs import kv
 
 log = logging.getLogger("hearth.gateway")
@@ -123,19 +124,38 @@ class Forwarder(grpc.GenericRpcHandler):
         self.catalog = catalog
         self.pool = pool
         self.authorizer = authorizer
+        # Built once: looking a handler up is all a call costs before it is forwarded.
+        self._handlers = {
+            path: self._handler(method)
+            for path, method in catalog.methods.items()
+            if method.backend in pool.backends
+        }
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
-        method = self.catalog.methods.get(handler_call_details.method)
-        if method is None or method.backend not in self.pool.backends:
-            return None
+        return self._handlers.get(handler_call_details.method)
+
+    def _handler(self, method: Method) -> grpc.RpcMethodHandler:
         if method.server_streaming:
             return grpc.unary_stream_rpc_method_handler(self._stream(method))
         return grpc.unary_unary_rpc_method_handler(self._unary(method))
 
     def _admit(self, method: Method, context: grpc.aio.ServicerContext) -> Principal:
-        return self.authorizer.authorize(method, token_of(context.invocation_metadata()))
+        try:
+            return self.authorizer.authorize(method, token_of(context.invocation_metadata()))
+        except HearthError as exc:
+            if method.mutating:  # a refused change is worth a line too
+                audit_log.warning(
+                    "audit refused",
+                    extra=kv(
+                        method=method.full_name,
+                        client=client_address(context),
+                        code=exc.code.name,
+                        reason=exc.reason,
+                    ),
+                )
+            raise
 
     async def _fail(
         self, backend: Backend, exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext

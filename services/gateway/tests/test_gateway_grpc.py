@@ -144,6 +144,10 @@ async def test_auth_codes_and_audit_line(gw: Running, caplog: pytest.LogCaptureF
     assert "operator" in (caught.value.details() or "")
     assert error_info(caught.value).reason == "ROLE_REQUIRED"
     assert gw.backends.wake.hosts == {}  # nothing reached the backend
+    refused = [r for r in caplog.records if r.name == "hearth.audit"]
+    assert [r.getMessage() for r in refused] == ["audit refused"]
+    assert refused[0].kv["code"] == "PERMISSION_DENIED"  # type: ignore[attr-defined]
+    caplog.clear()
 
     with caplog.at_level(logging.INFO, logger="hearth.audit"):
         await create_host(gw, "nas")
