@@ -139,6 +139,7 @@ def audio_lab(prefix: str = "au", env: dict[str, str] | None = None) -> Iterator
                 "HEARTH_AUDIO_MPD_ADDRESS": mpd.address,
                 "HEARTH_AUDIO_MULTICAST_INTERFACE": "eth0",
                 "HEARTH_AUDIO_RECONCILE_INTERVAL_SECONDS": "1",
+                "HEARTH_AUDIO_STALL_AFTER_SECONDS": "3",
                 **(env or {}),
             },
             prefix=hub.command([]),

@@ -372,3 +372,30 @@ def test_lost_player_degrades_health_and_recovers(house: AudioLab) -> None:
     wait_for("SERVING again", lambda: status() == serving, timeout=40)
     assert al.stub.GetPlayer(audio_pb2.GetPlayerRequest()).reachable
     channel.close()
+
+
+def test_stall_alarm_when_stream_is_live_but_zone_silent(house: AudioLab) -> None:
+    al = house
+    baseline(al)
+    wait_for("zone b playing 880 Hz", lambda: plays(al, "b", 880))
+    mask = field_mask_pb2.FieldMask(paths=["sink"])
+    broken = audio_pb2.Zone(name="zones/b", sink="nosuch")
+    try:
+        al.stub.UpdateZone(audio_pb2.UpdateZoneRequest(zone=broken, update_mask=mask))
+
+        def status() -> audio_pb2.ZoneStatus:
+            return al.stub.GetZone(audio_pb2.GetZoneRequest(name="zones/b")).status
+
+        stalled = wait_for("zone b stalled", lambda: status().stalled and status(), timeout=15)
+        assert stalled.reachable and not stalled.receiving and "nosuch" in stalled.error
+        assert health(al, "tv").up
+        wait_for(
+            "stalled metric",
+            lambda: metric_value(scrape(al.metrics), "hearth_audio_zone_stalled", zone="b") == 1,
+            timeout=5,
+        )
+    finally:
+        fixed = audio_pb2.Zone(name="zones/b", sink="")
+        al.stub.UpdateZone(audio_pb2.UpdateZoneRequest(zone=fixed, update_mask=mask))
+    wait_for("zone b playing again", lambda: plays(al, "b", 880))
+    assert not al.stub.GetZone(audio_pb2.GetZoneRequest(name="zones/b")).status.stalled
