@@ -38,8 +38,9 @@ async def test_status_hosts_and_wake(gw: Running) -> None:
     assert result.exit_code == 0, result.output
     result = await hearth(gw, "hosts", token=VIEWER)
     assert result.exit_code == 0 and "devbox" in result.output and "ASLEEP" in result.output
-    result = await hearth(gw, "wake", "devbox")
+    result = await hearth(gw, "wake", "devbox", "--wait", "--timeout", "5")
     assert result.exit_code == 0, result.output
+    assert "hosts/devbox is awake" in result.output
     assert gw.backends.wake.hosts["hosts/devbox"].state == 2  # AWAKE in the backend
     result = await hearth(gw, "hosts", "rm", "devbox")
     assert result.exit_code == 0 and gw.backends.wake.hosts == {}
