@@ -23,7 +23,7 @@ from hearth_wake.sniffer import Sniffer, bpf_expression, decode_for
 
 log = logging.getLogger("hearth.wake")
 
-TICK_SECONDS = 0.05
+TICK_SECONDS = 0.1
 MONITOR_SECONDS = 2.0
 OUTCOMES = {
     "in_progress": wake_pb2.IN_PROGRESS,

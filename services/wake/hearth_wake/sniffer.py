@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import select
 import socket
 import struct
@@ -118,6 +119,7 @@ class Sniffer:
             sock.close()
 
     def _run(self) -> None:
+        _prefer_this_thread(self.ifname)
         sock = self._sock
         cmsg_space = socket.CMSG_SPACE(16)
         while not self._stop:
@@ -140,6 +142,19 @@ class Sniffer:
                 self.handler(data, ts, address[2])
             except Exception:  # a bad frame or a bug must never stop the capture
                 log.exception("frame handling failed", extra=kv(interface=self.ifname))
+
+
+def _prefer_this_thread(ifname: str) -> None:
+    """Run the capture thread at the lowest real-time priority when allowed (CAP_SYS_NICE):
+    on a busy machine a woken normal thread can wait milliseconds for a CPU, and this thread
+    is the reaction path. It sleeps in select() otherwise, so it takes nothing from others.
+    Without the capability it stays a normal thread."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        priority = "real-time"
+    except OSError:
+        priority = "normal (no CAP_SYS_NICE)"
+    log.info("capturing", extra=kv(interface=ifname, priority=priority))
 
 
 def decode_for(

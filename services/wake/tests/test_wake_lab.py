@@ -543,3 +543,32 @@ def test_losing_the_watched_interface_degrades_health_until_it_returns(net: Net)
     finally:
         net.delete("far")
         net.hub.run(["ip", "link", "del", "dum0"])
+
+
+def test_every_send_method_reaches_the_machine(net: Net) -> None:
+    other = net.other
+    sim = SleepSim(other, "--start", "awake")
+    sim.wait_line("awake")
+    methods = [
+        H.ETHERTYPE_0842,
+        H.UDP9_SUBNET_BROADCAST,
+        H.UDP7_SUBNET_BROADCAST,
+        H.UDP9_LIMITED_BROADCAST,
+        H.UDP9_UNICAST,
+    ]
+    try:
+        net.create("allways", fast_host(other, send_methods=methods))
+        net.wake.wait_state("allways", H.AWAKE)
+        wake = net.wake.stub.WakeHost(H.WakeHostRequest(name="hosts/allways"))
+        assert wake.outcome == H.ALREADY_AWAKE and wake.packets_sent == 5
+        assert list(wake.methods) == ["0x0842", "udp9", "udp7", "udp9-limited", "udp9-unicast"]
+
+        def received() -> list[str]:
+            return [line.split()[3] for line in sim.lines if line.startswith("magic packet")]
+
+        wait_for(lambda: len(received()) == 5, 5, "five magic packets at the machine")
+        assert sorted(received()) == ["0x0842", "udp7", "udp9", "udp9", "udp9"]
+        assert all(net.wake.hub.mac in line for line in sim.lines if "magic" in line)
+    finally:
+        sim.stop()
+        net.delete("allways")
