@@ -120,6 +120,9 @@ async def test_click_a_patch_cell_and_the_zone_really_subscribes(e2e: E2E) -> No
         )
         await page.wait_for_selector(".zone[data-zone=kitchen] .badge.ok", timeout=20_000)
         await page.screenshot(path=artifact("e2e-audio-patched.png"), full_page=True)
+        await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+        await page.screenshot(path=artifact("e2e-house-phone.png"), full_page=True)
 
 
 SWEEP_SKIP = {
