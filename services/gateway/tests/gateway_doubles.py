@@ -62,6 +62,7 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
         self, request: wake_pb2.GetHostRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
         self.metadata_seen.append({k: str(v) for k, v in context.invocation_metadata() or ()})
+        await context.send_initial_metadata((("x-served-by", "fake-wake"),))
         self.deadlines_seen.append(context.time_remaining())
         return self._get(request.name)
 
