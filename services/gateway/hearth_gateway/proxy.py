@@ -8,6 +8,7 @@ cannot be reached answers UNAVAILABLE with a message naming it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -222,6 +223,9 @@ class Forwarder(grpc.GenericRpcHandler):
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name
                 await self._fail(backend, exc, context)
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"  # the caller went away; its cancellation reached the backend
                 raise
             finally:
                 self._audit(method, principal, request, context, code, started)
