@@ -183,7 +183,10 @@ class WakeApp:
 
     async def _ticker(self) -> None:
         while True:
-            self.engine.tick()
+            try:
+                self.engine.tick()
+            except Exception:  # retries and liveness must go on whatever one host does
+                log.exception("tick failed")
             await asyncio.sleep(TICK_SECONDS)
 
     async def _monitor(self) -> None:

@@ -540,6 +540,8 @@ def test_losing_the_watched_interface_degrades_health_until_it_returns(net: Net)
         )
         net.hub.run(["ip", "link", "set", "dum0", "up"], check=True)
         wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING, 10, "recovered")
+        # Probing the vanished interface's host stopped nothing else.
+        assert "crashed" not in net.wake.proc.output and "tick failed" not in net.wake.proc.output
     finally:
         net.delete("far")
         net.hub.run(["ip", "link", "del", "dum0"])
