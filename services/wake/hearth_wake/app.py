@@ -231,7 +231,7 @@ class WakeApp:
         frames_seen = metrics.FRAMES.labels(ifname)
         malformed = metrics.MALFORMED.labels(ifname)
         handler = decode_for(ifname, self.engine.on_frame, own_mac, malformed.inc, frames_seen.inc)
-        sniffer = Sniffer(ifname, handler, self._sniffer_failed)
+        sniffer = Sniffer(ifname, handler, self._sniffer_failed, self.config.capture_realtime)
         sniffer.start()
         self.sniffers[ifname] = sniffer
         return sniffer
