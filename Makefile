@@ -58,11 +58,18 @@ demo: install ## a demo house in network namespaces with every service (as root)
 bench: install ## every benchmark under bench/, results in bench/results/
 	$(PY) bench/run_all.py
 
-up: ## docker compose up (production compose file)
+images: $(VENV)/.stamp-pip ## build every image; makes base images from Debian if none can be pulled
+	scripts/build-images.sh
+
+up: images ## docker compose up (production compose file; settings in .env, see .env.example)
 	$(COMPOSE) up -d
 
-down: ## docker compose down
+down: ## docker compose down (production), and the lab stack if demo-compose left one
 	$(COMPOSE) down
+	$(PY) -m hearth_compose down
+
+demo-compose: install images ## the demo house in containers, on a private network (as root)
+	$(PY) -m hearth_compose demo
 
 clean: ## remove generated code, virtualenv and caches
 	rm -rf $(VENV) gen .stamp-* .mypy_cache .ruff_cache .pytest_cache

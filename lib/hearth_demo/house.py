@@ -34,6 +34,21 @@ class House:
         """gRPC address of a running service, reachable from this (root) namespace."""
         return f"{self.hub_address}:{PORTS[service][0]}"
 
+    def start_service(self, name: str) -> ServiceProcess:
+        """Start (or start again, after ``services[name].stop()``) one service in the hub."""
+        proc = ServiceProcess(
+            name,
+            env=_service_env(self, name),
+            prefix=["ip", "netns", "exec", self.hub.netns],
+            log_path=self.lab.workdir / f"{name}.log",
+        )
+        self.services[name] = proc.start(timeout=60)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.services.values())):
+            proc.stop()
+
 
 def _part(service: str) -> ModuleType | None:
     try:
@@ -55,30 +70,32 @@ def _service_env(house: House, service: str) -> dict[str, str]:
     return {**env, **{k: v for k, v in house.env.items() if k.startswith(prefix)}}
 
 
+def start_house(lab: Lab, env: dict[str, str] | None = None) -> House:
+    """Build the house in ``lab`` and start every service; ``env`` overrides the parts'
+    settings (tests use it for short timings). Stop it with :meth:`House.stop`."""
+    hub = lab.add_host("hearth")
+    house = House(lab=lab, hub=hub, hub_address=hub.expose())
+    parts = {name: _part(name) for name in (*BACKENDS, "gateway")}
+    for part in parts.values():
+        if part and hasattr(part, "prepare"):
+            part.prepare(house)
+    house.env.update(env or {})
+    for name in BACKENDS:
+        house.env.setdefault(
+            f"HEARTH_GATEWAY_{name.upper()}_ADDRESS", f"127.0.0.1:{PORTS[name][0]}"
+        )
+    house.env.setdefault("HEARTH_GATEWAY_HTTP_LISTEN", "0.0.0.0:8080")
+    for name in (*BACKENDS, "gateway"):
+        house.start_service(name)
+    for part in parts.values():
+        if part and hasattr(part, "populate"):
+            part.populate(house)
+    return house
+
+
 def build_and_run() -> None:
     with Lab(prefix="demo") as lab:
-        hub = lab.add_host("hearth")
-        house = House(lab=lab, hub=hub, hub_address=hub.expose())
-        parts = {name: _part(name) for name in (*BACKENDS, "gateway")}
-        for part in parts.values():
-            if part and hasattr(part, "prepare"):
-                part.prepare(house)
-        for name in BACKENDS:
-            house.env.setdefault(
-                f"HEARTH_GATEWAY_{name.upper()}_ADDRESS", f"127.0.0.1:{PORTS[name][0]}"
-            )
-        house.env.setdefault("HEARTH_GATEWAY_HTTP_LISTEN", "0.0.0.0:8080")
-        for name in (*BACKENDS, "gateway"):
-            proc = ServiceProcess(
-                name,
-                env=_service_env(house, name),
-                prefix=["ip", "netns", "exec", hub.netns],
-                log_path=lab.workdir / f"{name}.log",
-            )
-            house.services[name] = proc.start(timeout=60)
-        for part in parts.values():
-            if part and hasattr(part, "populate"):
-                part.populate(house)
+        house = start_house(lab)
         print("\nhearth demo house is up (Ctrl-C to tear it all down)\n")
         print(f"  web page       http://{house.hub_address}:8080/")
         for name in ("gateway", *BACKENDS):
@@ -93,5 +110,4 @@ def build_and_run() -> None:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        for proc in house.services.values():
-            proc.stop()
+        house.stop()

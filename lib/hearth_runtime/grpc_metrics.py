@@ -78,8 +78,11 @@ def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts every RPC and turns :class:`HearthError` into a rich gRPC status."""
 
-    def __init__(self, error_domain: str) -> None:
+    def __init__(self, error_domain: str, trailers: tuple[tuple[str, str], ...] = ()) -> None:
         self.error_domain = error_domain
+        # Sent with every unary answer unless the handler sets its own (e.g. hearth-version,
+        # which the gateway reads from its health checks to report each backend's version).
+        self.trailers = trailers
 
     async def intercept_service(
         self,
@@ -129,6 +132,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 MSG_RECEIVED.labels(*labels).inc()
             start = time.perf_counter()
             code = grpc.StatusCode.OK
+            if self.trailers:
+                context.set_trailing_metadata(self.trailers)
             try:
                 result = inner(request, context)
                 if inspect.isawaitable(result):

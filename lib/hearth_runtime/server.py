@@ -137,7 +137,12 @@ def _bind(server: grpc.aio.Server, address: str) -> int:
 async def start_service(spec: ServiceSpec[C], config: C) -> Runtime[C]:
     """Build and start a service in this event loop (used by ``run_service`` and tests)."""
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(error_domain=f"{spec.name}.hearth")],
+        interceptors=[
+            MetricsInterceptor(
+                error_domain=f"{spec.name}.hearth",
+                trailers=(("hearth-service", spec.name), ("hearth-version", spec.version)),
+            )
+        ],
         options=[("grpc.so_reuseport", 0)],
     )
     health_servicer = health.aio.HealthServicer()

@@ -71,15 +71,27 @@ def service_env(service: str, tmp_path: Path) -> dict[str, str]:
     }
     if service == "gateway":
         env[prefix + "HTTP_LISTEN"] = "127.0.0.1:0"
+        env[prefix + "ANONYMOUS_READ"] = "true"  # the probe is a read; auth has its own tests
     return env
 
 
 @pytest.fixture(params=PROBES, ids=lambda p: p.service)
 def running(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     probe: Probe = request.param
-    proc = ServiceProcess(probe.service, env=service_env(probe.service, tmp_path))
-    with proc:
-        yield probe, proc
+    env = service_env(probe.service, tmp_path)
+    backends: list[ServiceProcess] = []
+    try:
+        if probe.service == "gateway":
+            # The gateway's overall health aggregates its backends: give it real ones.
+            for name in ("wake", "audio", "ci"):
+                backend = ServiceProcess(name, env=service_env(name, tmp_path)).start()
+                backends.append(backend)
+                env[f"HEARTH_GATEWAY_{name.upper()}_ADDRESS"] = backend.grpc_address
+        with ServiceProcess(probe.service, env=env) as proc:
+            yield probe, proc
+    finally:
+        for backend in backends:
+            backend.stop()
 
 
 def test_health_reflection_and_metrics(running: Any) -> None:

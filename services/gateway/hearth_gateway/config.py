@@ -1,12 +1,57 @@
-"""Settings of the gateway (env prefix HEARTH_GATEWAY_)."""
+"""Settings of the gateway (env prefix HEARTH_GATEWAY_).
+
+Tokens are stored as SHA-256 hashes of the bearer token (``hearth token new`` prints a token
+and the line to paste here). Tokens are long random strings, so a fast hash is enough: there
+is nothing to brute-force, and the hash keeps a leaked config file from being a key.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
+from pydantic import BaseModel, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from hearth_runtime import ServiceConfig
+from hearth_runtime.config import _check_listen
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_RATE = re.compile(r"^(\d+)/(s|sec|second|min|minute|h|hour)$")
+_PER = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+
+
+class TokenConfig(BaseModel):
+    """One bearer token: who it belongs to, its role and the SHA-256 hex of the token."""
+
+    name: str
+    role: Literal["viewer", "operator"]
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _SHA256.match(value):
+            raise ValueError("must be the 64-hex-digit SHA-256 of the token")
+        return value
+
+
+def parse_rate(value: str) -> tuple[int, float]:
+    """``"10/min"`` -> (10 calls, per 60 seconds)."""
+    match = _RATE.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a rate like '10/min' or '2/s'")
+    return int(match.group(1)), _PER[match.group(2)]
 
 
 class GatewayConfig(ServiceConfig):
@@ -19,3 +64,45 @@ class GatewayConfig(ServiceConfig):
     wake_address: str = "localhost:50061"
     audio_address: str = "localhost:50062"
     ci_address: str = "localhost:50063"
+
+    tokens: list[TokenConfig] = []
+    """Bearer tokens (hashed) with their roles."""
+    anonymous_read: bool = False
+    """Whether reading (List/Get/Watch) works without a token."""
+    rate_limits: dict[str, str] = {
+        "hearth.wake.v1.WakeService/WakeHost": "10/min",
+        "hearth.wake.v1.WakeService/WaitUntilAwake": "10/min",
+    }
+    """Per-caller call rates by full method name ("service/Method": "N/min")."""
+    cors_origins: list[str] = []
+    """Origins allowed to call the HTTP face from a browser ("*" = any); empty = same origin."""
+    tls_cert_file: Path | None = None
+    """With tls_key_file: serve HTTPS, and gRPC with TLS on grpc_tls_listen."""
+    tls_key_file: Path | None = None
+    grpc_tls_listen: str = "[::]:50443"
+    check_interval_seconds: float = 2.0
+    """How often each backend's health, version and round-trip time are checked."""
+    http_timeout_seconds: float = 60.0
+    """Deadline of an HTTP call to a unary method (streams have none)."""
+
+    @field_validator("http_listen", "grpc_tls_listen")
+    @classmethod
+    def _http_listen(cls, value: str) -> str:
+        return _check_listen(value)
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rates(cls, value: dict[str, str]) -> dict[str, str]:
+        for rate in value.values():
+            parse_rate(rate)
+        return value
+
+    @field_validator("check_interval_seconds", "http_timeout_seconds")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    def backend_addresses(self) -> dict[str, str]:
+        return {"wake": self.wake_address, "audio": self.audio_address, "ci": self.ci_address}

@@ -1,0 +1,304 @@
+"""The HTTP/JSON face (aiohttp): routes from ``google.api.http``, SSE for Watch, the web page.
+
+Every API call is transcoded and sent to the gateway's own gRPC face over a private unix
+socket, so authentication, rate limits, the audit line and grpc_server_* metrics are the same
+for both faces. The ``Authorization`` header (or ``?access_token=``, for EventSource, which
+cannot set headers) travels as gRPC ``authorization`` metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import grpc
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from hearth_gateway.catalog import Catalog, HttpBinding, Method
+from hearth_gateway.openapi import openapi_document
+from hearth_gateway.proxy import ACTIVE_STREAMS, DETAILS_KEY
+from hearth_gateway.transcode import HTTP_STATUS, BadRequest, build_request, error_body, to_json
+
+log = logging.getLogger("hearth.gateway.http")
+
+HTTP_REQUESTS = Counter(
+    "hearth_gateway_http_requests_total",
+    "HTTP requests served, by method, route template and status code.",
+    ("method", "route", "code"),
+)
+HTTP_SECONDS = Histogram(
+    "hearth_gateway_http_request_duration_seconds",
+    "Time to answer an HTTP request (for SSE: until the first event was sent).",
+    ("method", "route"),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+WEB = Path(str(resources.files("hearth_gateway") / "web"))
+SSE_HEARTBEAT_SECONDS = 15.0
+FRAME_CACHE = 256
+FRAME_CACHE_MAX_BYTES = 64 * 1024
+CORS_HEADERS = "authorization, content-type"
+CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+
+ROUTE = web.RequestKey("route", str)
+STREAMING = web.RequestKey("streaming", bool)
+CORS_ORIGIN = web.RequestKey("cors_origin", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json_error(code: grpc.StatusCode, message: str, details: bytes | None = None) -> web.Response:
+    return web.json_response(error_body(code, message, details), status=HTTP_STATUS[code])
+
+
+def _rpc_error(exc: grpc.aio.AioRpcError) -> web.Response:
+    details = dict(exc.trailing_metadata() or ()).get(DETAILS_KEY)
+    return _json_error(exc.code(), exc.details() or "", details if details else None)
+
+
+class HttpFace:
+    def __init__(
+        self,
+        catalog: Catalog,
+        grpc_target: str,
+        cors_origins: list[str],
+        timeout: float,
+        title: str = "hearth",
+        version: str = "0.1.0",
+    ) -> None:
+        self.catalog = catalog
+        self.routes = catalog.http_routes()
+        self.grpc_target = grpc_target
+        self.cors_origins = cors_origins
+        self.timeout = timeout
+        self.openapi = openapi_document(catalog, title, version)
+        self._channel: grpc.aio.Channel | None = None
+        self._frames: dict[tuple[str, bytes], bytes] = {}
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.grpc_target)
+        return self._channel
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._metrics, self._cors])
+        app.router.add_get("/", self._index)
+        app.router.add_static("/static/", WEB, show_index=False)
+        app.router.add_get("/openapi.json", self._openapi)
+        app.router.add_route("*", "/v1/{tail:.*}", self._api)
+        return app
+
+    # -- middlewares -------------------------------------------------------------------------
+
+    @web.middleware
+    async def _metrics(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        route = "other"
+        code = 500
+        try:
+            response = await handler(request)
+            code = response.status
+            resource = request.match_info.route.resource
+            route = request.get(ROUTE) or (resource.canonical if resource else "unmatched")
+            return response
+        except web.HTTPException as exc:
+            code = exc.status
+            raise
+        finally:
+            HTTP_REQUESTS.labels(request.method, route, str(code)).inc()
+            if not request.get(STREAMING):
+                HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - start)
+
+    def _allowed_origin(self, origin: str | None) -> str | None:
+        if not origin:
+            return None
+        if "*" in self.cors_origins:
+            return "*"
+        return origin if origin in self.cors_origins else None
+
+    @web.middleware
+    async def _cors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = self._allowed_origin(request.headers.get("Origin"))
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            request[ROUTE] = "preflight"
+            if origin is None:
+                return web.Response(status=403, text="origin not allowed")
+            return web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Origin": origin,
+                    "Access-Control-Allow-Methods": CORS_METHODS,
+                    "Access-Control-Allow-Headers": CORS_HEADERS,
+                    "Access-Control-Max-Age": "600",
+                    "Vary": "Origin",
+                },
+            )
+        if origin is not None:
+            request[CORS_ORIGIN] = origin
+        response = await handler(request)
+        if origin is not None and not response.prepared:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    # -- static ------------------------------------------------------------------------------
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def _openapi(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.openapi)
+
+    # -- the API -----------------------------------------------------------------------------
+
+    def _route(self, request: web.Request) -> tuple[HttpBinding, Method, dict[str, str]]:
+        path_matched = False
+        for binding, method in self.routes:
+            params = binding.match(request.path)
+            if params is None:
+                continue
+            path_matched = True
+            if binding.verb == request.method:
+                return binding, method, params
+        if path_matched:
+            raise web.HTTPMethodNotAllowed(request.method, [])
+        raise LookupError(request.path)
+
+    def _metadata(self, request: web.Request) -> list[tuple[str, str]]:
+        metadata = [("x-forwarded-for", request.remote or "")]
+        header = request.headers.get("Authorization")
+        token = request.query.get("access_token")
+        if header:
+            metadata.append(("authorization", header))
+        elif token:
+            metadata.append(("authorization", f"Bearer {token}"))
+        return metadata
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        try:
+            binding, method, params = self._route(request)
+        except LookupError:
+            request[ROUTE] = "unmatched"  # never the raw path: scanners would blow up the labels
+            return _json_error(grpc.StatusCode.NOT_FOUND, f"no API route for {request.path}")
+        except web.HTTPMethodNotAllowed:
+            request[ROUTE] = "method-not-allowed"
+            return _json_error(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{request.method} is not supported on {request.path}",
+            )
+        request[ROUTE] = binding.template
+        try:
+            message = build_request(
+                method, binding, params, request.query.items(), await request.read()
+            )
+        except BadRequest as exc:
+            return _json_error(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        metadata = self._metadata(request)
+        if method.server_streaming:
+            request[STREAMING] = True
+            return await self._sse(request, method, message, metadata)
+        call = self.channel.unary_unary(
+            method.path,
+            request_serializer=method.request_cls.SerializeToString,
+            response_deserializer=method.response_cls.FromString,
+        )
+        try:
+            response = await call(message, timeout=self.timeout, metadata=metadata)
+        except grpc.aio.AioRpcError as exc:
+            return _rpc_error(exc)
+        return web.json_response(to_json(response))
+
+    async def _sse(
+        self, request: web.Request, method: Method, message: Any, metadata: list[tuple[str, str]]
+    ) -> web.StreamResponse:
+        # Raw bytes: many watchers get the same event, so its JSON is made once (see _event).
+        call: Any = self.channel.unary_stream(
+            method.path, request_serializer=method.request_cls.SerializeToString
+        )(message, metadata=metadata)
+        gauge = ACTIVE_STREAMS.labels("sse", method.full_name)
+        try:
+            first = await call.read()
+        except grpc.aio.AioRpcError as exc:
+            return _rpc_error(exc)  # before any event: a plain HTTP error (401, 503, ...)
+        except BaseException:
+            call.cancel()  # the browser left before the first event
+            raise
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        if request.get(CORS_ORIGIN):
+            response.headers["Access-Control-Allow-Origin"] = request[CORS_ORIGIN]
+        await response.prepare(request)
+        await response.write(b"retry: 2000\n\n")
+        gauge.inc()
+        heartbeat = asyncio.create_task(self._heartbeat(response))
+        try:
+            item: Any = first
+            while item is not grpc.aio.EOF:
+                await response.write(self._event(method, item))
+                item = await call.read()
+            await response.write(b"event: end\ndata: {}\n\n")
+        except grpc.aio.AioRpcError as exc:
+            details = dict(exc.trailing_metadata() or ()).get(DETAILS_KEY)
+            body = error_body(exc.code(), exc.details() or "", details if details else None)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await response.write(f"event: error\ndata: {json.dumps(body)}\n\n".encode())
+        except (ConnectionError, RuntimeError):
+            pass  # the browser went away
+        finally:
+            heartbeat.cancel()
+            call.cancel()
+            gauge.dec()
+        return response
+
+    def _event(self, method: Method, raw: bytes) -> bytes:
+        """The SSE frame of one streamed message, shared by every watcher of the same event."""
+        key = (method.path, raw)
+        frame = self._frames.get(key)
+        if frame is None:
+            data = json.dumps(to_json(method.response_cls.FromString(raw)), separators=(",", ":"))
+            frame = f"data: {data}\n\n".encode()
+            if len(raw) <= FRAME_CACHE_MAX_BYTES:
+                if len(self._frames) >= FRAME_CACHE:
+                    self._frames.pop(next(iter(self._frames)))  # the oldest (insertion order)
+                self._frames[key] = frame
+        return frame
+
+    async def _heartbeat(self, response: web.StreamResponse) -> None:
+        # Comments keep proxies from closing an idle stream and reveal a vanished client.
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            while True:
+                await asyncio.sleep(SSE_HEARTBEAT_SECONDS)
+                await response.write(b": ping\n\n")
+
+
+async def serve(
+    app: web.Application, address: str, ssl_context: Any = None
+) -> tuple[web.AppRunner, int]:
+    """Start ``app`` on ``host:port`` (port 0 picks one); return the runner and the port."""
+    host, _, port = address.rpartition(":")
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=ssl_context)
+    await site.start()
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    bound = int(sockets[0].getsockname()[1]) if sockets else int(port)
+    return runner, bound

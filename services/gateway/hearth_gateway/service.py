@@ -1,0 +1,58 @@
+"""The gateway's own API: the status of the house's backends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from hearth_gateway.auth import Authorizer, Principal
+from hearth_gateway.backends import BackendPool
+from hearth_gateway.catalog import Catalog
+from hearth_gateway.proxy import token_of
+from hearth_runtime.broadcast import Broadcaster
+
+SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+    def __init__(
+        self, catalog: Catalog, pool: BackendPool, authorizer: Authorizer, version: str
+    ) -> None:
+        self.catalog = catalog
+        self.pool = pool
+        self.authorizer = authorizer
+        self.version = version
+        # Ticks after every check round; each Watch sends a fresh status per tick.
+        self.rounds: Broadcaster[None] = Broadcaster(max_backlog=100)
+
+    def _admit(self, name: str, context: grpc.aio.ServicerContext) -> Principal:
+        method = self.catalog.methods[f"/{SERVICE}/{name}"]
+        return self.authorizer.authorize(method, token_of(context.invocation_metadata()))
+
+    def status(self, principal: Principal) -> gateway_pb2.SystemStatus:
+        now = timestamp_pb2.Timestamp()
+        now.FromNanoseconds(time.time_ns())
+        return gateway_pb2.SystemStatus(
+            backends=[b.describe() for b in self.pool.backends.values()],
+            version=self.version,
+            time=now,
+            role=principal.role,
+        )
+
+    async def GetSystemStatus(
+        self, request: gateway_pb2.GetSystemStatusRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.SystemStatus:
+        return self.status(self._admit("GetSystemStatus", context))
+
+    async def WatchSystemStatus(
+        self, request: gateway_pb2.WatchSystemStatusRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gateway_pb2.SystemStatus]:
+        principal = self._admit("WatchSystemStatus", context)
+        async with self.rounds.subscribe() as ticks:
+            yield self.status(principal)
+            async for _ in ticks:
+                yield self.status(principal)

@@ -1,0 +1,85 @@
+"""A gateway in this process in front of small backends that speak the real contracts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
+
+from hearth_gateway.auth import hash_token
+from hearth_gateway.config import GatewayConfig
+from hearth_gateway.main import Gateway, spec
+from hearth_runtime import Runtime, start_service
+
+OPERATOR = "operator-secret-token"
+VIEWER = "viewer-secret-token"
+
+
+def auth(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+@dataclass
+class Running:
+    gateway: Gateway
+    runtime: Runtime[GatewayConfig]
+    backends: FakeBackends
+    channel: grpc.aio.Channel
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.runtime.grpc_port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.http_port}"
+
+
+MakeGateway = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def make_gateway() -> AsyncIterator[MakeGateway]:
+    started: list[Running] = []
+
+    async def make(**settings: Any) -> Running:
+        backends = FakeBackends()
+        for name in ("wake", "audio", "ci"):
+            await backends.start(name)
+        values: dict[str, Any] = {
+            "grpc_listen": "127.0.0.1:0",
+            "http_listen": "127.0.0.1:0",
+            "metrics_listen": "127.0.0.1:0",
+            "shutdown_grace_seconds": 0,
+            "check_interval_seconds": 0.2,
+            "wake_address": backends.address("wake"),
+            "audio_address": backends.address("audio"),
+            "ci_address": backends.address("ci"),
+            "tokens": [
+                {"name": "olivia", "role": "operator", "sha256": hash_token(OPERATOR)},
+                {"name": "victor", "role": "viewer", "sha256": hash_token(VIEWER)},
+            ],
+            **settings,
+        }
+        gateway = Gateway()
+        runtime = await start_service(spec(gateway), GatewayConfig(**values))
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
+        running = Running(gateway, runtime, backends, channel)
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        await running.channel.close()
+        await running.runtime.stop(grace=0)
+        for name in running.backends.runtimes:
+            await running.backends.stop(name)
+
+
+@pytest.fixture
+async def gw(make_gateway: MakeGateway) -> Running:
+    return await make_gateway()

@@ -1,0 +1,103 @@
+# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
+"""The `hearth` CLI against a gateway (the commands run in a thread: the gateway serves here)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+from typer.testing import CliRunner, Result
+
+from hearth_cli.main import State, app
+from hearth_gateway.auth import hash_token
+
+
+async def hearth(gw: Running, *args: str, token: str | None = OPERATOR) -> Result:
+    State.settings = None
+    options = ["--gateway", gw.grpc_address]
+    if token:
+        options += ["--token", token]
+    return await asyncio.to_thread(CliRunner().invoke, app, [*options, *args])
+
+
+@pytest.fixture(autouse=True)
+def no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEARTH_CONFIG", str(tmp_path / "config.yaml"))
+    monkeypatch.delenv("HEARTH_TOKEN", raising=False)
+    monkeypatch.delenv("HEARTH_GATEWAY", raising=False)
+
+
+async def test_status_hosts_and_wake(gw: Running) -> None:
+    result = await hearth(gw, "status")
+    assert result.exit_code == 0, result.output
+    assert "wake" in result.output and "SERVING" in result.output and "9.9.9" in result.output
+    result = await hearth(gw, "hosts", "add", "devbox", "--mac", "02:00:00:00:00:01",
+                          "--ipv4", "198.18.0.9")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = await hearth(gw, "hosts", token=VIEWER)
+    assert result.exit_code == 0 and "devbox" in result.output and "ASLEEP" in result.output
+    result = await hearth(gw, "wake", "devbox")
+    assert result.exit_code == 0, result.output
+    assert gw.backends.wake.hosts["hosts/devbox"].state == 2  # AWAKE in the backend
+    result = await hearth(gw, "hosts", "rm", "devbox")
+    assert result.exit_code == 0 and gw.backends.wake.hosts == {}
+
+
+async def test_audio_commands(gw: Running) -> None:
+    result = await hearth(gw, "audio", "patch", "office", "tv")
+    assert result.exit_code == 0, result.output
+    assert gw.backends.audio.zones["zones/office"].stream == "streams/tv"
+    result = await hearth(gw, "audio", "volume", "office", "80", "--mute")
+    assert result.exit_code == 0, result.output
+    zone = gw.backends.audio.zones["zones/office"]
+    assert zone.volume == pytest.approx(0.8) and zone.muted
+    result = await hearth(gw, "audio", "zones")
+    assert "office" in result.output and "80%" in result.output
+    result = await hearth(gw, "audio", "pause")
+    assert result.exit_code == 0 and "paused" in result.output
+
+
+async def test_readable_errors(gw: Running, tmp_path: Path) -> None:
+    result = await hearth(gw, "hosts", token=None)
+    assert result.exit_code == 1
+    assert "UNAUTHENTICATED" in result.output and "HEARTH_TOKEN" in result.output
+    result = await hearth(gw, "wake", "devbox", token=VIEWER)
+    assert result.exit_code == 1 and "PERMISSION_DENIED" in result.output
+    result = await hearth(gw, "wake", "nope")
+    assert result.exit_code == 1 and "NOT_FOUND" in result.output and "hosts/nope" in result.output
+    State.settings = None
+    result = await asyncio.to_thread(
+        CliRunner().invoke, app, ["--gateway", "127.0.0.1:1", "status"]
+    )
+    assert result.exit_code == 1 and "cannot reach the gateway at 127.0.0.1:1" in result.output
+
+
+async def test_token_from_config_file(gw: Running, tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(f"gateway: {gw.grpc_address}\ntoken: {VIEWER}\n")
+    State.settings = None
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "(viewer)" in result.output
+
+
+def test_token_new_prints_a_working_hash() -> None:
+    result = CliRunner().invoke(app, ["token", "new", "olivia", "--role", "operator"])
+    assert result.exit_code == 0, result.output
+    assert "role: operator" in result.output
+    token = result.output.split("it is not stored anywhere): ")[1].split()[0]
+    digest = result.output.split("sha256: ")[1].split()[0]
+    assert hash_token(token) == digest and token.startswith("hth_")
+
+
+async def test_ci_dash_is_mounted_and_reads_through_the_gateway(
+    make_gateway: MakeGateway,
+) -> None:
+    result = CliRunner().invoke(app, ["ci", "dash", "--help"])
+    assert result.exit_code == 0 and "--owner" in result.output and "--dump-zuul" in result.output
+    gw = await make_gateway(anonymous_read=True)
+    options = ["--service", gw.grpc_address, "--watch", "mine", "-r", "0", "--no-color"]
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["ci", "dash", *options])
+    assert result.exit_code == 0, result.output
+    assert "12345,6" in result.output and "Zuul is being upgraded" in result.output

@@ -1,0 +1,101 @@
+# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
+"""hearth-gateway as a real process; TLS with a configured certificate; bad configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
+from gateway_fixtures import VIEWER, MakeGateway, auth, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+
+from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from hearth_gateway.auth import hash_token
+from hearth_testing import ServiceProcess, free_port, scrape
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_the_process_serves_grpc_http_and_the_page(tmp_path: Path) -> None:
+    backends = FakeBackends()
+    for name in ("wake", "audio", "ci"):
+        await backends.start(name)
+    http_port = free_port()
+    viewer = {"name": "v", "role": "viewer", "sha256": hash_token(VIEWER)}
+    env = {
+        "HEARTH_GATEWAY_GRPC_LISTEN": "127.0.0.1:0",
+        "HEARTH_GATEWAY_METRICS_LISTEN": "127.0.0.1:0",
+        "HEARTH_GATEWAY_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+        "HEARTH_GATEWAY_STATE_DIR": str(tmp_path),
+        "HEARTH_GATEWAY_WAKE_ADDRESS": backends.address("wake"),
+        "HEARTH_GATEWAY_AUDIO_ADDRESS": backends.address("audio"),
+        "HEARTH_GATEWAY_CI_ADDRESS": backends.address("ci"),
+        "HEARTH_GATEWAY_TOKENS": json.dumps([viewer]),
+    }
+    proc = ServiceProcess("gateway", env=env)
+    await asyncio.to_thread(proc.start)
+    try:
+        assert f"http://127.0.0.1:{http_port}/" in proc.output
+        async with grpc.aio.insecure_channel(proc.grpc_address) as channel:
+            status = await gateway_pb2_grpc.GatewayStub(channel).GetSystemStatus(
+                gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
+            )
+        assert all(b.up for b in status.backends)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{http_port}/static/app.js") as response,
+        ):
+            assert response.status == 200 and "EventSource" in await response.text()
+        samples = await asyncio.to_thread(scrape, proc.metrics_address)
+        names = {s.name for s in samples}
+        assert {"hearth_gateway_backend_up", "grpc_server_handled_total"} <= names
+    finally:
+        await asyncio.to_thread(proc.stop)
+        for name in ("wake", "audio", "ci"):
+            await backends.stop(name)
+    assert proc.proc is not None and proc.proc.returncode == 0
+
+
+def test_bad_configuration_names_the_setting() -> None:
+    proc = ServiceProcess("gateway", env={"HEARTH_GATEWAY_RATE_LIMITS": '{"x/Y": "lots"}'})
+    with pytest.raises(RuntimeError) as caught:
+        proc.start()
+    assert "HEARTH_GATEWAY_RATE_LIMITS" in str(caught.value) and "10/min" in str(caught.value)
+
+
+async def test_tls_on_both_faces(make_gateway: MakeGateway, certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    tls_port = free_port()
+    gw = await make_gateway(
+        tls_cert_file=cert, tls_key_file=key, grpc_tls_listen=f"127.0.0.1:{tls_port}"
+    )
+    creds = grpc.ssl_channel_credentials(cert.read_bytes())
+    async with grpc.aio.secure_channel(f"localhost:{tls_port}", creds) as channel:
+        status = await gateway_pb2_grpc.GatewayStub(channel).GetSystemStatus(
+            gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
+        )
+    assert status.role == "viewer"
+    context = ssl.create_default_context(cafile=str(cert))
+    url = f"https://localhost:{gw.gateway.http_port}/v1/system/status"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, ssl=context, headers={"Authorization": f"Bearer {VIEWER}"}) as response,
+    ):
+        assert response.status == 200
+        assert len((await response.json())["backends"]) == 3

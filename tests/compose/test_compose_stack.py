@@ -1,0 +1,284 @@
+"""The lab stack on the Docker engine, end to end: build every image, start the stack on its
+own internal network, and use it through the gateway as a person would.
+
+- the client container pings the sleeping devbox: wake sends the magic packet, the devbox
+  wakes, the ping is answered and a wake with its timings arrives on the event stream;
+- zone A patched to a stream plays that stream's tone (recorded in zone A's container and
+  checked by frequency), switched to the other stream plays the other tone;
+- the CI watch shows the queues the replay server serves;
+- Prometheus scrapes every target, every Grafana panel's query returns data, and the
+  backend-down alert fires when a backend stops;
+- `down -v` leaves no container, network or volume of the test behind.
+
+Runs only with a reachable Docker engine (skipped with the reason otherwise); as root (the
+iptables rule that lets multicast through the lab bridge). The first build takes minutes;
+later runs reuse Docker's cache.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+
+from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
+from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
+from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
+from hearth_compose import LabStack, engine_reachable, sweep
+from hearth_compose.house import TONES, credentials, populate, wait_for
+from hearth_compose.stack import REPO
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1200)]
+
+SERVICES = (
+    "gateway", "wake", "audio", "ci", "station", "zone-a", "zone-b",
+    "devbox", "client", "replay", "prometheus",
+)  # fmt: skip
+TARGETS = {"gateway", "wake", "audio", "ci", "prometheus"}
+RATE_INTERVAL = "1m"
+RATE = 48000
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LabStack]:
+    reason = engine_reachable()
+    if reason:
+        pytest.skip(reason)
+    if os.geteuid() != 0:
+        pytest.skip("the lab stack needs root (an iptables rule for multicast on its bridge)")
+    sweep()
+    started = time.monotonic()
+    build = subprocess.run(
+        [str(REPO / "scripts" / "build-images.sh")], capture_output=True, text=True, timeout=900
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    print(f"\nimages built in {time.monotonic() - started:.0f} s")
+    tag = os.getpid() % 200
+    lab = LabStack(
+        project=f"hearth-lab-t{os.getpid()}", prefix=f"198.19.{tag + 20}", bridge=f"hlab-t{tag}"
+    )
+    try:
+        started = time.monotonic()
+        lab.up()
+        lab.wait_healthy(SERVICES, within=180)
+        print(f"lab stack healthy in {time.monotonic() - started:.0f} s")
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def gateway(stack: LabStack) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(stack.gateway_grpc) as channel:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        populate(channel)
+        yield channel
+
+
+def _prometheus(stack: LabStack, path: str, **params: str) -> Any:
+    url = f"{stack.prometheus}{path}?{urllib.parse.urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        body = json.load(reply)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def _dominant_frequency(pcm: bytes) -> tuple[float, float]:
+    """(frequency of the strongest bin in Hz, RMS as a fraction of full scale)."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    rms = float(np.sqrt(np.mean(samples**2))) / 32768 if samples.size else 0.0
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
+    freqs = np.fft.rfftfreq(samples.size, 1 / RATE)
+    return float(freqs[int(spectrum.argmax())]), rms
+
+
+def _record(stack: LabStack, zone: str, seconds: float = 1.0) -> tuple[float, float]:
+    """Record the zone's speakers (its sink's monitor) inside its container."""
+    size = int(RATE * seconds) * 2
+    pcm = stack.exec_bytes(
+        zone,
+        "sh",
+        "-c",
+        "parec -d speakers.monitor --raw --format=s16le --rate=48000 --channels=1"
+        f" | head -c {size}",
+    )
+    return _dominant_frequency(pcm)
+
+
+def test_every_service_is_healthy(stack: LabStack) -> None:
+    states = stack.health()
+    assert {s: states.get(s) for s in SERVICES} == {
+        s: ("running" if s in {"devbox", "client", "prometheus"} else "healthy") for s in SERVICES
+    }
+
+
+def test_client_ping_wakes_the_devbox(stack: LabStack, gateway: grpc.Channel) -> None:
+    wake = wake_pb2_grpc.WakeServiceStub(gateway)
+    events: list[wake_pb2.HostEvent] = []
+    stream = wake.WatchHostEvents(
+        wake_pb2.WatchHostEventsRequest(name="hosts/devbox"), metadata=credentials()
+    )
+
+    def collect() -> None:
+        try:
+            for event in stream:
+                events.append(event)
+        except grpc.RpcError:
+            pass  # cancelled at the end of the test
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: events, 15, "the current state of devbox on the event stream")
+        assert events[0].kind == wake_pb2.HostEvent.CURRENT
+        # ping retries as ping does: one answer within 40 s.
+        out = stack.exec("client", "ping", "-c", "1", "-w", "40", "devbox", timeout=60)
+        assert re.search(r"1 received", out), out
+        alive = wait_for(
+            lambda: [e for e in events if e.kind == wake_pb2.HostEvent.ALIVE and e.wake.name],
+            20,
+            "an ALIVE event with its wake",
+        )
+    finally:
+        stream.cancel()
+    wake_record = alive[0].wake
+    assert wake_record.trigger == wake_pb2.WAKE_TRIGGER_DEMAND or wake_record.requester_ip
+    assert wake_record.reaction.ToTimedelta().total_seconds() > 0
+    assert wake_record.resume.ToTimedelta().total_seconds() >= 1.0  # the devbox's resume delay
+    kinds = [e.kind for e in events]
+    assert wake_pb2.HostEvent.WAKE_SENT in kinds
+    listed = wake.ListWakes(
+        wake_pb2.ListWakesRequest(parent="hosts/devbox"), metadata=credentials(), timeout=10
+    )
+    assert wake_record.name in [w.name for w in listed.wakes]
+    assert "awake" in stack.logs("devbox", tail=20)
+
+
+def test_patching_zone_a_plays_that_streams_tone(stack: LabStack, gateway: grpc.Channel) -> None:
+    audio = audio_pb2_grpc.AudioServiceStub(gateway)
+    meta = credentials()
+    for stream, other in (("radio", "tv"), ("tv", "radio")):
+        audio.SubscribeZone(
+            audio_pb2.SubscribeZoneRequest(name="zones/zone-a", stream=f"streams/{stream}"),
+            metadata=meta,
+            timeout=30,
+        )
+
+        def hears(want: float = TONES[stream]) -> tuple[float, float] | None:
+            freq, rms = _record(stack, "zone-a")
+            return (freq, rms) if abs(freq - want) < 10 and rms > 0.01 else None
+
+        freq, _ = wait_for(hears, 30, f"zone A playing {stream} ({TONES[stream]:g} Hz)", 0)
+        assert abs(freq - TONES[stream]) < 10 and abs(freq - TONES[other]) > 100
+    # Zone B was never patched: silence.
+    _, rms_b = _record(stack, "zone-b")
+    assert rms_b < 0.001
+    audio.UnsubscribeZone(
+        audio_pb2.UnsubscribeZoneRequest(name="zones/zone-a"), metadata=meta, timeout=30
+    )
+    wait_for(lambda: _record(stack, "zone-a")[1] < 0.001, 30, "zone A silent", 0)
+
+
+def test_ci_watch_shows_the_replayed_queues(gateway: grpc.Channel) -> None:
+    ci = ci_pb2_grpc.CiServiceStub(gateway)
+
+    def first_snapshot() -> ci_pb2.Dashboard | None:
+        stream = ci.WatchDashboard(
+            ci_pb2.WatchDashboardRequest(watch="watches/mine"), metadata=credentials(), timeout=20
+        )
+        try:
+            event = next(iter(stream))
+        finally:
+            stream.cancel()
+        assert event.kind == ci_pb2.DashboardEvent.SNAPSHOT
+        return event.dashboard if event.dashboard.matching_items else None
+
+    dashboard = wait_for(first_snapshot, 60, "a CI dashboard with matching items", 1)
+    queues = [q for p in dashboard.pipelines for q in p.queues if q.items]
+    assert queues, dashboard
+    assert sum(len(q.items) for q in queues) == dashboard.matching_items
+    assert all(q.total >= len(q.items) for q in queues)
+    assert {s.source for s in dashboard.sources} >= {"zuul"}
+
+
+def test_prometheus_scrapes_every_service(stack: LabStack) -> None:
+    def all_up() -> dict[str, float] | None:
+        result = _prometheus(stack, "/api/v1/query", query="up")["result"]
+        up = {r["metric"]["job"]: float(r["value"][1]) for r in result}
+        return up if set(up) == TARGETS and all(v == 1 for v in up.values()) else None
+
+    wait_for(all_up, 60, "up == 1 for every target", 2)
+
+
+def _panel_exprs() -> list[tuple[str, str, str]]:
+    out = []
+    for path in sorted((REPO / "grafana" / "dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", RATE_INTERVAL)
+                out.append((dashboard["uid"], panel["title"], expr))
+    return out
+
+
+def test_every_dashboard_panel_returns_data(stack: LabStack, gateway: grpc.Channel) -> None:
+    # After the scenarios above: wakes, patches and CI polls have all happened.
+    missing: dict[tuple[str, str, str], Any] = {}
+    deadline = time.monotonic() + 90
+    pending = _panel_exprs()
+    assert len(pending) >= 30
+    while pending and time.monotonic() < deadline:
+        still = []
+        for uid, title, expr in pending:
+            result = _prometheus(stack, "/api/v1/query", query=expr)["result"]
+            values = [float(r["value"][1]) for r in result]
+            if not any(math.isfinite(v) for v in values):
+                still.append((uid, title, expr))
+                missing[(uid, title, expr)] = result
+        pending = still
+        if pending:
+            time.sleep(5)
+    assert not pending, {p: missing[p] for p in pending}
+
+
+def test_backend_down_alert_fires_when_a_backend_stops(stack: LabStack) -> None:
+    rules = _prometheus(stack, "/api/v1/rules")["groups"]
+    names = {r["name"] for g in rules for r in g["rules"]}
+    assert {"HearthBackendDown", "HearthAudioStreamLoss", "HearthCiDataStale"} <= names
+    stack.stop("ci")
+    try:
+
+        def firing() -> list[dict[str, Any]]:
+            alerts = _prometheus(stack, "/api/v1/alerts")["alerts"]
+            return [
+                a
+                for a in alerts
+                if a["labels"]["alertname"] == "HearthBackendDown"
+                and a["labels"].get("job") == "ci"
+                and a["state"] == "firing"
+            ]
+
+        alert = wait_for(firing, 120, "HearthBackendDown firing for ci", 2)[0]
+        assert alert["annotations"]["summary"] == "hearth ci is down"
+    finally:
+        stack.start("ci")
+    stack.wait_healthy(["ci"], within=60)
+
+
+def test_down_leaves_nothing_behind(stack: LabStack) -> None:
+    stack.down()
+    assert stack.leftovers() == {"containers": [], "networks": [], "volumes": []}
+    rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True)
+    assert stack.bridge not in rules.stdout
