@@ -216,10 +216,26 @@ class HttpFace:
             response_deserializer=method.response_cls.FromString,
         )
         try:
-            response = await call(message, timeout=self.timeout, metadata=metadata)
+            timeout = self._timeout(request)
+        except ValueError:
+            return _json_error(
+                grpc.StatusCode.INVALID_ARGUMENT, "timeout: give seconds, e.g. ?timeout=2.5"
+            )
+        try:
+            response = await call(message, timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             return _rpc_error(exc)
         return web.json_response(to_json(response))
+
+    def _timeout(self, request: web.Request) -> float:
+        """The call's deadline: ``?timeout=SECONDS`` (``2.5`` or ``2.5s``), at most the default."""
+        given = request.query.get("timeout")
+        if given is None:
+            return self.timeout
+        seconds = float(given.removesuffix("s"))
+        if seconds <= 0:
+            raise ValueError(given)
+        return min(seconds, self.timeout)
 
     async def _sse(
         self, request: web.Request, method: Method, message: Any, metadata: list[tuple[str, str]]

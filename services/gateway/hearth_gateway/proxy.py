@@ -8,6 +8,7 @@ cannot be reached answers UNAVAILABLE with a message naming it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -71,10 +72,17 @@ def forwarded_metadata(
     return out
 
 
-def returned_trailers(
+def passable_metadata(
     metadata: Iterable[tuple[str, Any]] | None,
 ) -> tuple[tuple[str, Any], ...]:
     return tuple((k, v) for k, v in metadata or () if not k.startswith("grpc-") or k == DETAILS_KEY)
+
+
+async def _pass_initial(call: Any, context: grpc.aio.ServicerContext) -> None:
+    """The backend's response headers, if it sent any of its own, go to the caller."""
+    headers = passable_metadata(await call.initial_metadata())
+    if headers:
+        await context.send_initial_metadata(headers)
 
 
 def deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -160,7 +168,7 @@ class Forwarder(grpc.GenericRpcHandler):
     async def _fail(
         self, backend: Backend, exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext
     ) -> None:
-        trailers = returned_trailers(exc.trailing_metadata())
+        trailers = passable_metadata(exc.trailing_metadata())
         if exc.code() is grpc.StatusCode.UNAVAILABLE and not any(
             k == DETAILS_KEY for k, _ in trailers
         ):
@@ -207,13 +215,17 @@ class Forwarder(grpc.GenericRpcHandler):
                     metadata=forwarded_metadata(context, principal),
                 )
                 response: bytes = await call
-                trailers = returned_trailers(await call.trailing_metadata())
+                await _pass_initial(call, context)
+                trailers = passable_metadata(await call.trailing_metadata())
                 if trailers:
                     context.set_trailing_metadata(trailers)
                 return response
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name
                 await self._fail(backend, exc, context)
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"  # the caller went away; its cancellation reached the backend
                 raise
             finally:
                 self._audit(method, principal, request, context, code, started)
@@ -236,9 +248,10 @@ class Forwarder(grpc.GenericRpcHandler):
             gauge = ACTIVE_STREAMS.labels("grpc", method.full_name)
             gauge.inc()
             try:
+                await _pass_initial(call, context)
                 async for message in call:
                     yield message
-                trailers = returned_trailers(await call.trailing_metadata())
+                trailers = passable_metadata(await call.trailing_metadata())
                 if trailers:
                     context.set_trailing_metadata(trailers)
             except grpc.aio.AioRpcError as exc:

@@ -106,6 +106,8 @@ async def test_metadata_and_deadline_reach_the_backend(gw: Running) -> None:
     assert remaining is not None and 5 < remaining <= 7.1  # gRPC rounds timeouts up
     trailers = dict(await call.trailing_metadata() or ())
     assert trailers.get("hearth-service") == "wake"
+    headers = dict(await call.initial_metadata() or ())
+    assert headers.get("x-served-by") == "fake-wake"
 
 
 async def test_cancellation_and_deadline_expiry_reach_the_backend(gw: Running) -> None:
