@@ -341,11 +341,11 @@ def _measure(
         time.sleep(0.3)
         sync.play(station, sink, signal)
         time.sleep(max(0.5, seconds - 0.3 - signal.size / sync.RATE))
+        recordings = [rec.stop() for rec in recorders]
     except sync.PulseStreamError as exc:
         for rec in recorders:
-            rec._stop.set()
+            rec.abort()
         raise Unavailable(f"sync measurement failed: {exc}") from None
-    recordings = [rec.stop() for rec in recorders]
     return sync.offset_between(recordings[0], recordings[1], signal)
 
 

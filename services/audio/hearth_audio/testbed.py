@@ -96,7 +96,7 @@ def packets_on(host: Host, group: str, port: int, seconds: float) -> int:
     return int(res.stdout)
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0, every: float = 0.2) -> Any:
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, every: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:

@@ -314,9 +314,19 @@ PULSE_PRECISION_MS = 10.0  # how closely module-rtp-recv holds its latency setti
 def offset_reaches(al: AudioLab, target: float, tolerance: float, timeout: float) -> list[float]:
     """MeasureSync until two readings in a row are within ``tolerance`` of ``target``."""
     readings: list[float] = []
+    failures: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        m = al.stub.MeasureSync(audio_pb2.MeasureSyncRequest(zone_a="zones/a", zone_b="zones/b"))
+        try:
+            m = al.stub.MeasureSync(
+                audio_pb2.MeasureSyncRequest(zone_a="zones/a", zone_b="zones/b")
+            )
+        except grpc.RpcError as exc:
+            # A recording can fail on a machine this busy: reported as UNAVAILABLE.
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            failures.append(str(exc.details()))
+            assert len(failures) <= 3, failures
+            continue
         assert m.confidence > 0.8, m
         readings.append(m.offset_ms)
         if len(readings) >= 2 and all(abs(x - target) <= tolerance for x in readings[-2:]):
@@ -377,7 +387,7 @@ def test_lost_player_degrades_health_and_recovers(house: AudioLab) -> None:
 def test_stall_alarm_when_stream_is_live_but_zone_silent(house: AudioLab) -> None:
     al = house
     baseline(al)
-    wait_for("zone b playing 880 Hz", lambda: plays(al, "b", 880))
+    wait_for("zone b playing 880 Hz", lambda: plays(al, "b", 880), timeout=30)
     mask = field_mask_pb2.FieldMask(paths=["sink"])
     broken = audio_pb2.Zone(name="zones/b", sink="nosuch")
     try:
