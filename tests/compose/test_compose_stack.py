@@ -154,7 +154,7 @@ def test_client_ping_wakes_the_devbox(stack: LabStack, gateway: grpc.Channel) ->
     finally:
         stream.cancel()
     wake_record = alive[0].wake
-    assert wake_record.trigger == wake_pb2.WAKE_TRIGGER_DEMAND or wake_record.requester_ip
+    assert wake_record.trigger == wake_pb2.ARP or wake_record.requester_ip
     assert wake_record.reaction.ToTimedelta().total_seconds() > 0
     assert wake_record.resume.ToTimedelta().total_seconds() >= 1.0  # the devbox's resume delay
     kinds = [e.kind for e in events]

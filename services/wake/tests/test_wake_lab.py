@@ -126,6 +126,8 @@ def test_ping_wakes_the_sleeping_devbox(net: Net) -> None:
         assert net.metric("hearth_wake_demands_total", host="devbox", verdict="wake") == 1
         assert net.metric("hearth_wake_packets_sent_total", host="devbox", method="udp9") >= 1
         assert net.metric("hearth_wake_host_up", host="devbox") == 1
+        last_seen = net.metric("hearth_wake_host_last_seen_timestamp_seconds", host="devbox")
+        assert started <= last_seen <= time.time()
 
         log = net.wake.proc
         log.wait_for_line(rf"ARP {client.mac} -> who-has {devbox.ipv4}: demand for devbox")
@@ -540,6 +542,8 @@ def test_losing_the_watched_interface_degrades_health_until_it_returns(net: Net)
         )
         net.hub.run(["ip", "link", "set", "dum0", "up"], check=True)
         wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING, 10, "recovered")
+        # Probing the vanished interface's host stopped nothing else.
+        assert "crashed" not in net.wake.proc.output and "tick failed" not in net.wake.proc.output
     finally:
         net.delete("far")
         net.hub.run(["ip", "link", "del", "dum0"])
