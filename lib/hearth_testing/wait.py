@@ -28,16 +28,14 @@ def wait_for(what: str, check: Callable[[], T], timeout: float = 30.0, every: fl
 
 
 async def wait_for_async(
-    what: str, check: Callable[[], Awaitable[T]], timeout: float = 30.0, every: float = 0.05
+    what: str, check: Callable[[], Awaitable[T]], within: float = 30.0, every: float = 0.05
 ) -> T:
-    """The asyncio twin of :func:`wait_for`."""
-    deadline = time.monotonic() + timeout
+    """The asyncio twin of :func:`wait_for` (``within`` seconds at most)."""
+    deadline = time.monotonic() + within
     while True:
         value = await check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout} s waiting for {what} (last: {value!r})"
-            )
+            raise AssertionError(f"timed out after {within} s waiting for {what} (last: {value!r})")
         await asyncio.sleep(every)

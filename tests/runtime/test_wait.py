@@ -13,7 +13,7 @@ def test_wait_for_returns_the_first_truthy_value() -> None:
 
 
 def test_wait_for_names_what_it_waited_for() -> None:
-    with pytest.raises(AssertionError, match="waiting for the moon .*last: 0"):
+    with pytest.raises(AssertionError, match=r"waiting for the moon .*last: 0"):
         wait_for("the moon", lambda: 0, timeout=0.1)
 
 
@@ -23,10 +23,10 @@ async def test_wait_for_async() -> None:
     async def check() -> int:
         return next(counter) >= 2
 
-    assert await wait_for_async("two", check, timeout=5) is True
+    assert await wait_for_async("two", check, within=5) is True
     with pytest.raises(AssertionError, match="never"):
 
         async def never() -> bool:
             return False
 
-        await wait_for_async("never", never, timeout=0.1)
+        await wait_for_async("never", never, within=0.1)
