@@ -64,11 +64,18 @@ def zone_script(sink: str = "speakers") -> list[str]:
 
 @dataclass
 class PulseDaemon:
-    """One PulseAudio in a lab host; ``server`` is its TCP address for other hosts."""
+    """One PulseAudio in a lab host; ``server`` is its TCP address for other hosts.
+
+    ``realtime``: run its I/O threads with SCHED_RR, as PulseAudio does on a zone box
+    (rtkit). On a busy machine a late wake-up when a receiver starts playing stays in
+    that zone's latency for good: with it, fresh receivers start within ~2 ms of their
+    setting; without it, within ~6 ms (README "Sync").
+    """
 
     host: Host
     name: str
     script: list[str]
+    realtime: bool = False
     proc: subprocess.Popen[Any] | None = None
     dir: Path = field(init=False)
 
@@ -101,8 +108,8 @@ class PulseDaemon:
             "--daemonize=no",
             "--system=no",
             "--exit-idle-time=-1",
-            "--high-priority=no",
-            "--realtime=no",
+            f"--high-priority={'yes' if self.realtime else 'no'}",
+            f"--realtime={'yes' if self.realtime else 'no'}",
             "--use-pid-file=no",
             "-n",
             "-F",
@@ -138,6 +145,20 @@ class PulseDaemon:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+    def clock(self, source: str, period_ms: float = 2.0) -> subprocess.Popen[Any]:
+        """Read ``source`` (a sink's monitor) every ``period_ms`` and discard it, so that its
+        null sink renders in ``period_ms`` steps, like a sound card with a fixed period.
+
+        Left alone, a null sink renders as far ahead as its clients allow (100 ms and
+        more), and a module-rtp-recv session starting on it begins playing anywhere
+        within that block: two fresh receivers then differ by up to ~30 ms. Every other
+        client (a recorder, a receiver) changes that block size too. The lab kills the
+        reader on close; stop it with ``host.stop``.
+        """
+        argv = ["parec", "--server", self.unix_server, "-d", source, "--raw"]
+        argv += ["--format=s16le", "--channels=1", f"--latency-msec={period_ms:g}"]
+        return self.host.popen(argv, env=self.env(), stdout=subprocess.DEVNULL)
 
     def restart(self, timeout: float = 20.0) -> PulseDaemon:
         self.stop()

@@ -55,6 +55,19 @@ class AudioLab:
         data = res.stdout[: len(res.stdout) // 2 * 2]
         return np.frombuffer(data, dtype="<i2").astype(np.float64) / 32768.0
 
+    @contextlib.contextmanager
+    def steady_sinks(self, period_ms: float = 2.0) -> Iterator[None]:
+        """Clock every zone's speakers and the radio sink in ``period_ms`` steps
+        (:meth:`labkit.PulseDaemon.clock`) while the block runs."""
+        sinks = [(p, "speakers.monitor") for p in self.zones.values()]
+        sinks.append((self.station_pulse, "radio.monitor"))
+        readers = [(pulse.host, pulse.clock(source, period_ms)) for pulse, source in sinks]
+        try:
+            yield
+        finally:
+            for host, proc in readers:
+                host.stop(proc, timeout=2)
+
 
 def tone_levels(samples: np.ndarray[Any, Any]) -> dict[int, float]:
     """Amplitude at 440 and 880 Hz (and overall RMS under key 0)."""
@@ -121,7 +134,9 @@ def audio_lab(prefix: str = "au", env: dict[str, str] | None = None) -> Iterator
             [*labkit.station_script(["tv"]), "load-module module-sine sink=tv frequency=880"],
         ).start()
         zones = {
-            name: labkit.PulseDaemon(host, f"zone{name}", labkit.zone_script()).start()
+            name: labkit.PulseDaemon(
+                host, f"zone{name}", labkit.zone_script(), realtime=True
+            ).start()
             for name, host in zone_hosts.items()
         }
         music = lab.workdir / "music"
