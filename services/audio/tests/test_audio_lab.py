@@ -281,12 +281,31 @@ def test_disable_stream_stops_packets(house: AudioLab) -> None:
     wait_for("tv up again", lambda: health(al, "tv").up)
 
 
-def fresh_offsets(al: AudioLab, latency_b_ms: int, n: int = 3) -> list[float]:
-    """Patch both zones to radio afresh (zone b at ``latency_b_ms``), then MeasureSync.
+def measure(al: AudioLab) -> float:
+    """One MeasureSync of zone b against zone a (ms); a recording that fails on a machine
+    this busy is UNAVAILABLE and retried, at most twice."""
+    failures: list[str] = []
+    while True:
+        try:
+            m = al.stub.MeasureSync(
+                audio_pb2.MeasureSyncRequest(zone_a="zones/a", zone_b="zones/b")
+            )
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            failures.append(str(exc.details()))
+            assert len(failures) <= 2, failures
+            continue
+        assert m.confidence > 0.8, m
+        return m.offset_ms
 
-    Two fresh module-rtp-recv sessions with equal settings start in step (each starts
-    once its latency's worth of audio is buffered); later each adapts its rate and they
-    wander apart by several ms (see bench/bench_audio_sync.py).
+
+def fresh_offsets(al: AudioLab, latency_b_ms: int, n: int = 2) -> list[float]:
+    """Patch both zones to radio afresh (zone b at ``latency_b_ms``), then MeasureSync
+    ``n`` times, within the first seconds of the new receiver sessions.
+
+    A fresh module-rtp-recv session starts playing once its latency's worth of audio is
+    buffered, so it starts at its setting; later it adapts its rate, stops correcting
+    about 8 ms from its target (a 20 Hz dead band) and wanders (bench_audio_sync.py).
     """
     for zone in ("a", "b"):
         al.stub.UnsubscribeZone(audio_pb2.UnsubscribeZoneRequest(name=f"zones/{zone}"))
@@ -298,40 +317,26 @@ def fresh_offsets(al: AudioLab, latency_b_ms: int, n: int = 3) -> list[float]:
         al.stub.SubscribeZone(
             audio_pb2.SubscribeZoneRequest(name=f"zones/{zone}", stream="streams/radio")
         )
+    assert "latency_msec=200" in receivers(al, "a")[0]
     assert f"latency_msec={latency_b_ms}" in receivers(al, "b")[0]
     wait_for("both zones on radio", lambda: plays(al, "a", 440) and plays(al, "b", 440))
-    readings = []
-    for _ in range(n):
-        m = al.stub.MeasureSync(audio_pb2.MeasureSyncRequest(zone_a="zones/a", zone_b="zones/b"))
-        assert m.confidence > 0.8, m
-        readings.append(m.offset_ms)
+    return [measure(al) for _ in range(n)]
+
+
+# How far apart two fresh receivers start beyond their latency settings, on zones like
+# real ones (fixed-period sinks, realtime PulseAudio): the issue's bound (README "Sync").
+START_PRECISION_MS = 2.0
+# About one fresh session in 15 starts 20-25 ms off (inside PulseAudio, every set-up we
+# tried); such a session, and only such, is drawn once more. 2-10 ms off fails.
+MISSTART_MS = 10.0
+
+
+def session_offsets(al: AudioLab, latency_b_ms: int, expected: float) -> list[float]:
+    readings = fresh_offsets(al, latency_b_ms)
+    if all(abs(x - expected) > MISSTART_MS for x in readings):
+        print(f"sync: receiver session mis-started ({readings} ms), once more")
+        readings = fresh_offsets(al, latency_b_ms)
     return readings
-
-
-PULSE_PRECISION_MS = 10.0  # how closely module-rtp-recv holds its latency setting here
-
-
-def offset_reaches(al: AudioLab, target: float, tolerance: float, timeout: float) -> list[float]:
-    """MeasureSync until two readings in a row are within ``tolerance`` of ``target``."""
-    readings: list[float] = []
-    failures: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            m = al.stub.MeasureSync(
-                audio_pb2.MeasureSyncRequest(zone_a="zones/a", zone_b="zones/b")
-            )
-        except grpc.RpcError as exc:
-            # A recording can fail on a machine this busy: reported as UNAVAILABLE.
-            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
-            failures.append(str(exc.details()))
-            assert len(failures) <= 3, failures
-            continue
-        assert m.confidence > 0.8, m
-        readings.append(m.offset_ms)
-        if len(readings) >= 2 and all(abs(x - target) <= tolerance for x in readings[-2:]):
-            return readings
-    raise AssertionError(f"offset did not reach {target} +- {tolerance} ms: {readings}")
 
 
 def test_measure_sync(house: AudioLab) -> None:
@@ -339,14 +344,19 @@ def test_measure_sync(house: AudioLab) -> None:
     baseline(al)
     try:
         # The measurement itself is exact to 0.1 ms (test_sync_math.py); what it measures
-        # here is PulseAudio's receivers, which converge to their latency over tens of
-        # seconds (rate steps of at most 2 per mille per 5 s), stop correcting within
-        # about 8 ms of it (a 20 Hz dead band), and jump by up to ~100 ms after an
-        # underrun on a busy machine. The bound is therefore PulseAudio's, not ours.
-        fresh_offsets(al, 200, n=0)
-        offset_reaches(al, 0.0, PULSE_PRECISION_MS, timeout=90)
-        fresh_offsets(al, 240, n=0)
-        raised = offset_reaches(al, 40.0, PULSE_PRECISION_MS, timeout=150)
+        # is PulseAudio. Zones' null sinks are clocked like sound cards (steady_sinks):
+        # otherwise a fresh receiver starts anywhere within its sink's render block and
+        # two zones differ by up to 30 ms.
+        with al.steady_sinks():
+            equal = session_offsets(al, 200, 0.0)
+            raised = session_offsets(al, 240, 40.0)
+        print(f"sync: equal settings {equal} ms, zone b +40 ms {raised} ms")
+        assert all(abs(x) <= START_PRECISION_MS for x in equal), equal
+        assert all(abs(x - 40.0) <= START_PRECISION_MS for x in raised), raised
+        # One session measured twice, seconds apart, agrees: the spread is PulseAudio's
+        # session start, not the measurement's.
+        for pair in (equal, raised):
+            assert max(pair) - min(pair) <= 2.0, pair
         value = metric_value(
             scrape(al.metrics), "hearth_audio_sync_offset_seconds", zone_a="a", zone_b="b"
         )
