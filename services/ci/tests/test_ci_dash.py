@@ -9,14 +9,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from hearth_ci.replay import default_fixtures
-from hearth_testing import ServiceProcess, free_port, metric_value, scrape
+from hearth_ci.replay import control_sync, default_fixtures, wait_until_up
+from hearth_testing import ServiceProcess, free_port, metric_value, scrape, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -34,34 +33,10 @@ def replay_url() -> Iterator[str]:
     assert proc.stdout is not None
     assert "replaying" in proc.stdout.readline()
     url = f"http://127.0.0.1:{port}"
-    _wait_http(url)
+    wait_until_up(url)
     yield url
     proc.terminate()
     proc.wait(10)
-
-
-def _wait_http(url: str) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_control", timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def _control(url: str, **changes: object) -> None:
-    import json
-    import urllib.request
-
-    req = urllib.request.Request(
-        f"{url}/_control", data=json.dumps(changes).encode(), method="POST"
-    )
-    urllib.request.urlopen(req, timeout=5).close()
 
 
 class Tmux:
@@ -84,20 +59,22 @@ class Tmux:
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-e", "-t", "dash")
 
-    def wait_for(self, check: Callable[[str], bool], within: float = 20.0) -> str:
-        deadline = time.monotonic() + within
-        while True:
+    def wait_for(self, what: str, check: Callable[[str], bool], within: float = 20.0) -> str:
+        """The first screen for which ``check`` holds (the last screen in the error)."""
+
+        def matching() -> str:
             text = self.screen()
-            if check(text):
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"screen never matched; last screen:\n{text}")
-            time.sleep(0.1)
+            return text if check(text) else ""
+
+        try:
+            return wait_for(f"a screen with {what}", matching, timeout=within, every=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last screen:\n{self.screen()}") from None
 
     def interrupt(self) -> str:
         """Ctrl-C; the screen once the dashboard exited (and said with which code)."""
         self.tmux("send-keys", "-t", "dash", "C-c")
-        return self.wait_for(lambda s: "dash exited with" in s, within=10)
+        return self.wait_for("the exit code", lambda s: "dash exited with" in s, within=10)
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
@@ -145,15 +122,17 @@ def _check_queues(screen: str) -> None:
 def test_dash_against_zuul_and_gerrit_directly(replay_url: str) -> None:
     pane = Tmux([*DASH, "--zuul", replay_url, "--tenant", "openstack", "--gerrit", replay_url])
     try:
-        screen = pane.wait_for(lambda s: "Queue: gate" in s)
+        screen = pane.wait_for("the gate queue", lambda s: "Queue: gate" in s)
         _check_queues(screen)
         # Refreshes in place: the new document replaces the old screen.
-        _control(replay_url, document="v2-status-basic.json")
-        screen = pane.wait_for(lambda s: "Example info message" in s and "Queue: gate" not in s)
+        control_sync(replay_url, document="v2-status-basic.json")
+        screen = pane.wait_for(
+            "the new document", lambda s: "Example info message" in s and "Queue: gate" not in s
+        )
         assert "\x1b[41m" in _line(screen, "Example info message")  # red banner
         assert _plain(screen).count("Zuul dashboard:") == 1
-        _control(replay_url, zuul_fault="500")
-        screen = pane.wait_for(lambda s: "failed attempts" in s)
+        control_sync(replay_url, zuul_fault="500")
+        screen = pane.wait_for("the Zuul error", lambda s: "failed attempts" in s)
         line = _line(screen, "failed attempts")
         assert YELLOW in line and "zuul: Zuul answered HTTP 500" in line
         assert "Example info message" in screen  # the last good data stays
@@ -161,7 +140,7 @@ def test_dash_against_zuul_and_gerrit_directly(replay_url: str) -> None:
         assert "dash exited with 0" in screen and "Traceback" not in screen
     finally:
         pane.close()
-        _control(replay_url, document="v2-status-tree.json", zuul_fault="")
+        control_sync(replay_url, document="v2-status-tree.json", zuul_fault="")
 
 
 def test_dash_against_the_ci_service(replay_url: str, tmp_path: Path) -> None:
@@ -179,7 +158,7 @@ def test_dash_against_the_ci_service(replay_url: str, tmp_path: Path) -> None:
     with ServiceProcess("ci", env=env) as service:
         pane = Tmux([*DASH, "--service", service.grpc_address])
         try:
-            _check_queues(pane.wait_for(lambda s: "Queue: gate" in s))
+            _check_queues(pane.wait_for("the gate queue", lambda s: "Queue: gate" in s))
             samples = scrape(service.metrics_address)
             assert metric_value(samples, "hearth_ci_queue_items", pipeline="gate") == 30
             assert metric_value(samples, "hearth_ci_zuul_event_queue_length", queue="trigger") == 85
