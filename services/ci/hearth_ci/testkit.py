@@ -5,6 +5,7 @@ server's control clients live in :mod:`hearth_ci.replay`; waiting is
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def stub(channel: grpc.aio.Channel) -> ci_pb2_grpc.CiServiceStub:
 
 
 async def dashboard_when(
-    stub: ci_pb2_grpc.CiServiceStub,
+    stub: Any,  # a grpc.aio CiServiceStub
     request: ci_pb2.GetDashboardRequest,
     what: str,
     holds: Callable[[ci_pb2.Dashboard], bool],
@@ -90,4 +91,30 @@ async def dashboard_when(
         dash: ci_pb2.Dashboard = await stub.GetDashboard(request)
         return dash if holds(dash) else None
 
-    return await wait_for_async(what, check, within=within)
+    found = await wait_for_async(what, check, within=within)
+    assert found is not None
+    return found
+
+
+def kinds_of(events: list[ci_pb2.DashboardEvent]) -> set[tuple[str, str]]:
+    """{(kind name, change)} of stream events, for exact comparisons."""
+    return {(ci_pb2.DashboardEvent.Kind.Name(e.kind), e.item.change) for e in events}
+
+
+async def events_until(
+    call: Any, kinds: set[int], within: float = 15.0
+) -> tuple[list[ci_pb2.DashboardEvent], ci_pb2.DashboardEvent]:
+    """Read a WatchDashboard stream up to the first snapshot that follows an event of one
+    of ``kinds``: the events (not snapshots) read and that snapshot."""
+    seen: list[ci_pb2.DashboardEvent] = []
+    try:
+        async with asyncio.timeout(within):  # snapshots keep coming: bound the whole read
+            while True:
+                event: ci_pb2.DashboardEvent = await call.read()
+                if event.kind != ci_pb2.DashboardEvent.SNAPSHOT:
+                    seen.append(event)
+                elif any(e.kind in kinds for e in seen):
+                    return seen, event
+    except TimeoutError:
+        names = sorted(ci_pb2.DashboardEvent.Kind.Name(k) for k in kinds)  # type: ignore[arg-type]
+        raise AssertionError(f"no {names} within {within} s; saw {kinds_of(seen)}") from None

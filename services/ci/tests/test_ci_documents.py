@@ -33,7 +33,9 @@ async def _pipelines(
         )
         return reply if holds(reply) else None
 
-    return await wait_for_async("Zuul's pipelines", check)
+    found = await wait_for_async("Zuul's pipelines", check)
+    assert found is not None
+    return found
 
 
 async def test_tree_gate_comes_out_in_order_with_positions(stub: Any, fixtures_dir: Path) -> None:

@@ -18,7 +18,9 @@ from hearth_ci.replay import ReplayServer, control
 from hearth_ci.testkit import (  # noqa: F401  # fixtures
     channel,
     ci,
+    events_until,
     fixtures_dir,
+    kinds_of,
     replay,
     replay_config,
     stub,
@@ -108,26 +110,15 @@ async def test_stream_sends_the_dashboard_first_then_events(
     assert first.kind == Kind.SNAPSHOT and first.dashboard.matching_items == 2
     await control(replay.url, document="v2-status-basic.json")
 
-    async def next_event(kind: int) -> ci_pb2.DashboardEvent:
-        while True:
-            event = await asyncio.wait_for(call.read(), 10)
-            if event.kind == kind:
-                return event
-
-    left = await next_event(Kind.LEFT_PIPELINE)
-    assert left.item.change in {"48418,1", "48423,2"} and "left gate" in left.message
+    left, _ = await events_until(call, {Kind.LEFT_PIPELINE})
+    # Gerrit and Zuul answer from the same document: both leave in one refresh.
+    assert kinds_of(left) == {("LEFT_PIPELINE", "48418,1"), ("LEFT_PIPELINE", "48423,2")}
+    assert {e.message for e in left} == {"48418,1 left gate", "48423,2 left gate"}
     await control(replay.url, document="v2-status-tree.json")
-    # Both changes are back in one refresh (Gerrit and Zuul answer from the same document):
-    # their ENQUEUED events come first, then the first snapshot that holds them.
-    enqueued = []
-    while True:
-        event = await asyncio.wait_for(call.read(), 10)
-        if event.kind == Kind.ENQUEUED:
-            enqueued.append((event.item.change, event.item.pipeline))
-        elif event.kind == Kind.SNAPSHOT and event.dashboard.matching_items:
-            break
-    assert sorted(enqueued) == [("48418,1", "gate"), ("48423,2", "gate")]
-    assert event.dashboard.matching_items == 2
+    enqueued, snapshot = await events_until(call, {Kind.ENQUEUED})
+    assert kinds_of(enqueued) == {("ENQUEUED", "48418,1"), ("ENQUEUED", "48423,2")}
+    assert {e.item.pipeline for e in enqueued} == {"gate"}
+    assert snapshot.dashboard.matching_items == 2
     call.cancel()
 
 
