@@ -11,10 +11,13 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from hearth_ci.replay import control_sync, default_fixtures, wait_until_up
+from hearth_ci.dash import app as dash_app
+from hearth_ci.replay import change_info, control_sync, default_fixtures, wait_until_up
 from hearth_testing import ServiceProcess, free_port, metric_value, scrape, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -188,3 +191,84 @@ def test_dump_raw_zuul_and_gerrit_data(replay_url: str) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and "-O/--operator: unknown operator 'XOR'" in bad.stderr
+
+
+# ----------------------------------------------- in-process, once (-r 0): filters and backlog
+
+ONCE = ["-u", "danms", "-P", "secret", "-r", "0", "--color", "--tenant", "openstack"]
+
+
+def _dash_once(replay_url: str, *args: str) -> str:
+    result = CliRunner().invoke(
+        dash_app, [*ONCE, "--zuul", replay_url, "--gerrit", replay_url, *args]
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _recorded(replay_url: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(pipeline, change, Gerrit's ChangeInfo for danms) of every change item recorded."""
+    doc = json.loads((default_fixtures() / "v2-status-tree.json").read_text())
+    out = []
+    for pipeline in doc["pipelines"]:
+        for queue in pipeline["change_queues"]:
+            for item in (i for head in queue["heads"] for i in head):
+                number, _, ps = item["id"].partition(",")
+                if ps:
+                    info = change_info(int(number), int(ps), item["project"], "danms")
+                    out.append((pipeline["name"], item["id"], info))
+    return out
+
+
+def _shown(output: str) -> set[str]:
+    return set(re.findall(r"\((\d+,\d+)\) ", _plain(output)))
+
+
+@pytest.mark.parametrize(
+    ("args", "header", "wanted"),
+    [
+        (["-t", "bp/cells-v2"], "topic:bp/cells-v2", lambda p, i: i.get("topic") == "bp/cells-v2"),
+        (["-q", "project:openstack/heat"], "(project:openstack/heat)",
+         lambda p, i: i["project"] == "openstack/heat"),
+        (["-w"], "is:watched", lambda p, i: i["project"] == "openstack/nova"),
+        (["-w", "-Q", "gate", "-Q", "post"], "is:watched (ignoring gate, post)",
+         lambda p, i: i["project"] == "openstack/nova" and p not in ("gate", "post")),
+        (["-t", "bp/cells-v2", "-w", "-O", "AND"], "topic:bp/cells-v2 AND is:watched",
+         lambda p, i: i.get("topic") == "bp/cells-v2" and i["project"] == "openstack/nova"),
+    ],
+)  # fmt: skip
+def test_dash_filter_options_show_exactly_their_changes(
+    replay_url: str, args: list[str], header: str, wanted: Callable[[str, dict[str, Any]], bool]
+) -> None:
+    output = _dash_once(replay_url, *args)
+    assert f"Zuul dashboard: {header}   " in _plain(output)
+    expected = {
+        change for pipeline, change, info in _recorded(replay_url) if wanted(pipeline, info)
+    }
+    assert expected and _shown(output) == expected
+    queues = re.findall(r"Queue: (\w[\w-]*)", _plain(output))
+    for ignored in ("gate", "post"):
+        if ignored in args:
+            assert ignored not in queues
+    assert "No matching changes" not in output
+
+
+@pytest.mark.parametrize(("length", "colour"), [(85, RED), (15, YELLOW), (8, ""), (5, None)])
+def test_dash_backlog_colours(replay_url: str, length: int, colour: str | None) -> None:
+    doc = json.loads((default_fixtures() / "v2-status-tree.json").read_text())
+    doc["trigger_event_queue"]["length"] = length
+    control_sync(replay_url, upload=doc)
+    try:
+        output = _dash_once(replay_url, "-c", "48418")
+    finally:
+        control_sync(replay_url, document="v2-status-tree.json")
+    assert "(48418,1)" in output  # the uploaded document was shown
+    if colour is None:  # 5 or fewer waiting events: no backlog line at all
+        assert "Event backlog" not in output
+        return
+    line = _line(output, "Event backlog")
+    assert _plain(line) == f"Event backlog: trigger {length} (management 0, result 2)"
+    if colour:
+        assert line.startswith(colour)
+    else:
+        assert "\x1b[" not in line
