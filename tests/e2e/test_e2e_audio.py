@@ -17,12 +17,12 @@ from e2e_fixtures import (  # type: ignore[import-not-found]
     VIEWER,
     auth,
     e2e,  # noqa: F401
-    eventually,
 )
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth_audio import demo as audio_demo
 from hearth_gateway.catalog import Method, build_catalog
+from hearth_testing import wait_for
 from hearth_testing.browser import artifact, browser, chromium_missing
 
 
@@ -110,13 +110,18 @@ async def test_click_a_patch_cell_and_the_zone_really_subscribes(e2e: E2E) -> No
             == "false"
         )
         # The zone box's PulseAudio now receives the tv stream's multicast group.
+
+        def tv_receivers() -> str:
+            text = rtp_receivers("kitchen")
+            return text if tv.group in text else ""
+
         receivers = await asyncio.to_thread(
-            eventually, lambda: rtp_receivers("kitchen"), lambda text: tv.group in text, 20
+            wait_for, "an RTP receiver for the tv group in the kitchen", tv_receivers, 20
         )
         assert tv.group in receivers
         assert zone(e2e, "kitchen").stream == "streams/tv"
         await asyncio.to_thread(
-            eventually, lambda: zone(e2e, "kitchen").status, lambda s: s.receiving, 20
+            wait_for, "the kitchen receiving", lambda: zone(e2e, "kitchen").status.receiving, 20
         )
         await page.wait_for_selector(".zone[data-zone=kitchen] .badge.ok", timeout=20_000)
         await page.screenshot(path=artifact("e2e-audio-patched.png"), full_page=True)

@@ -14,11 +14,11 @@ from e2e_fixtures import (  # type: ignore[import-not-found]
     VIEWER,
     auth,
     e2e,  # noqa: F401
-    eventually,
 )
 from google.protobuf import field_mask_pb2
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
+from hearth_testing import wait_for
 from hearth_testing.browser import artifact, browser, chromium_missing
 
 
@@ -112,7 +112,7 @@ async def test_press_wake_and_watch_the_devbox_wake_up(e2e: E2E) -> None:
             wake_pb2.GetHostRequest(name="hosts/devbox"), metadata=auth(), timeout=5
         ).state
 
-    await asyncio.to_thread(eventually, state, lambda s: s == wake_pb2.ASLEEP, 20)
+    await asyncio.to_thread(wait_for, "devbox asleep", lambda: state() == wake_pb2.ASLEEP, 20)
     async with browser() as chromium:
         page = await chromium.new_page(viewport={"width": 1200, "height": 900})
         await page.goto(e2e.http + "/")

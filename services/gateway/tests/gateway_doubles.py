@@ -35,7 +35,8 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
         self.events: Broadcaster[wake_pb2.HostEvent] = Broadcaster()
         self.metadata_seen: list[dict[str, str]] = []
         self.deadlines_seen: list[float | None] = []
-        self.cancelled = asyncio.Event()
+        self.waiting = asyncio.Event()  # a WaitUntilAwake call is in the backend
+        self.cancelled = asyncio.Event()  # ... and its cancellation arrived
         self.wakes: list[wake_pb2.Wake] = []
 
     def _get(self, name: str) -> wake_pb2.Host:
@@ -101,6 +102,7 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
     ) -> wake_pb2.Host:
         if self._get(request.name).state == wake_pb2.AWAKE:
             return self._get(request.name)
+        self.waiting.set()
         try:
             await asyncio.sleep(3600)  # an asleep host never wakes: tests cancel or time out
         except asyncio.CancelledError:
