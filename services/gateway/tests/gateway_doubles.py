@@ -189,6 +189,11 @@ class FakeAudio(audio_pb2_grpc.AudioServiceServicer):
     ) -> audio_pb2.ListZonesResponse:
         return audio_pb2.ListZonesResponse(zones=list(self.zones.values()))
 
+    async def ListStreams(
+        self, request: audio_pb2.ListStreamsRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.ListStreamsResponse:
+        return audio_pb2.ListStreamsResponse(streams=list(self.streams.values()))
+
     async def SubscribeZone(
         self, request: audio_pb2.SubscribeZoneRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.Zone:

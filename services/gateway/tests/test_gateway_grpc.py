@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from grpc_status import rpc_status
+from prometheus_client import REGISTRY
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
@@ -267,12 +268,25 @@ async def test_watch_system_status_sends_current_state_first(gw: Running) -> Non
     stream.cancel()
 
 
+def open_grpc_watches() -> float:
+    """The gateway's active-streams gauge for WatchHostEvents on its gRPC face."""
+    labels = {"face": "grpc", "method": "hearth.wake.v1.WakeService/WatchHostEvents"}
+    return REGISTRY.get_sample_value("hearth_gateway_active_streams", labels) or 0.0
+
+
 async def test_a_cancelled_watch_cancels_the_backend_stream(gw: Running) -> None:
     wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
+    before = open_grpc_watches()  # the registry is this process's: other tests' streams count
     stream = wake.WatchHostEvents(wake_pb2.WatchHostEventsRequest(), metadata=auth(VIEWER))
     await wait_for_async("the backend stream", lambda: _subscribers(gw, 1))
+    assert open_grpc_watches() == before + 1
     stream.cancel()
     await wait_for_async("the backend stream to end", lambda: _subscribers(gw, 0))
+
+    async def gauge_back() -> bool:
+        return open_grpc_watches() == before
+
+    await wait_for_async("the active-streams gauge back down", gauge_back, within=5)
 
 
 async def _subscribers(gw: Running, count: int) -> bool:
