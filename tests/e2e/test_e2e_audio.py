@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 
 import grpc
+import pytest
 from e2e_fixtures import (  # type: ignore[import-not-found]
     E2E,
     OPERATOR,
@@ -125,9 +126,37 @@ async def test_click_a_patch_cell_and_the_zone_really_subscribes(e2e: E2E) -> No
         )
         await page.wait_for_selector(".zone[data-zone=kitchen] .badge.ok", timeout=20_000)
         await page.screenshot(path=artifact("e2e-audio-patched.png"), full_page=True)
+
+        # Volume and mute from the page reach the kitchen box's own PulseAudio sink.
+        kitchen = page.locator(".zone[data-zone=kitchen]")
+        await kitchen.locator("input[type=range]").fill("60")
+        await asyncio.to_thread(
+            wait_for,
+            "the kitchen sink at 60 %",
+            lambda: "/  60% /" in sink("kitchen", "volume"),
+            20,
+        )
+        assert zone(e2e, "kitchen").volume == pytest.approx(0.6)
+        await kitchen.locator("output.volume:text-is('60%')").wait_for()
+        await kitchen.locator("button[data-mute=kitchen]").click()
+        await asyncio.to_thread(
+            wait_for, "the kitchen sink muted", lambda: "yes" in sink("kitchen", "mute"), 20
+        )
+        await kitchen.locator("button[data-mute=kitchen][aria-pressed=true]").wait_for()
+        await kitchen.locator("button[data-mute=kitchen]").click()  # leave the house as it was
+        await asyncio.to_thread(
+            wait_for, "the kitchen sink unmuted", lambda: "no" in sink("kitchen", "mute"), 20
+        )
         await page.set_viewport_size({"width": 390, "height": 844})  # a phone
         assert await page.evaluate("document.documentElement.scrollWidth") <= 390
         await page.screenshot(path=artifact("e2e-house-phone.png"), full_page=True)
+
+
+def sink(name: str, what: str) -> str:
+    """The zone box's default sink's volume or mute line, as pactl prints it."""
+    got = audio_demo._zone_daemons[name].pactl(f"get-sink-{what}", "@DEFAULT_SINK@")
+    assert got.returncode == 0, got.stderr
+    return got.stdout
 
 
 SWEEP_SKIP = {
