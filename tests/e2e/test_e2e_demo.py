@@ -81,6 +81,7 @@ def test_the_printed_page_address_and_token_command_work(demo: list[str]) -> Non
         return done if done.returncode != 3 else None
 
     done = wait_for("every backend up in `hearth status`", status, 30, every=0.5)
+    assert done is not None  # (wait_for returns a truthy value)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "(operator)" in done.stdout
     for backend in ("wake", "audio", "ci"):

@@ -84,6 +84,7 @@ def test_ci_over_grpc_and_http(e2e: E2E) -> None:
         return d if any(q.items for p in d.pipelines for q in p.queues) else None
 
     dashboard = wait_for("a dashboard with queued items", dashboard_with_items)
+    assert dashboard is not None  # (wait_for returns a truthy value)
     stream = ci.WatchDashboard(ci_pb2.WatchDashboardRequest(watch="watches/mine"), metadata=auth())
     first = next(iter(stream))
     assert first.kind == ci_pb2.DashboardEvent.SNAPSHOT
