@@ -59,8 +59,10 @@ async def test_audio_commands(gw: Running) -> None:
     assert result.exit_code == 0, result.output
     zone = gw.backends.audio.zones["zones/office"]
     assert zone.volume == pytest.approx(0.8) and zone.muted
+    gw.backends.audio.zones["zones/kitchen"].ClearField("volume")  # unset means 100 %
     result = await hearth(gw, "audio", "zones")
-    assert "office" in result.output and "80%" in result.output
+    rows = {line.split()[1]: line for line in result.output.splitlines() if "%" in line}
+    assert "80%" in rows["office"] and "100%" in rows["kitchen"]
     result = await hearth(gw, "audio", "pause")
     assert result.exit_code == 0 and "paused" in result.output
     result = await hearth(gw, "audio", "next")

@@ -103,6 +103,7 @@ async def operator_page(chromium: Any, gw: Running) -> Any:
 async def test_audio_controls_change_the_backend(gw: Running) -> None:
     audio = gw.backends.audio
     office = audio.zones["zones/office"]
+    audio.zones["zones/kitchen"].ClearField("volume")  # unset means 100 % (the contract)
 
     async def office_is(**fields: object) -> bool:
         return all(getattr(office, k) == v for k, v in fields.items())
@@ -129,6 +130,8 @@ async def test_audio_controls_change_the_backend(gw: Running) -> None:
             "button[data-mute=office][aria-pressed=false]:text-is('Mute')"
         ).wait_for()
         assert office.volume == pytest.approx(0.8)  # muting left the volume alone
+        kitchen = page.locator(".zone[data-zone=kitchen]")
+        assert await kitchen.locator("output.volume").inner_text() == "100%"
         # A volume changed elsewhere moves the slider live.
         audio.zones["zones/kitchen"].volume = 0.35
         audio.events.publish(
@@ -136,7 +139,6 @@ async def test_audio_controls_change_the_backend(gw: Running) -> None:
                 kind=audio_pb2.AudioEvent.ZONE_CHANGED, zones=[audio.zones["zones/kitchen"]]
             )
         )
-        kitchen = page.locator(".zone[data-zone=kitchen]")
         await kitchen.locator("output.volume:text-is('35%')").wait_for()
         assert await kitchen.locator("input[type=range]").input_value() == "35"
 

@@ -208,7 +208,7 @@ function renderAudio() {
     const status = z.status || {};
     const badge = !status.reachable ? ["bad", "unreachable"]
       : status.stalled ? ["warn", "stalled"] : status.receiving ? ["ok", "playing"] : ["", "idle"];
-    const percent = Math.round((z.volume || 0) * 100);
+    const percent = Math.round((z.volume ?? 1) * 100); // the contract: unset = 100 %
     return el("div", { class: "zone", "data-zone": short(z.name) },
       el("span", { class: "name" }, z.displayName || short(z.name)),
       el("span", { class: `badge ${badge[0]}` }, badge[1]),
