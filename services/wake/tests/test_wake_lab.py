@@ -53,11 +53,9 @@ class Net:
         self.client = lab.add_host("client")
         self.other = lab.add_host("other")
         self.stranger = lab.add_host("stranger")
-        # Desktops, not routers: a namespace inherits IPv4 forwarding from the machine, and a
-        # forwarding client would pass on a probe misdirected to it (after a test's claim of
-        # another host's address) with a who-has of its own: a genuine demand nobody made.
-        for host in lab.hosts.values():
-            host.sysctl("net.ipv4.ip_forward", "0")
+        # Lab hosts do not forward (hearth_lab turns it off): a forwarding client would pass
+        # on a probe misdirected to it with a who-has of its own, a demand nobody made.
+        assert all(h.sysctl("net.ipv4.ip_forward") == "0" for h in lab.hosts.values())
         self.state_dir = state_dir
         self.wake = WakeService(self.hub, state_dir).start()
 
