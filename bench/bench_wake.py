@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hearth.wake.v1 import wake_pb2
 from hearth_lab import Lab, lab_available
+from hearth_testing import wait_for
 from hearth_testing.bench import Result
 from hearth_wake.labtools import Captured, WakeService, capture, fast_host
 
@@ -133,12 +134,15 @@ def run_pass(realtime: bool) -> Pass:
                 del host.send_methods[:]
                 host.send_methods.extend([wake_pb2.ETHERTYPE_0842, wake_pb2.UDP9_SUBNET_BROADCAST])
                 service.stub.CreateHost(wake_pb2.CreateHostRequest(host_id=f"h{i}", host=host))
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                hosts = service.stub.ListHosts(wake_pb2.ListHostsRequest(page_size=100)).hosts
-                if all(h.state == wake_pb2.ASLEEP for h in hosts):
-                    break
-                time.sleep(0.2)
+            wait_for(
+                "every host asleep",
+                lambda: all(
+                    h.state == wake_pb2.ASLEEP
+                    for h in service.stub.ListHosts(wake_pb2.ListHostsRequest(page_size=100)).hosts
+                ),
+                timeout=15,
+                every=0.2,
+            )
             pid = service.proc.proc.pid if service.proc.proc else 0
             bpf = f"ether proto 0x0842 or udp port 9 or (arp and ether src {client.mac})"
             with capture(lab, bpf) as frames:

@@ -679,6 +679,11 @@ class Lab:
                     f"net.ipv6.conf.{host.ifname}.accept_dad=0",
                     f"net.ipv6.conf.{host.ifname}.keep_addr_on_down=1",
                     f"net.ipv6.conf.{host.ifname}.accept_ra=0",
+                    # Hosts, not routers: a new namespace inherits IPv4 forwarding from the
+                    # machine (often on, for Docker), and a forwarding host passes on frames
+                    # misdirected to it with traffic of its own.
+                    "net.ipv4.ip_forward=0",
+                    "net.ipv6.conf.all.forwarding=0",
                 ]
             )
         )

@@ -76,6 +76,9 @@ def test_ping_ipv4_and_ipv6(lab: Lab) -> None:
     assert "224.0.0.0/4 dev eth0" in routes and "default" not in routes
     link = client.run(["ip", "-o", "link", "show", "eth0"], check=True).stdout
     assert "02:00:00:00:00:10" in link
+    # hosts do not route, whatever the machine's own forwarding setting
+    assert devbox.sysctl("net.ipv4.ip_forward") == "0"
+    assert devbox.sysctl("net.ipv6.conf.all.forwarding") == "0"
     assert devbox.sysctl("net.ipv4.icmp_echo_ignore_all", "1") == "1"
     assert not ping(client, devbox.ipv4)
 

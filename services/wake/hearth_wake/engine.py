@@ -190,8 +190,10 @@ class Engine:
         """Handle one captured frame (``ts``: its capture time). Never raises on content."""
         events: list[Event] = []
         with self._lock:
-            # Any frame from the host's MAC, or with its address as sender, means alive.
-            source = self._by_mac.get(frame.src_mac) or self._lookup(frame.sender_ip)
+            # Only a frame from the host's own MAC means alive. Its IP address from another
+            # MAC (a sleep proxy's or proxy ARP's reply, someone's gratuitous ARP claiming it)
+            # is said *for* a sleeping host and must neither end a wake nor stop one.
+            source = self._by_mac.get(frame.src_mac)
             if source is not None:
                 self._seen(source, ts, events)
             target = self._lookup(frame.target_ip)

@@ -4,12 +4,14 @@ capture on the lab bridge. Everything here acts only inside a :class:`hearth_lab
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +25,14 @@ from scapy.utils import PcapReader
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_lab import Host, Lab
-from hearth_testing import ServiceProcess
+from hearth_testing import ServiceProcess, wait_for
 
 GRPC_PORT, METRICS_PORT = 50061, 9161
 MAGIC_FILTER = "ether proto 0x0842 or udp port 9 or udp port 7"
+# A magic payload for any MAC: six 0xff, then one MAC sixteen times.
+MAGIC_PAYLOAD = re.compile(rb"\xff{6}(.{6})\1{15}", re.DOTALL)
+# IEEE 802 "local experimental" ethertype: the end-of-capture marker, which nothing else sends.
+SENTINEL_ETHERTYPE = 0x88B5
 
 # Short timings so that a whole wake cycle takes seconds (see the test budget).
 FAST_ENV = {
@@ -110,24 +116,15 @@ class WakeService:
 
         label = wake_pb2.HostState.Name(state)  # type: ignore[arg-type]
         try:
-            return wait_for(check, timeout, f"{name} in state {label}")
-        except TimeoutError as exc:
+            host = wait_for(f"{name} in state {label}", check, timeout)
+        except AssertionError as exc:
             tail = "\n".join(self.proc.lines[-60:])
-            raise TimeoutError(f"{exc}; the service's last lines:\n{tail}") from None
+            raise AssertionError(f"{exc}; the service's last lines:\n{tail}") from None
+        assert host is not None
+        return host
 
     def wakes(self, name: str) -> list[wake_pb2.Wake]:
         return list(self.stub.ListWakes(wake_pb2.ListWakesRequest(parent=f"hosts/{name}")).wakes)
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class SleepSim:
@@ -152,13 +149,16 @@ class SleepSim:
     def wait_line(self, text: str, timeout: float = 10.0, after: int = 0) -> int:
         """Index of the first line (from ``after``) containing ``text``."""
 
-        def find() -> int | None:
+        def find() -> int:  # the index + 1, 0 while not there
             for i, line in enumerate(self.lines[after:], start=after):
                 if text in line:
                     return i + 1
-            return None
+            return 0
 
-        return int(wait_for(find, timeout, f"sleepsim line {text!r} in {self.lines}")) - 1
+        try:
+            return wait_for(f"sleepsim line {text!r}", find, timeout) - 1
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the simulator printed {self.lines}") from None
 
     def sleep_again(self) -> None:
         self.proc.send_signal(signal.SIGUSR1)
@@ -198,10 +198,25 @@ class Captured:
     frame: bytes
 
 
+_SENTINEL_SENDER = """
+import socket, sys
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+sock.bind((sys.argv[1], 0))
+own = sock.getsockname()[4]
+sock.send(b"\\xff" * 6 + own + bytes.fromhex(sys.argv[2]) + bytes.fromhex(sys.argv[3]))
+"""
+
+
 @contextmanager
 def capture(lab: Lab, bpf: str = MAGIC_FILTER) -> Iterator[list[Captured]]:
-    """tcpdump on the lab bridge; the list fills when the block ends."""
+    """tcpdump on the lab bridge; the list fills when the block ends.
+
+    The block's end is marked by a sentinel frame sent on the bridge: the list is read once
+    tcpdump has written the sentinel, so every frame that was on the bridge before is in it
+    (no guessed sleep for frames in flight). The sentinel itself is left out."""
     path = lab.workdir / f"capture-{time.monotonic_ns()}.pcap"
+    token = uuid.uuid4().bytes
+    bpf = f"({bpf}) or ether proto {SENTINEL_ETHERTYPE:#06x}"
     proc = subprocess.Popen(
         [
             "ip",
@@ -227,29 +242,43 @@ def capture(lab: Lab, bpf: str = MAGIC_FILTER) -> Iterator[list[Captured]]:
     out: list[Captured] = []
     try:
         yield out
+        subprocess.run(
+            [
+                *("ip", "netns", "exec", lab.bridge_netns, sys.executable, "-c"),
+                _SENTINEL_SENDER,
+                lab.bridge_ifname,
+                SENTINEL_ETHERTYPE.to_bytes(2, "big").hex(),
+                token.hex(),
+            ],
+            check=True,
+            timeout=30,
+        )
+        wait_for("the capture's end marker", lambda: token in path.read_bytes(), timeout=10)
     finally:
-        time.sleep(0.2)  # frames in flight
         proc.send_signal(signal.SIGINT)
         proc.wait(10)
-        with PcapReader(str(path)) as reader:
-            for pkt in reader:
-                out.append(Captured(float(pkt.time), bytes(pkt)))
+    with PcapReader(str(path)) as reader:
+        for pkt in reader:
+            data = bytes(pkt)
+            if token not in data:
+                out.append(Captured(float(pkt.time), data))
 
 
-def magic_frames(frames: list[Captured], mac: str) -> list[Captured]:
+def magic_frames(frames: list[Captured], mac: str | None = None) -> list[Captured]:
+    """The captured frames holding a magic payload for ``mac`` (None: for any MAC)."""
+    if mac is None:
+        return [c for c in frames if MAGIC_PAYLOAD.search(c.frame)]
     needle = b"\xff" * 6 + bytes.fromhex(mac.replace(":", "")) * 16
     return [c for c in frames if needle in c.frame]
 
 
 def ping_until_reply(host: Host, address: str, timeout: float = 20.0) -> str:
     """Ping from ``host`` as a person would, again and again, until a reply comes back;
-    return ping's output (TimeoutError if none within ``timeout``)."""
+    return ping's output (AssertionError if none within ``timeout``)."""
     family = ["-6"] if ":" in address else []
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ping() -> str:  # its output if answered, else ""
         res = host.run(["ping", *family, "-c", "1", "-W", "1", address], timeout=10)
-        if res.returncode == 0:
-            return res.stdout
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no reply from {address} within {timeout} s:\n{res.stdout}")
-        time.sleep(0.2)
+        return res.stdout if res.returncode == 0 else ""
+
+    return wait_for(f"a reply from {address}", ping, timeout, every=0.2)

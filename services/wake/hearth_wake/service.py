@@ -17,6 +17,8 @@ from hearth_wake.app import WakeApp, host_proto, wake_proto
 from hearth_wake.engine import State
 from hearth_wake.hosts import UPDATABLE, HostSpec, spec_from_proto
 
+WAIT_MARGIN_SECONDS = 2.0
+
 
 class DeadlineExceeded(HearthError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
@@ -135,7 +137,9 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
         self, request: wake_pb2.WaitUntilAwakeRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
         spec = self._spec("name", request.name)
-        timeout = spec.wake_timeout
+        # By default, wait a little past the wake's own timeout: a wake that fails is then
+        # reported as UNAVAILABLE (with its cause), not as this call's DEADLINE_EXCEEDED.
+        timeout = spec.wake_timeout + WAIT_MARGIN_SECONDS
         if request.HasField("timeout"):
             timeout = request.timeout.ToNanoseconds() / 1e9
             if timeout <= 0:

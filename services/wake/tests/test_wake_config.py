@@ -1,16 +1,39 @@
 """The declarative ``hosts:`` list is validated at start: a bad entry stops the service.
 
-(Valid declared hosts are tested inside the lab, never here: a valid host would be
-watched and probed on this machine's real interface.)
+Each entry is valid apart from one field, so a validation regression would start a service
+that watches and probes its hosts. That must never reach this machine's real interfaces: the
+service runs in a network namespace of its own that holds nothing but loopback (checked
+before use; the test skips rather than run without it).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from hearth_testing import ServiceProcess
+
+
+@pytest.fixture(scope="module")
+def isolated() -> Sequence[str]:
+    """A command prefix running its command in a new, empty network namespace (lo up)."""
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    prefix = ["unshare", *user, "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+    try:
+        res = subprocess.run(
+            [*prefix, "ip", "-o", "link", "show"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"no empty network namespace for the service: {exc}")
+    if res.returncode != 0:
+        pytest.skip(f"no empty network namespace for the service: {res.stderr.strip()}")
+    links = [line.split(":")[1].strip() for line in res.stdout.splitlines()]
+    assert links == ["lo"], res.stdout  # nothing to send on but loopback
+    return prefix
 
 
 @pytest.mark.parametrize(
@@ -31,7 +54,7 @@ from hearth_testing import ServiceProcess
     ],
 )
 def test_a_bad_declared_host_stops_the_service_naming_it(
-    tmp_path: Path, entry: str, named: str
+    tmp_path: Path, isolated: Sequence[str], entry: str, named: str
 ) -> None:
     config = tmp_path / "wake.yaml"
     config.write_text(f"hosts:\n  - {entry}\n")
@@ -43,6 +66,7 @@ def test_a_bad_declared_host_stops_the_service_naming_it(
             "HEARTH_WAKE_STATE_DIR": str(tmp_path / "state"),
         },
         args=["--config", str(config)],
+        prefix=isolated,
     )
     with pytest.raises(RuntimeError) as info:
         proc.start(timeout=20)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP, Ether
 
 from hearth_wake import frames
@@ -21,6 +22,7 @@ from hearth_wake.sender import Method, Sender
 HOST_MAC, HOST_IP, HOST_IP6 = "02:00:00:00:00:09", "198.18.0.9", "fd00::9"
 CLIENT_MAC, CLIENT_IP = "02:00:00:00:00:05", "198.18.0.5"
 OWN_MAC = bytes.fromhex("020000000001")
+PROXY_MAC = "02:00:00:00:00:42"  # a sleep proxy / proxy ARP router answering for the host
 
 
 class RecordingSender(Sender):
@@ -206,3 +208,71 @@ def test_unknown_state_after_start_sends_nothing() -> None:
     rig = Rig()
     rig.frame(who_has())
     assert rig.verdicts() == ["unknown"] and rig.sender.magic == []
+
+
+# Frames that carry the host's address but come from another MAC: said *for* a sleeping
+# host (a sleep proxy, proxy ARP, an address conflict), never proof that it is awake.
+CLAIMS_FROM_ANOTHER_MAC = {
+    "gratuitous request": Ether(src=PROXY_MAC, dst="ff:ff:ff:ff:ff:ff")
+    / ARP(op=1, hwsrc=PROXY_MAC, psrc=HOST_IP, pdst=HOST_IP),
+    "gratuitous reply": Ether(src=PROXY_MAC, dst="ff:ff:ff:ff:ff:ff")
+    / ARP(op=2, hwsrc=PROXY_MAC, psrc=HOST_IP, pdst=HOST_IP, hwdst="ff:ff:ff:ff:ff:ff"),
+    "proxy ARP reply": Ether(src=PROXY_MAC, dst=CLIENT_MAC)
+    / ARP(op=2, hwsrc=PROXY_MAC, psrc=HOST_IP, hwdst=CLIENT_MAC, pdst=CLIENT_IP),
+    "proxy asking as the host": Ether(src=PROXY_MAC, dst="ff:ff:ff:ff:ff:ff")
+    / ARP(op=1, hwsrc=PROXY_MAC, psrc=HOST_IP, pdst=CLIENT_IP),
+    "IPv4 from the host's address": Ether(src=PROXY_MAC, dst=CLIENT_MAC)
+    / IP(src=HOST_IP, dst=CLIENT_IP)
+    / UDP(sport=5353, dport=5353),
+    "neighbour advertisement": Ether(src=PROXY_MAC, dst="33:33:00:00:00:01")
+    / IPv6(src=HOST_IP6, dst="ff02::1")
+    / ICMPv6ND_NA(tgt=HOST_IP6, R=0, S=0, O=1),
+}
+
+
+@pytest.mark.parametrize("claim", CLAIMS_FROM_ANOTHER_MAC)
+def test_the_hosts_address_from_another_mac_leaves_an_asleep_host_asleep(claim: str) -> None:
+    rig = Rig().asleep()
+    for _ in range(3):
+        rig.frame(CLAIMS_FROM_ANOTHER_MAC[claim])
+        rig.advance(1.0)
+    status = rig.engine.status("devbox")
+    assert status is not None
+    assert (status.state, status.last_seen) == (State.ASLEEP, None)
+    assert [e.kind for e in rig.events if e.kind == "alive"] == []
+    assert rig.sender.magic == []
+    # A demand still wakes it: it was never taken for awake.
+    rig.frame(who_has())
+    assert rig.verdicts()[-1] == "wake" and rig.state() is State.WAKING
+
+
+def test_a_sleep_proxy_answering_during_a_wake_does_not_stop_the_retries() -> None:
+    rig = Rig().asleep()
+    rig.frame(who_has())
+    first = rig.sender.magic[0]
+    for _ in range(9):  # the proxy keeps answering for the host, every second
+        for frame in CLAIMS_FROM_ANOTHER_MAC.values():
+            rig.frame(frame)
+        assert rig.state() is State.WAKING
+        rig.advance(1.0)
+    rig.advance(1.1)
+    assert [round(t - first, 1) for t in rig.sender.magic] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    status = rig.engine.status("devbox")
+    assert status is not None and status.wake is not None
+    assert (status.state, status.wake.outcome, status.wake.alive_time) == (
+        State.WAKE_FAILED,
+        "failed",
+        None,
+    )
+
+
+def test_any_frame_from_the_hosts_own_mac_proves_it_awake() -> None:
+    rig = Rig().asleep()
+    rig.frame(who_has())
+    rig.advance(1.0)
+    # Not even an address of its own yet (as while DHCP runs after a resume).
+    rig.frame(Ether(src=HOST_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="0.0.0.0", pdst=HOST_IP))
+    status = rig.engine.status("devbox")
+    assert status is not None and status.wake is not None
+    assert (status.state, status.wake.outcome) == (State.AWAKE, "woke")
+    assert status.last_seen == rig.clock.now

@@ -17,13 +17,14 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
+from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import fuzz
 
 from hearth.wake.v1 import wake_pb2
 from hearth_lab import Lab, lab_available
-from hearth_testing import metric_value, scrape
+from hearth_testing import metric_value, scrape, wait_for
 from hearth_wake.labtools import (
     SleepSim,
     WakeService,
@@ -33,7 +34,6 @@ from hearth_wake.labtools import (
     ping_until_reply,
     seconds,
     send_frames,
-    wait_for,
     who_has,
 )
 
@@ -53,6 +53,9 @@ class Net:
         self.client = lab.add_host("client")
         self.other = lab.add_host("other")
         self.stranger = lab.add_host("stranger")
+        # Lab hosts do not forward (hearth_lab turns it off): a forwarding client would pass
+        # on a probe misdirected to it with a who-has of its own, a demand nobody made.
+        assert all(h.sysctl("net.ipv4.ip_forward") == "0" for h in lab.hosts.values())
         self.state_dir = state_dir
         self.wake = WakeService(self.hub, state_dir).start()
 
@@ -103,7 +106,6 @@ def test_ping_wakes_the_sleeping_devbox(net: Net) -> None:
         started = time.time()
         ping = client.run(["ping", "-c", "2", "-w", "20", devbox.ipv4], timeout=30)
         assert ping.returncode == 0, ping.stdout + ping.stderr
-        assert " 0% packet loss" not in ping.stdout or "2 received" in ping.stdout
         sim.wait_line("magic packet via")
         sim.wait_line("awake")
         host = net.wake.wait_state("devbox", H.AWAKE)
@@ -113,12 +115,17 @@ def test_ping_wakes_the_sleeping_devbox(net: Net) -> None:
         assert wake.trigger == H.ARP and wake.outcome == H.WOKE
         assert (wake.requester_mac, wake.requester_ip) == (client.mac, client.ipv4)
         assert wake.packets_sent >= 2 and set(wake.methods) == {"udp9", "0x0842"}
-        reaction = wake.reaction.ToNanoseconds() / 1e9
-        resume = wake.resume.ToNanoseconds() / 1e9
-        assert 0 <= reaction < 0.5
-        assert 0.9 <= resume < 5, resume  # the simulator's 1 s resume delay
+        # The durations are the differences of the recorded times (their size is the
+        # benchmark's business); the resume includes the simulator's 1 s resume delay.
+        demand, first, alive = (
+            t.ToNanoseconds() for t in (wake.demand_time, wake.first_packet_time, wake.alive_time)
+        )
+        assert started * 1e9 <= demand <= first <= alive
+        assert abs(wake.reaction.ToNanoseconds() - (first - demand)) < 1000
+        assert abs(wake.resume.ToNanoseconds() - (alive - first)) < 1000
+        assert wake.resume.ToNanoseconds() >= 0.9e9, wake.resume
         # The client's pings after the wake were seen (hub mode): a wake someone wanted.
-        wait_for(lambda: net.wake.wakes("devbox")[0].HasField("followed_up"), 10, "follow-up")
+        wait_for("the follow-up", lambda: net.wake.wakes("devbox")[0].HasField("followed_up"))
         assert net.wake.wakes("devbox")[0].followed_up is True
 
         assert net.metric("hearth_wake_reaction_seconds_count", host="devbox") == 1
@@ -162,9 +169,10 @@ def test_ipv6_neighbour_solicitation_wakes_the_devbox(net: Net) -> None:
         net.wake.wait_state("devbox6", H.ASLEEP)
         ping = client.run(["ping", "-6", "-c", "1", "-w", "20", devbox.ipv6], timeout=30)
         assert ping.returncode == 0, ping.stdout + ping.stderr
+        net.wake.wait_state("devbox6", H.AWAKE)
         wake = net.wake.wakes("devbox6")[0]
-        assert wake.trigger == H.NEIGHBOR_SOLICITATION
-        assert wake.requester_ip == client.ipv6 and wake.outcome in (H.WOKE, H.IN_PROGRESS)
+        assert wake.trigger == H.NEIGHBOR_SOLICITATION and wake.outcome == H.WOKE
+        assert wake.requester_ip == client.ipv6
         net.wake.proc.wait_for_line(rf"NS {client.mac} -> who-has {devbox.ipv6}: demand")
     finally:
         sim.stop()
@@ -172,6 +180,9 @@ def test_ipv6_neighbour_solicitation_wakes_the_devbox(net: Net) -> None:
 
 
 PHANTOM_MAC, PHANTOM_IP = "02:00:00:00:99:01", "198.18.0.99"
+
+
+NOT_DEMANDS = ("probe", "gratuitous", "reply", "unicast_refresh", "excluded", "not_allowed")
 
 
 def test_frames_that_are_not_demands_send_nothing(net: Net) -> None:
@@ -189,49 +200,45 @@ def test_frames_that_are_not_demands_send_nothing(net: Net) -> None:
         net.wake.wait_state("phantom", H.ASLEEP)
         net.wake.wait_state("awakebox", H.AWAKE)
         cases = {
-            "probe": who_has(client, PHANTOM_IP, psrc="0.0.0.0"),
-            "gratuitous": who_has(client, PHANTOM_IP, psrc=PHANTOM_IP),
-            "reply": who_has(client, PHANTOM_IP, op=2, hwdst=PHANTOM_MAC),
-            "unicast_refresh": who_has(client, PHANTOM_IP, dst=PHANTOM_MAC),
-            "from_host": Ether(src=PHANTOM_MAC, dst="ff:ff:ff:ff:ff:ff")
-            / ARP(op=1, hwsrc=PHANTOM_MAC, psrc=PHANTOM_IP, pdst=PHANTOM_IP),
-            "excluded": who_has(other, PHANTOM_IP),
-            "not_allowed": who_has(stranger, PHANTOM_IP),
+            "probe": (client, who_has(client, PHANTOM_IP, psrc="0.0.0.0")),
+            "gratuitous": (client, who_has(client, PHANTOM_IP, psrc=PHANTOM_IP)),
+            "reply": (client, who_has(client, PHANTOM_IP, op=2, hwdst=PHANTOM_MAC)),
+            "unicast_refresh": (client, who_has(client, PHANTOM_IP, dst=PHANTOM_MAC)),
+            "excluded": (other, who_has(other, PHANTOM_IP)),
+            "not_allowed": (stranger, who_has(stranger, PHANTOM_IP)),
         }
+
+        def counted() -> bool:
+            return all(
+                net.metric("hearth_wake_demands_total", host="phantom", verdict=verdict) == 1
+                for verdict in NOT_DEMANDS
+            ) and bool(net.metric("hearth_wake_demands_total", host="awakebox", verdict="awake"))
+
         with capture(net.lab) as frames:
-            for verdict, frame in cases.items():
-                if verdict == "from_host":
-                    continue
-                send_frames(
-                    client
-                    if verdict not in ("excluded", "not_allowed")
-                    else (other if verdict == "excluded" else stranger),
-                    [frame],
-                )
-            send_frames(stranger, [cases["from_host"]])
+            for sender, frame in cases.values():
+                send_frames(sender, [frame])
             send_frames(client, [who_has(client, "198.18.0.200")])  # unregistered
             send_frames(client, [who_has(client, other.ipv4)])  # awake host
-            wait_for(
-                lambda: net.metric("hearth_wake_demands_total", host="awakebox", verdict="awake"),
-                5,
-                "the awake host's demand",
-            )
-        assert magic_frames(frames, PHANTOM_MAC) == []
-        assert magic_frames(frames, other.mac) == []
-        for verdict in (
-            "probe",
-            "gratuitous",
-            "reply",
-            "unicast_refresh",
-            "excluded",
-            "not_allowed",
-        ):
-            assert net.metric("hearth_wake_demands_total", host="phantom", verdict=verdict) == 1, (
-                verdict
-            )
+            wait_for("every frame's verdict", counted, timeout=5)
+        assert magic_frames(frames) == [], net.wake.proc.output  # for no MAC at all
         assert net.metric("hearth_wake_demands_total", host="phantom", verdict="wake") == 0
-        # The frame from the host itself is no wake, but proves it alive (passive liveness).
-        assert net.metric("hearth_wake_demands_total", host="phantom", verdict="from_host") == 1
+        # The gratuitous ARP claimed the phantom's address from the client's MAC: that is no
+        # sign of life, the phantom is still asleep.
+        assert net.wake.state("phantom") == H.ASLEEP
+
+        # A frame from the host's own MAC is no wake, but proves it alive (passive liveness).
+        send_frames(
+            stranger,
+            [
+                Ether(src=PHANTOM_MAC, dst="ff:ff:ff:ff:ff:ff")
+                / ARP(op=1, hwsrc=PHANTOM_MAC, psrc=PHANTOM_IP, pdst=PHANTOM_IP)
+            ],
+        )
+        wait_for(
+            "the frame from the host itself",
+            lambda: net.metric("hearth_wake_demands_total", host="phantom", verdict="from_host"),
+            timeout=5,
+        )
         assert net.wake.state("phantom") == H.AWAKE
         net.wake.wait_state("phantom", H.ASLEEP, timeout=8)
 
@@ -247,10 +254,59 @@ def test_frames_that_are_not_demands_send_nothing(net: Net) -> None:
         assert len(raw) <= 2 + (raw[-1] - raw[0]) / 0.5
         wake = net.wake.wakes("phantom")[0]
         assert wake.extra_demands >= 50
-        assert wake.packets_sent == 2 * len(raw) or wake.packets_sent >= 2 * len(raw)
+        assert wake.packets_sent >= 2 * len(raw)  # retries go on after the capture ended
     finally:
         net.delete("phantom")
         net.delete("awakebox")
+
+
+PROXIED_MAC, PROXIED_IP = "02:00:00:00:99:09", "198.18.0.92"
+
+
+def test_a_sleep_proxy_answering_for_the_host_neither_wakes_it_nor_stops_a_wake(net: Net) -> None:
+    """`other` plays a sleep proxy (or a router doing proxy ARP): it answers for the
+    sleeping host's address with its own MAC. That is no sign of life."""
+    client, proxy = net.client, net.other
+    net.create("proxied", fast_host(mac=PROXIED_MAC, ipv4=PROXIED_IP, wake_timeout=4))
+    claims = [
+        Ether(src=proxy.mac, dst="ff:ff:ff:ff:ff:ff")
+        / ARP(op=1, hwsrc=proxy.mac, psrc=PROXIED_IP, pdst=PROXIED_IP),
+        Ether(src=proxy.mac, dst=client.mac)
+        / ARP(op=2, hwsrc=proxy.mac, psrc=PROXIED_IP, hwdst=client.mac, pdst=client.ipv4),
+        # An echo reply in the host's name (nothing the client's kernel would answer).
+        Ether(src=proxy.mac, dst=client.mac) / IP(src=PROXIED_IP, dst=client.ipv4) / ICMP(type=0),
+    ]
+    _hub_mode(net.lab, on=True)  # so that the watcher sees the proxy's unicast answers too
+    try:
+        net.wake.wait_state("proxied", H.ASLEEP)
+        before = net.metric("hearth_wake_frames_total", interface="eth0")
+        send_frames(proxy, claims)
+        wait_for(
+            "the proxy's frames",
+            lambda: net.metric("hearth_wake_frames_total", interface="eth0") >= before + 3,
+            timeout=5,
+        )
+        host = net.wake.stub.GetHost(H.GetHostRequest(name="hosts/proxied"))
+        assert host.state == H.ASLEEP and not host.HasField("last_seen")
+
+        # During a wake the proxy keeps answering: the wake goes on retrying until it fails.
+        bpf = f"ether proto 0x0842 or (ether src {proxy.mac} and (arp or icmp))"
+        with capture(net.lab, bpf) as frames:
+            send_frames(client, [who_has(client, PROXIED_IP)])
+            net.wake.wait_state("proxied", H.WAKING)
+            send_frames(proxy, claims * 4, gap=0.1)
+            net.wake.wait_state("proxied", H.WAKE_FAILED, timeout=10)
+        wake = net.wake.wakes("proxied")[0]
+        assert wake.outcome == H.FAILED and not wake.HasField("alive_time")
+        last_claim = max(
+            c.time for c in frames if c.frame[6:12] == bytes.fromhex(proxy.mac.replace(":", ""))
+        )
+        retries = [c.time for c in magic_frames(frames, PROXIED_MAC) if c.time > last_claim]
+        assert retries, "no magic packet after the proxy's last answer"
+        assert net.metric("hearth_wake_resume_seconds_count", host="proxied") == 0
+    finally:
+        _hub_mode(net.lab, on=False)
+        net.delete("proxied")
 
 
 def test_a_host_that_never_wakes_fails_then_retries_after_cooldown(net: Net) -> None:
@@ -266,15 +322,19 @@ def test_a_host_that_never_wakes_fails_then_retries_after_cooldown(net: Net) -> 
         net.wake.proc.wait_for_line(r"ghost: wake failed, not seen alive within 1.5 s")
         send_frames(client, [who_has(client, "198.18.0.98")])  # inside the 1 s cooldown
         wait_for(
-            lambda: net.metric("hearth_wake_demands_total", host="ghost", verdict="cooldown"),
-            5,
             "a cooldown verdict",
+            lambda: net.metric("hearth_wake_demands_total", host="ghost", verdict="cooldown"),
+            timeout=5,
         )
         assert net.wake.state("ghost") == H.WAKE_FAILED
-        time.sleep(1.0)  # let the cooldown end
-        send_frames(client, [who_has(client, "198.18.0.98")])
-        net.wake.wait_state("ghost", H.WAKING, timeout=2)
-        assert len(net.wake.wakes("ghost")) == 2
+        assert len(net.wake.wakes("ghost")) == 1
+
+        def demand_wakes() -> bool:  # asks again and again, as a client would
+            send_frames(client, [who_has(client, "198.18.0.98")])
+            return len(net.wake.wakes("ghost")) == 2
+
+        wait_for("a demand after the cooldown to wake again", demand_wakes, timeout=10)
+        assert net.wake.wakes("ghost")[0].trigger == H.ARP
     finally:
         net.delete("ghost")
 
@@ -307,20 +367,23 @@ def test_fuzzed_and_broken_frames_never_stop_the_sniffer(net: Net) -> None:
             / fuzz(ICMPv6ND_NS(tgt="fd00:18::97"))
             for _ in range(150)
         ]
+        malformed = net.metric("hearth_wake_malformed_frames_total", interface="eth0")
         send_frames(client, broken)
         send_frames(client, fuzzed)
         wait_for(
-            lambda: net.metric("hearth_wake_malformed_frames_total", interface="eth0") >= 2,
-            5,
-            "malformed frames counted",
+            "the two nonsense ARP frames counted as malformed",
+            lambda: (
+                net.metric("hearth_wake_malformed_frames_total", interface="eth0") >= malformed + 2
+            ),
+            timeout=5,
         )
         # Still listening: a genuine demand is still seen.
         before = net.metric("hearth_wake_frames_total", interface="eth0")
         send_frames(client, [good])
         wait_for(
-            lambda: net.metric("hearth_wake_frames_total", interface="eth0") > before,
-            5,
             "the genuine frame seen",
+            lambda: net.metric("hearth_wake_frames_total", interface="eth0") > before,
+            timeout=5,
         )
         assert net.wake.proc.proc is not None and net.wake.proc.proc.poll() is None
         assert "frame handling failed" not in net.wake.proc.output
@@ -426,6 +489,15 @@ def test_manual_wake_wait_and_watch_with_secureon(net: Net) -> None:
         assert wake.trigger == H.MANUAL and wake.outcome == H.IN_PROGRESS
         sim.wait_line("wrong SecureOn password")
         net.wake.wait_state("secure", H.WAKE_FAILED, timeout=5)
+        # A script waiting for it (defaults: wake it, wait past the wake timeout) learns
+        # that the wake failed: UNAVAILABLE, not a deadline of its own.
+        mark = len(sim.lines)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.WaitUntilAwake(H.WaitUntilAwakeRequest(name="hosts/secure"), timeout=15)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value.details()
+        assert "secure did not wake" in (info.value.details() or "")
+        sim.wait_line("wrong SecureOn password", after=mark)
+        assert net.wake.state("secure") == H.WAKE_FAILED
 
         updated = stub.UpdateHost(
             H.UpdateHostRequest(
@@ -450,7 +522,7 @@ def test_manual_wake_wait_and_watch_with_secureon(net: Net) -> None:
         rest = stub.ListWakes(
             H.ListWakesRequest(parent="hosts/-", page_token=wakes.next_page_token)
         )
-        assert [w.outcome for w in rest.wakes][:1] == [H.FAILED]
+        assert [w.outcome for w in rest.wakes] == [H.FAILED, H.FAILED]
 
         # The watch stream: the current state first, then what happened, in order.
         kinds = []
@@ -482,7 +554,9 @@ def test_a_wake_nobody_follows_up_is_counted_as_unconfirmed(net: Net) -> None:
         send_frames(stranger, [who_has(stranger, devbox.ipv4)])
         net.wake.wait_state("scanned", H.AWAKE, timeout=5)
         wait_for(
-            lambda: net.wake.wakes("scanned")[0].HasField("followed_up"), 8, "the follow-up window"
+            "the follow-up window",
+            lambda: net.wake.wakes("scanned")[0].HasField("followed_up"),
+            timeout=8,
         )
         wake = net.wake.wakes("scanned")[0]
         assert wake.followed_up is False and wake.requester_mac == stranger.mac
@@ -535,13 +609,17 @@ def test_losing_the_watched_interface_degrades_health_until_it_returns(net: Net)
         )
         assert status() == health_pb2.HealthCheckResponse.SERVING
         net.hub.run(["ip", "link", "del", "dum0"], check=True)
-        wait_for(lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING, 10, "degraded")
+        wait_for(
+            "degraded", lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=10
+        )
         net.wake.proc.wait_for_line(r"cannot watch interface .*interface=dum0")
         net.hub.run(
             ["ip", "link", "add", "dum0", "type", "veth", "peer", "name", "dum1"], check=True
         )
         net.hub.run(["ip", "link", "set", "dum0", "up"], check=True)
-        wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING, 10, "recovered")
+        wait_for(
+            "recovered", lambda: status() == health_pb2.HealthCheckResponse.SERVING, timeout=10
+        )
         # Probing the vanished interface's host stopped nothing else.
         assert "crashed" not in net.wake.proc.output and "tick failed" not in net.wake.proc.output
     finally:
@@ -570,9 +648,87 @@ def test_every_send_method_reaches_the_machine(net: Net) -> None:
         def received() -> list[str]:
             return [line.split()[3] for line in sim.lines if line.startswith("magic packet")]
 
-        wait_for(lambda: len(received()) == 5, 5, "five magic packets at the machine")
+        wait_for("five magic packets at the machine", lambda: len(received()) == 5, timeout=5)
         assert sorted(received()) == ["0x0842", "udp7", "udp9", "udp9", "udp9"]
         assert all(net.wake.hub.mac in line for line in sim.lines if "magic" in line)
     finally:
         sim.stop()
         net.delete("allways")
+
+
+def test_the_kernel_filter_leaves_unrelated_traffic_out(net: Net) -> None:
+    """With the bridge flooding like a hub, the watcher's interface receives everything on
+    the LAN; only frames about a registered host may get past the kernel filter."""
+    client, other = net.client, net.other
+    net.create("filtered", fast_host(mac="02:00:00:00:99:0a", ipv4="198.18.0.91"))
+    unrelated = [
+        who_has(client, "198.18.0.201"),  # who-has for an unregistered address
+        who_has(client, client.ipv4, psrc=client.ipv4),  # someone else's gratuitous ARP
+        who_has(client, other.ipv4, op=2, dst=other.mac, hwdst=other.mac),  # a reply
+        Ether(src=client.mac, dst=other.mac) / IP(src=client.ipv4, dst=other.ipv4) / UDP(),
+        Ether(src=client.mac, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src=client.ipv4, dst="255.255.255.255")
+        / UDP(dport=5678),
+        Ether(src=client.mac, dst=other.mac) / IPv6(src=client.ipv6, dst=other.ipv6) / UDP(),
+        Ether(src=client.mac, dst="33:33:ff:00:00:77")
+        / IPv6(src=client.ipv6, dst="ff02::1:ff00:77")
+        / ICMPv6ND_NS(tgt="fd00:18::77"),  # no registered host has an IPv6 address
+    ]
+
+    def received() -> int:
+        path = "/sys/class/net/eth0/statistics/rx_packets"
+        return int(net.hub.run(["cat", path], check=True).stdout)
+
+    _hub_mode(net.lab, on=True)
+    try:
+        net.wake.wait_state("filtered", H.ASLEEP)
+        frames_before, received_before = (
+            net.metric("hearth_wake_frames_total", interface="eth0"),
+            received(),
+        )
+        send_frames(client, unrelated * 20)
+        # Then one frame about the host (a probe: no wake), sent after the others.
+        send_frames(client, [who_has(client, "198.18.0.91", psrc="0.0.0.0")])
+        wait_for(
+            "the probe's verdict",
+            lambda: net.metric("hearth_wake_demands_total", host="filtered", verdict="probe"),
+            timeout=5,
+        )
+        assert received() >= received_before + len(unrelated) * 20  # they did arrive
+        assert net.metric("hearth_wake_frames_total", interface="eth0") == frames_before + 1
+    finally:
+        _hub_mode(net.lab, on=False)
+        net.delete("filtered")
+
+
+def test_arp_probes_find_a_host_that_drops_icmp(net: Net) -> None:
+    client, mute, hub = net.client, net.stranger, net.hub
+    mute.sysctl("net.ipv4.icmp_echo_ignore_all", "1")
+    try:
+        ping = client.run(["ping", "-c", "1", "-W", "1", mute.ipv4], timeout=10)
+        assert ping.returncode != 0, ping.stdout  # it really ignores pings
+        bpf = f"(ether src {mute.mac} and (arp or icmp)) or (ether src {hub.mac} and icmp)"
+        with capture(net.lab, bpf) as frames:
+            net.create("mute", fast_host(mute))  # alive timeout 3 s, probed every second
+            first = net.wake.wait_state("mute", H.AWAKE)
+            since = first.state_since.ToNanoseconds()
+
+            def seen_long_after() -> bool:
+                host = net.wake.stub.GetHost(H.GetHostRequest(name="hosts/mute"))
+                assert host.state == H.AWAKE and host.state_since.ToNanoseconds() == since
+                return host.last_seen.ToNanoseconds() > since + 4e9  # past the alive timeout
+
+            wait_for("the mute host seen again and again", seen_long_after, timeout=15)
+        arp_replies = [c for c in frames if c.frame[12:14] == b"\x08\x06" and c.frame[21] == 2]
+        icmp = [c.frame for c in frames if c.frame[12:14] == b"\x08\x00" and c.frame[23] == 1]
+        echo_requests = [f for f in icmp if f[6:12] == _mac(hub.mac) and f[34] == 8]
+        assert len(arp_replies) >= 3 and all(c.frame[0:6] == _mac(hub.mac) for c in arp_replies)
+        assert echo_requests, "the watcher did not ping at all"
+        assert [f for f in icmp if f[6:12] == _mac(mute.mac)] == []  # never answered
+    finally:
+        mute.sysctl("net.ipv4.icmp_echo_ignore_all", "0")
+        net.delete("mute")
+
+
+def _mac(text: str) -> bytes:
+    return bytes.fromhex(text.replace(":", ""))
