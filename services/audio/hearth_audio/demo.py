@@ -33,7 +33,9 @@ def prepare(house: House) -> None:
     mpd.play_all()
     for name in ZONES:
         host = lab.add_host(name)
-        _zone_daemons[name] = labkit.PulseDaemon(host, name, labkit.zone_script()).start()
+        _zone_daemons[name] = labkit.PulseDaemon(
+            host, name, labkit.zone_script(), realtime=True
+        ).start()
     house.env.update(
         {
             "HEARTH_AUDIO_STATION_SERVER": pulse.server,
