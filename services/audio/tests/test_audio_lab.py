@@ -365,6 +365,37 @@ def test_measure_sync(house: AudioLab) -> None:
         baseline(al)
 
 
+def test_calibrate_sync_brings_zones_together(house: AudioLab) -> None:
+    al = house
+    baseline(al)
+    request = audio_pb2.CalibrateSyncRequest(zone_a="zones/a", zone_b="zones/b")
+    with pytest.raises(grpc.RpcError) as err:
+        al.stub.CalibrateSync(audio_pb2.CalibrateSyncRequest(zone_a="zones/a", zone_b="zones/b",
+                                                             tolerance_ms=0.1))  # fmt: skip
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "tolerance_ms" in str(err.value.details())
+    try:
+        with al.steady_sinks():
+            fresh_offsets(al, 240, n=0)  # zone b 40 ms behind
+            cal = al.stub.CalibrateSync(request)
+            # Seconds later, independently of the service's last reading: zone b is still
+            # with zone a, within the ~8 ms PulseAudio's rate control leaves (README "Sync").
+            again = measure(al)
+        offsets = [m.offset_ms for m in cal.measurements]
+        print(
+            f"sync: calibration {offsets} ms, zone b now {cal.zone_b.latency.ToMilliseconds()} ms"
+        )
+        assert cal.converged, cal
+        assert offsets[0] > 20.0, offsets  # it started apart
+        assert abs(offsets[-1]) <= START_PRECISION_MS, offsets
+        assert len(offsets) >= 2  # it changed something
+        assert 195 <= cal.zone_b.latency.ToMilliseconds() <= 205, cal.zone_b
+        assert f"latency_msec={cal.zone_b.latency.ToMilliseconds()}" in receivers(al, "b")[0]
+        assert abs(again) <= 8.0, again
+    finally:
+        baseline(al)
+
+
 def test_lost_player_degrades_health_and_recovers(house: AudioLab) -> None:
     al = house
     channel = grpc.insecure_channel(al.metrics.replace(":9162", ":50062"))
