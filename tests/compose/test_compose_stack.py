@@ -154,7 +154,8 @@ def test_client_ping_wakes_the_devbox(stack: LabStack, gateway: grpc.Channel) ->
     finally:
         stream.cancel()
     wake_record = alive[0].wake
-    assert wake_record.trigger == wake_pb2.WAKE_TRIGGER_DEMAND or wake_record.requester_ip
+    assert wake_record.trigger == wake_pb2.ARP
+    assert wake_record.requester_ip.startswith(stack.prefix + ".")  # the client, on the lab LAN
     assert wake_record.reaction.ToTimedelta().total_seconds() > 0
     assert wake_record.resume.ToTimedelta().total_seconds() >= 1.0  # the devbox's resume delay
     kinds = [e.kind for e in events]
@@ -189,6 +190,12 @@ def test_patching_zone_a_plays_that_streams_tone(stack: LabStack, gateway: grpc.
         audio_pb2.UnsubscribeZoneRequest(name="zones/zone-a"), metadata=meta, timeout=30
     )
     wait_for(lambda: _record(stack, "zone-a")[1] < 0.001, 30, "zone A silent", 0)
+    # Leave the house patched, as a person would: zone A on the radio.
+    audio.SubscribeZone(
+        audio_pb2.SubscribeZoneRequest(name="zones/zone-a", stream="streams/radio"),
+        metadata=meta,
+        timeout=30,
+    )
 
 
 def test_ci_watch_shows_the_replayed_queues(gateway: grpc.Channel) -> None:
