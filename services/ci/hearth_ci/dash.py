@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -231,6 +232,9 @@ class ServiceSource:
         self.options = options
         self.channel = grpc.aio.insecure_channel(options.service)
         self.stub = ci_pb2_grpc.CiServiceStub(self.channel)
+        # Through the gateway, reading needs a viewer token unless anonymous read is on.
+        token = os.environ.get("HEARTH_TOKEN", "")
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         watch = options.watch
         if watch and not watch.startswith("watches/"):
             watch = f"watches/{watch}"
@@ -241,13 +245,17 @@ class ServiceSource:
         )
 
     async def dashboard(self) -> ci_pb2.Dashboard:
-        reply: ci_pb2.Dashboard = await self.stub.GetDashboard(self.request, timeout=15)
+        reply: ci_pb2.Dashboard = await self.stub.GetDashboard(
+            self.request, timeout=15, metadata=self.metadata
+        )
         return reply
 
     async def dumps(self) -> list[Any]:
         out: list[Any] = []
         if self.options.dump_zuul:
-            reply = await self.stub.ListPipelines(ci_pb2.ListPipelinesRequest(), timeout=15)
+            reply = await self.stub.ListPipelines(
+                ci_pb2.ListPipelinesRequest(), timeout=15, metadata=self.metadata
+            )
             out.append(json_format.MessageToDict(reply))
         if self.options.dump_gerrit:
             out.append(json_format.MessageToDict(await self.dashboard()))
@@ -282,6 +290,16 @@ async def _loop(options: DashOptions, out: TextIO) -> int:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
                     sys.stderr.write(f"dash: {exc.details()}\n")
+                    return 2
+                if exc.code() in (
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                ):
+                    # Retrying will not help: the token is missing or lacks the role.
+                    sys.stderr.write(
+                        f"dash: {exc.code().name}: {exc.details()} "
+                        "(set HEARTH_TOKEN to a viewer token)\n"
+                    )
                     return 2
                 failures += 1
                 error = f"{failures} failed attempts (ci service: {exc.details()})"

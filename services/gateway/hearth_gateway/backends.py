@@ -42,6 +42,8 @@ CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    # The caller retries if it wants to; buffering every call for a retry costs latency.
+    ("grpc.enable_retries", 0),
 ]
 
 

@@ -43,6 +43,8 @@ HTTP_SECONDS = Histogram(
 
 WEB = Path(str(resources.files("hearth_gateway") / "web"))
 SSE_HEARTBEAT_SECONDS = 15.0
+FRAME_CACHE = 256
+FRAME_CACHE_MAX_BYTES = 64 * 1024
 CORS_HEADERS = "authorization, content-type"
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 
@@ -79,6 +81,7 @@ class HttpFace:
         self.timeout = timeout
         self.openapi = openapi_document(catalog, title, version)
         self._channel: grpc.aio.Channel | None = None
+        self._frames: dict[tuple[str, bytes], bytes] = {}
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -213,24 +216,42 @@ class HttpFace:
             response_deserializer=method.response_cls.FromString,
         )
         try:
-            response = await call(message, timeout=self.timeout, metadata=metadata)
+            timeout = self._timeout(request)
+        except ValueError:
+            return _json_error(
+                grpc.StatusCode.INVALID_ARGUMENT, "timeout: give seconds, e.g. ?timeout=2.5"
+            )
+        try:
+            response = await call(message, timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             return _rpc_error(exc)
         return web.json_response(to_json(response))
 
+    def _timeout(self, request: web.Request) -> float:
+        """The call's deadline: ``?timeout=SECONDS`` (``2.5`` or ``2.5s``), at most the default."""
+        given = request.query.get("timeout")
+        if given is None:
+            return self.timeout
+        seconds = float(given.removesuffix("s"))
+        if seconds <= 0:
+            raise ValueError(given)
+        return min(seconds, self.timeout)
+
     async def _sse(
         self, request: web.Request, method: Method, message: Any, metadata: list[tuple[str, str]]
     ) -> web.StreamResponse:
-        call = self.channel.unary_stream(
-            method.path,
-            request_serializer=method.request_cls.SerializeToString,
-            response_deserializer=method.response_cls.FromString,
+        # Raw bytes: many watchers get the same event, so its JSON is made once (see _event).
+        call: Any = self.channel.unary_stream(
+            method.path, request_serializer=method.request_cls.SerializeToString
         )(message, metadata=metadata)
         gauge = ACTIVE_STREAMS.labels("sse", method.full_name)
         try:
             first = await call.read()
         except grpc.aio.AioRpcError as exc:
             return _rpc_error(exc)  # before any event: a plain HTTP error (401, 503, ...)
+        except BaseException:
+            call.cancel()  # the browser left before the first event
+            raise
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -247,8 +268,7 @@ class HttpFace:
         try:
             item: Any = first
             while item is not grpc.aio.EOF:
-                data = json.dumps(to_json(item), separators=(",", ":"))
-                await response.write(f"data: {data}\n\n".encode())
+                await response.write(self._event(method, item))
                 item = await call.read()
             await response.write(b"event: end\ndata: {}\n\n")
         except grpc.aio.AioRpcError as exc:
@@ -263,6 +283,19 @@ class HttpFace:
             call.cancel()
             gauge.dec()
         return response
+
+    def _event(self, method: Method, raw: bytes) -> bytes:
+        """The SSE frame of one streamed message, shared by every watcher of the same event."""
+        key = (method.path, raw)
+        frame = self._frames.get(key)
+        if frame is None:
+            data = json.dumps(to_json(method.response_cls.FromString(raw)), separators=(",", ":"))
+            frame = f"data: {data}\n\n".encode()
+            if len(raw) <= FRAME_CACHE_MAX_BYTES:
+                if len(self._frames) >= FRAME_CACHE:
+                    self._frames.pop(next(iter(self._frames)))  # the oldest (insertion order)
+                self._frames[key] = frame
+        return frame
 
     async def _heartbeat(self, response: web.StreamResponse) -> None:
         # Comments keep proxies from closing an idle stream and reveal a vanished client.

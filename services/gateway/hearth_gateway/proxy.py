@@ -8,6 +8,7 @@ cannot be reached answers UNAVAILABLE with a message naming it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -22,6 +23,7 @@ from prometheus_client import Gauge
 from hearth_gateway.auth import Authorizer, Principal, bearer
 from hearth_gateway.backends import Backend, BackendPool
 from hearth_gateway.catalog import Catalog, Method
+from hearth_runtime.errors import HearthError
 from hearth_runtime.logs import kv
 
 log = logging.getLogger("hearth.gateway")
@@ -70,10 +72,17 @@ def forwarded_metadata(
     return out
 
 
-def returned_trailers(
+def passable_metadata(
     metadata: Iterable[tuple[str, Any]] | None,
 ) -> tuple[tuple[str, Any], ...]:
     return tuple((k, v) for k, v in metadata or () if not k.startswith("grpc-") or k == DETAILS_KEY)
+
+
+async def _pass_initial(call: Any, context: grpc.aio.ServicerContext) -> None:
+    """The backend's response headers, if it sent any of its own, go to the caller."""
+    headers = passable_metadata(await call.initial_metadata())
+    if headers:
+        await context.send_initial_metadata(headers)
 
 
 def deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -123,24 +132,43 @@ class Forwarder(grpc.GenericRpcHandler):
         self.catalog = catalog
         self.pool = pool
         self.authorizer = authorizer
+        # Built once: looking a handler up is all a call costs before it is forwarded.
+        self._handlers = {
+            path: self._handler(method)
+            for path, method in catalog.methods.items()
+            if method.backend in pool.backends
+        }
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
-        method = self.catalog.methods.get(handler_call_details.method)
-        if method is None or method.backend not in self.pool.backends:
-            return None
+        return self._handlers.get(handler_call_details.method)
+
+    def _handler(self, method: Method) -> grpc.RpcMethodHandler:
         if method.server_streaming:
             return grpc.unary_stream_rpc_method_handler(self._stream(method))
         return grpc.unary_unary_rpc_method_handler(self._unary(method))
 
     def _admit(self, method: Method, context: grpc.aio.ServicerContext) -> Principal:
-        return self.authorizer.authorize(method, token_of(context.invocation_metadata()))
+        try:
+            return self.authorizer.authorize(method, token_of(context.invocation_metadata()))
+        except HearthError as exc:
+            if method.mutating:  # a refused change is worth a line too
+                audit_log.warning(
+                    "audit refused",
+                    extra=kv(
+                        method=method.full_name,
+                        client=client_address(context),
+                        code=exc.code.name,
+                        reason=exc.reason,
+                    ),
+                )
+            raise
 
     async def _fail(
         self, backend: Backend, exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext
     ) -> None:
-        trailers = returned_trailers(exc.trailing_metadata())
+        trailers = passable_metadata(exc.trailing_metadata())
         if exc.code() is grpc.StatusCode.UNAVAILABLE and not any(
             k == DETAILS_KEY for k, _ in trailers
         ):
@@ -187,13 +215,17 @@ class Forwarder(grpc.GenericRpcHandler):
                     metadata=forwarded_metadata(context, principal),
                 )
                 response: bytes = await call
-                trailers = returned_trailers(await call.trailing_metadata())
+                await _pass_initial(call, context)
+                trailers = passable_metadata(await call.trailing_metadata())
                 if trailers:
                     context.set_trailing_metadata(trailers)
                 return response
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name
                 await self._fail(backend, exc, context)
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"  # the caller went away; its cancellation reached the backend
                 raise
             finally:
                 self._audit(method, principal, request, context, code, started)
@@ -216,9 +248,10 @@ class Forwarder(grpc.GenericRpcHandler):
             gauge = ACTIVE_STREAMS.labels("grpc", method.full_name)
             gauge.inc()
             try:
+                await _pass_initial(call, context)
                 async for message in call:
                     yield message
-                trailers = returned_trailers(await call.trailing_metadata())
+                trailers = passable_metadata(await call.trailing_metadata())
                 if trailers:
                     context.set_trailing_metadata(trailers)
             except grpc.aio.AioRpcError as exc:

@@ -62,6 +62,7 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
         self, request: wake_pb2.GetHostRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
         self.metadata_seen.append({k: str(v) for k, v in context.invocation_metadata() or ()})
+        await context.send_initial_metadata((("x-served-by", "fake-wake"),))
         self.deadlines_seen.append(context.time_remaining())
         return self._get(request.name)
 
@@ -98,8 +99,10 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
     async def WaitUntilAwake(
         self, request: wake_pb2.WaitUntilAwakeRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
+        if self._get(request.name).state == wake_pb2.AWAKE:
+            return self._get(request.name)
         try:
-            await asyncio.sleep(3600)  # never wakes: tests cancel or time out
+            await asyncio.sleep(3600)  # an asleep host never wakes: tests cancel or time out
         except asyncio.CancelledError:
             self.cancelled.set()
             raise

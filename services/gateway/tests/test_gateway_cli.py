@@ -38,8 +38,9 @@ async def test_status_hosts_and_wake(gw: Running) -> None:
     assert result.exit_code == 0, result.output
     result = await hearth(gw, "hosts", token=VIEWER)
     assert result.exit_code == 0 and "devbox" in result.output and "ASLEEP" in result.output
-    result = await hearth(gw, "wake", "devbox")
+    result = await hearth(gw, "wake", "devbox", "--wait", "--timeout", "5")
     assert result.exit_code == 0, result.output
+    assert "hosts/devbox is awake" in result.output
     assert gw.backends.wake.hosts["hosts/devbox"].state == 2  # AWAKE in the backend
     result = await hearth(gw, "hosts", "rm", "devbox")
     assert result.exit_code == 0 and gw.backends.wake.hosts == {}
@@ -101,3 +102,17 @@ async def test_ci_dash_is_mounted_and_reads_through_the_gateway(
     result = await asyncio.to_thread(CliRunner().invoke, app, ["ci", "dash", *options])
     assert result.exit_code == 0, result.output
     assert "12345,6" in result.output and "Zuul is being upgraded" in result.output
+
+
+async def test_ci_dash_sends_the_token_when_reading_needs_one(
+    make_gateway: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = await make_gateway(anonymous_read=False)
+    options = ["--service", gw.grpc_address, "--watch", "mine", "-r", "0", "--no-color"]
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["ci", "dash", *options])
+    assert result.exit_code == 2 and "UNAUTHENTICATED" in result.output
+    assert "HEARTH_TOKEN" in result.output
+    monkeypatch.setenv("HEARTH_TOKEN", VIEWER)
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["ci", "dash", *options])
+    assert result.exit_code == 0, result.output
+    assert "12345,6" in result.output

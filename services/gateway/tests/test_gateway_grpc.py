@@ -106,6 +106,8 @@ async def test_metadata_and_deadline_reach_the_backend(gw: Running) -> None:
     assert remaining is not None and 5 < remaining <= 7.1  # gRPC rounds timeouts up
     trailers = dict(await call.trailing_metadata() or ())
     assert trailers.get("hearth-service") == "wake"
+    headers = dict(await call.initial_metadata() or ())
+    assert headers.get("x-served-by") == "fake-wake"
 
 
 async def test_cancellation_and_deadline_expiry_reach_the_backend(gw: Running) -> None:
@@ -144,6 +146,10 @@ async def test_auth_codes_and_audit_line(gw: Running, caplog: pytest.LogCaptureF
     assert "operator" in (caught.value.details() or "")
     assert error_info(caught.value).reason == "ROLE_REQUIRED"
     assert gw.backends.wake.hosts == {}  # nothing reached the backend
+    refused = [r for r in caplog.records if r.name == "hearth.audit"]
+    assert [r.getMessage() for r in refused] == ["audit refused"]
+    assert refused[0].kv["code"] == "PERMISSION_DENIED"  # type: ignore[attr-defined]
+    caplog.clear()
 
     with caplog.at_level(logging.INFO, logger="hearth.audit"):
         await create_host(gw, "nas")

@@ -65,6 +65,15 @@ async def test_errors_follow_google_rpc_code(gw: Running) -> None:
     assert code == 400 and "page_size" in body["message"]
     code, body = await request(gw, "POST", "/v1/hosts?host_id=x", OPERATOR, data=b"{nope")
     assert code == 400 and "JSON" in body["message"]
+    code, body = await request(gw, "POST", "/v1/hosts/devbox:waitUntilAwake?timeout=0.3", OPERATOR,
+                               json={})  # fmt: skip
+    assert code == 404  # no such host: answered before the deadline
+    await request(gw, "POST", "/v1/hosts?host_id=devbox", OPERATOR, json=HOST)
+    code, body = await request(gw, "POST", "/v1/hosts/devbox:waitUntilAwake?timeout=0.3s",
+                               OPERATOR, json={})  # fmt: skip
+    assert code == 504 and body["code"] == 4  # DEADLINE_EXCEEDED: the host sleeps on
+    code, body = await request(gw, "GET", "/v1/hosts?timeout=soon")
+    assert code == 400 and "timeout" in body["message"]
     code, body = await request(gw, "GET", "/v1/nothing/here")
     assert code == 404
     code, body = await request(gw, "PUT", "/v1/hosts/devbox")

@@ -23,7 +23,7 @@ from hearth_wake.sniffer import Sniffer, bpf_expression, decode_for
 
 log = logging.getLogger("hearth.wake")
 
-TICK_SECONDS = 0.05
+TICK_SECONDS = 0.1
 MONITOR_SECONDS = 2.0
 OUTCOMES = {
     "in_progress": wake_pb2.IN_PROGRESS,
@@ -183,7 +183,10 @@ class WakeApp:
 
     async def _ticker(self) -> None:
         while True:
-            self.engine.tick()
+            try:
+                self.engine.tick()
+            except Exception:  # retries and liveness must go on whatever one host does
+                log.exception("tick failed")
             await asyncio.sleep(TICK_SECONDS)
 
     async def _monitor(self) -> None:
@@ -228,7 +231,7 @@ class WakeApp:
         frames_seen = metrics.FRAMES.labels(ifname)
         malformed = metrics.MALFORMED.labels(ifname)
         handler = decode_for(ifname, self.engine.on_frame, own_mac, malformed.inc, frames_seen.inc)
-        sniffer = Sniffer(ifname, handler, self._sniffer_failed)
+        sniffer = Sniffer(ifname, handler, self._sniffer_failed, self.config.capture_realtime)
         sniffer.start()
         self.sniffers[ifname] = sniffer
         return sniffer

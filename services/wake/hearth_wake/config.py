@@ -50,6 +50,8 @@ class WakeConfig(ServiceConfig):
     """A woken host's requester must talk to it within this long, else a false wake."""
     icmp_probes: bool = True
     """Send ICMP echo requests besides ARP probes."""
+    capture_realtime: bool = True
+    """Run the capture thread at real-time priority when allowed (needs CAP_SYS_NICE)."""
 
     @field_validator("probe_interval", "unknown_timeout", "followup_window")
     @classmethod

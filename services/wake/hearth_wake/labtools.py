@@ -109,7 +109,11 @@ class WakeService:
             return host if host.state == state else None
 
         label = wake_pb2.HostState.Name(state)  # type: ignore[arg-type]
-        return wait_for(check, timeout, f"{name} in state {label}")
+        try:
+            return wait_for(check, timeout, f"{name} in state {label}")
+        except TimeoutError as exc:
+            tail = "\n".join(self.proc.lines[-60:])
+            raise TimeoutError(f"{exc}; the service's last lines:\n{tail}") from None
 
     def wakes(self, name: str) -> list[wake_pb2.Wake]:
         return list(self.stub.ListWakes(wake_pb2.ListWakesRequest(parent=f"hosts/{name}")).wakes)

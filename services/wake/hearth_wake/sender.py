@@ -93,6 +93,15 @@ class Sender:
                     socks = self._sockets[name] = _Sockets(netif.load(name))
         return socks
 
+    def _try_get(self, name: str, what: str) -> _Sockets | None:
+        """The interface's sockets, or None (logged) if it is gone: a vanished interface
+        must not stop the caller (the sniffer monitor reports it and health degrades)."""
+        try:
+            return self._get(name)
+        except OSError as exc:
+            log.debug(f"{what} not sent", extra=kv(interface=name, error=exc.strerror or exc))
+            return None
+
     def forget(self, name: str) -> None:
         """Drop an interface's sockets (it went away or its addresses changed)."""
         with self._lock:
@@ -109,7 +118,10 @@ class Sender:
         password: bytes = b"",
     ) -> list[str]:
         """Send one magic packet per method; return the labels of those that went out."""
-        socks = self._get(ifname)
+        socks = self._try_get(ifname, "magic packet")
+        if socks is None:
+            log.warning("magic packet not sent: interface unavailable", extra=kv(interface=ifname))
+            return []
         payload = magic_payload(mac, password)
         sent = []
         for method in methods:
@@ -137,7 +149,9 @@ class Sender:
     def arp_probe(self, ifname: str, mac: bytes, ipv4: str) -> None:
         """Unicast ARP who-has to the host's MAC: answered even through host firewalls,
         and not mistaken for a demand by other watchers on the LAN."""
-        socks = self._get(ifname)
+        socks = self._try_get(ifname, "ARP probe")
+        if socks is None:
+            return
         own = socks.iface.address_for(ipv4)
         frame = frames.arp_request(socks.iface.mac, str(own.ip) if own else "", mac, ipv4)
         try:
@@ -146,7 +160,9 @@ class Sender:
             log.debug("ARP probe not sent", extra=kv(interface=ifname, error=exc.strerror))
 
     def icmp_echo(self, ifname: str, ipv4: str) -> None:
-        socks = self._get(ifname)
+        socks = self._try_get(ifname, "ICMP echo")
+        if socks is None:
+            return
         self._icmp_seq = (self._icmp_seq + 1) & 0xFFFF
         header = struct.pack("!BBHHH", 8, 0, 0, os.getpid() & 0xFFFF, self._icmp_seq)
         body = b"hearth-wake"

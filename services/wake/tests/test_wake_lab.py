@@ -126,6 +126,8 @@ def test_ping_wakes_the_sleeping_devbox(net: Net) -> None:
         assert net.metric("hearth_wake_demands_total", host="devbox", verdict="wake") == 1
         assert net.metric("hearth_wake_packets_sent_total", host="devbox", method="udp9") >= 1
         assert net.metric("hearth_wake_host_up", host="devbox") == 1
+        last_seen = net.metric("hearth_wake_host_last_seen_timestamp_seconds", host="devbox")
+        assert started <= last_seen <= time.time()
 
         log = net.wake.proc
         log.wait_for_line(rf"ARP {client.mac} -> who-has {devbox.ipv4}: demand for devbox")
@@ -540,6 +542,37 @@ def test_losing_the_watched_interface_degrades_health_until_it_returns(net: Net)
         )
         net.hub.run(["ip", "link", "set", "dum0", "up"], check=True)
         wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING, 10, "recovered")
+        # Probing the vanished interface's host stopped nothing else.
+        assert "crashed" not in net.wake.proc.output and "tick failed" not in net.wake.proc.output
     finally:
         net.delete("far")
         net.hub.run(["ip", "link", "del", "dum0"])
+
+
+def test_every_send_method_reaches_the_machine(net: Net) -> None:
+    other = net.other
+    sim = SleepSim(other, "--start", "awake")
+    sim.wait_line("awake")
+    methods = [
+        H.ETHERTYPE_0842,
+        H.UDP9_SUBNET_BROADCAST,
+        H.UDP7_SUBNET_BROADCAST,
+        H.UDP9_LIMITED_BROADCAST,
+        H.UDP9_UNICAST,
+    ]
+    try:
+        net.create("allways", fast_host(other, send_methods=methods))
+        net.wake.wait_state("allways", H.AWAKE)
+        wake = net.wake.stub.WakeHost(H.WakeHostRequest(name="hosts/allways"))
+        assert wake.outcome == H.ALREADY_AWAKE and wake.packets_sent == 5
+        assert list(wake.methods) == ["0x0842", "udp9", "udp7", "udp9-limited", "udp9-unicast"]
+
+        def received() -> list[str]:
+            return [line.split()[3] for line in sim.lines if line.startswith("magic packet")]
+
+        wait_for(lambda: len(received()) == 5, 5, "five magic packets at the machine")
+        assert sorted(received()) == ["0x0842", "udp7", "udp9", "udp9", "udp9"]
+        assert all(net.wake.hub.mac in line for line in sim.lines if "magic" in line)
+    finally:
+        sim.stop()
+        net.delete("allways")

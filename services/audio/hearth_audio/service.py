@@ -1,0 +1,575 @@
+"""The audio service: desired state, reconciler, health monitor, player and sync together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
+from hearth_audio import metrics, sync
+from hearth_audio.config import AudioConfig
+from hearth_audio.model import STREAM_FIELDS, ZONE_FIELDS, Desired, stream_id, zone_id
+from hearth_audio.monitor import HealthMonitor, Snapshot
+from hearth_audio.player import Player
+from hearth_audio.reconcile import STATION, Reconciler
+from hearth_runtime import FailedPrecondition, InvalidArgument, Runtime, Unavailable
+from hearth_runtime.broadcast import Broadcaster
+from hearth_runtime.errors import AlreadyExists
+from hearth_runtime.logs import kv
+from hearth_runtime.resources import apply_update_mask, check_id, paginate
+from hearth_runtime.store import Store
+
+log = logging.getLogger("hearth.audio")
+
+Event = audio_pb2.AudioEvent
+SERVICE_NAME = audio_pb2.DESCRIPTOR.services_by_name["AudioService"].full_name
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+def _stamp(seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+class Audio:
+    """Everything behind the gRPC face; one per process."""
+
+    def __init__(self, config: AudioConfig, runtime: Runtime[AudioConfig] | None = None) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.store = Store(config.state_dir / "audio.sqlite3", _migrations())
+        self.desired = Desired(self.store, config.group_pool)
+        self.events: Broadcaster[audio_pb2.AudioEvent] = Broadcaster()
+        self.monitor = HealthMonitor(asyncio.get_running_loop(), config.multicast_interface)
+        self.reconciler = Reconciler(
+            self.desired,
+            config.station_server,
+            config.sender_loop,
+            config.reconcile_interval_seconds,
+            config.retry_max_seconds,
+            on_action=lambda target, action: metrics.RECONCILE_ACTIONS.labels(target, action).inc(),
+            on_changed=self._target_changed,
+            on_receiver_loaded=self._receiver_loaded,
+        )
+        self.player = (
+            Player(config.mpd_address, self._player_changed, config.retry_max_seconds)
+            if config.mpd_address
+            else None
+        )
+        self.health: dict[str, audio_pb2.StreamHealth] = {}
+        self._counted: dict[str, tuple[int, int]] = {}
+        self._zone_status: dict[str, tuple[bool, bool, bool, str]] = {}
+        self._subscribed_labels: dict[str, str] = {}
+        self._serving: bool | None = None
+
+    async def start(self) -> None:
+        self.reconciler.start()
+        for sid, stream in self.desired.streams.items():
+            self.monitor.watch(sid, stream.group, stream.port)
+
+    async def close(self) -> None:
+        await self.reconciler.close()
+        self.monitor.close()
+        self.store.close()
+
+    # --------------------------------------------------------------- conversions
+
+    def stream_view(self, stream: audio_pb2.Stream) -> audio_pb2.Stream:
+        out = audio_pb2.Stream()
+        out.CopyFrom(stream)
+        sid = stream_id(stream.name)
+        if not stream.enabled:
+            out.state = audio_pb2.DISABLED
+        elif sid in self.reconciler.station.senders:
+            out.state = audio_pb2.SENDING
+        else:
+            out.state = audio_pb2.DEGRADED
+        return out
+
+    def zone_view(self, zone: audio_pb2.Zone) -> audio_pb2.Zone:
+        out = audio_pb2.Zone()
+        out.CopyFrom(zone)
+        obs = self.reconciler.zones.get(zone_id(zone.name))
+        if obs is not None:
+            st = out.status
+            st.reachable = obs.reachable
+            st.receiving = obs.receiving
+            st.stalled = self._stalled(zone)
+            st.latency.FromNanoseconds(int(obs.latency * 1e9))
+            st.error = obs.error
+            if obs.last_contact:
+                st.last_contact.CopyFrom(_stamp(obs.last_contact))
+        return out
+
+    def _stalled(self, zone: audio_pb2.Zone) -> bool:
+        """The zone's stream is live (packets arrive) but the zone plays nothing."""
+        obs = self.reconciler.zones.get(zone_id(zone.name))
+        if obs is None or not obs.reachable or obs.receiving or not zone.stream:
+            return False
+        health = self.health.get(stream_id(zone.stream))
+        live = health is not None and health.up
+        waited = time.time() - obs.subscribed_since if obs.subscribed_since else 0.0
+        return live and waited > self.config.stall_after_seconds
+
+    def current_event(self) -> audio_pb2.AudioEvent:
+        event = Event(kind=Event.CURRENT, time=_now())
+        event.streams.extend(self.stream_view(s) for s in self.desired.streams.values())
+        event.zones.extend(self.zone_view(z) for z in self.desired.zones.values())
+        event.player.CopyFrom(self.player_view())
+        event.health.extend(self.health_for(sid) for sid in self.desired.streams)
+        return event
+
+    def player_view(self) -> audio_pb2.Player:
+        return self.player.current if self.player else audio_pb2.Player(reachable=False)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _publish(self, kind: int, **fields: object) -> None:
+        event = Event(kind=kind, time=_now())  # type: ignore[arg-type]
+        for key, value in fields.items():
+            if isinstance(value, list):
+                getattr(event, key).extend(value)
+            else:
+                getattr(event, key).CopyFrom(value)
+        self.events.publish(event)
+
+    def _target_changed(self, key: str) -> None:
+        if key == STATION:
+            metrics.STATION_UP.set(1 if self.reconciler.station.reachable else 0)
+            for stream in self.desired.streams.values():
+                self._publish(Event.STREAM_CHANGED, streams=[self.stream_view(stream)])
+        elif key in self.desired.zones:
+            obs = self.reconciler.zones.get(key)
+            metrics.ZONE_UP.labels(key).set(1 if obs and obs.reachable else 0)
+            self._publish(Event.ZONE_CHANGED, zones=[self.zone_view(self.desired.zones[key])])
+        asyncio.get_running_loop().create_task(self.update_serving())
+
+    def _player_changed(self, player: audio_pb2.Player) -> None:
+        metrics.PLAYER_UP.set(1 if player.reachable else 0)
+        self._publish(Event.PLAYER_CHANGED, player=player)
+        asyncio.get_running_loop().create_task(self.update_serving())
+
+    def _receiver_loaded(self, zid: str, stream_name: str) -> None:
+        """Send the group's last SAP announcement at once: the receiver starts now."""
+        stream = self.desired.streams.get(stream_id(stream_name))
+        if self.config.resend_sap and stream is not None:
+            sent = self.monitor.resend_sap(stream_id(stream_name), stream.ttl or 1)
+            log.info("receiver loaded", extra=kv(zone=zid, stream=stream_name, sap_resent=sent))
+
+    async def update_serving(self) -> None:
+        """NOT_SERVING while the station or the player (if configured) is unreachable."""
+        if self.runtime is None:
+            return
+        ok = True
+        if self.config.station_server and not self.reconciler.station.reachable:
+            ok = False
+        if self.player is not None and not self.player.reachable:
+            ok = False
+        if ok != self._serving:
+            self._serving = ok
+            await self.runtime.set_serving(ok)
+
+    # -------------------------------------------------------------------- health
+
+    def health_for(self, sid: str) -> audio_pb2.StreamHealth:
+        found = self.health.get(sid)
+        if found is not None:
+            return found
+        return audio_pb2.StreamHealth(name=f"streams/{sid}/health")
+
+    def _health_message(self, sid: str, snap: Snapshot | None) -> audio_pb2.StreamHealth:
+        out = audio_pb2.StreamHealth(name=f"streams/{sid}/health")
+        if snap is None:
+            return out
+        out.up = snap.up
+        out.packets, out.lost = snap.packets, snap.lost
+        out.duplicates, out.reordered = snap.duplicates, snap.reordered
+        out.loss_ratio = snap.loss_ratio
+        out.jitter.FromNanoseconds(int(snap.jitter * 1e9))
+        out.bitrate_bps = snap.bitrate
+        if snap.last_packet_age is not None:
+            out.last_packet_age.FromNanoseconds(int(snap.last_packet_age * 1e9))
+        out.ssrc, out.ssrc_changes = snap.ssrc, snap.ssrc_changes
+        if snap.sap_age is not None:
+            out.sap_age.FromNanoseconds(int(snap.sap_age * 1e9))
+        out.conflicts.extend(snap.conflicts)
+        return out
+
+    def refresh_health(self) -> None:
+        for sid in self.desired.streams:
+            snap = self.monitor.snapshot(sid)
+            msg = self._health_message(sid, snap)
+            self.health[sid] = msg
+            packets, lost = self._counted.get(sid, (0, 0))
+            if msg.packets >= packets:
+                metrics.RTP_PACKETS.labels(sid).inc(msg.packets - packets)
+            if msg.lost >= lost:
+                metrics.RTP_LOST.labels(sid).inc(msg.lost - lost)
+            self._counted[sid] = (max(msg.packets, packets), max(msg.lost, lost))
+            metrics.RTP_JITTER.labels(sid).set(msg.jitter.ToNanoseconds() / 1e9)
+            if snap is not None and snap.last_packet_age is not None:
+                metrics.RTP_AGE.labels(sid).set(snap.last_packet_age)
+            metrics.STREAM_UP.labels(sid).set(1 if msg.up else 0)
+        for zid, zone in self.desired.zones.items():
+            obs = self.reconciler.zones.get(zid)
+            metrics.ZONE_UP.labels(zid).set(1 if obs and obs.reachable else 0)
+            metrics.ZONE_LATENCY.labels(zid).set(obs.latency if obs else 0.0)
+            stalled = self._stalled(zone)
+            metrics.ZONE_STALLED.labels(zid).set(1 if stalled else 0)
+            self._subscribed_metric(zid, stream_id(zone.stream) if zone.stream else "")
+            status = (
+                bool(obs and obs.reachable),
+                bool(obs and obs.receiving),
+                stalled,
+                obs.error if obs else "",
+            )
+            if self._zone_status.get(zid) != status:
+                self._zone_status[zid] = status
+                self._publish(Event.ZONE_CHANGED, zones=[self.zone_view(zone)])
+        self._publish(Event.HEALTH, health=list(self.health.values()))
+
+    def _subscribed_metric(self, zid: str, sid: str) -> None:
+        old = self._subscribed_labels.get(zid)
+        if old == sid:
+            return
+        if old:
+            metrics.ZONE_SUBSCRIBED.remove(zid, old)
+        if sid:
+            metrics.ZONE_SUBSCRIBED.labels(zid, sid).set(1)
+        self._subscribed_labels[zid] = sid
+
+    async def health_loop(self) -> None:
+        while True:
+            try:
+                self.refresh_health()
+            except Exception:
+                log.exception("health refresh failed")
+            await asyncio.sleep(self.config.health_interval_seconds)
+
+    # ------------------------------------------------------------------- streams
+
+    async def stream_changed(self, sid: str) -> None:
+        # Disabled streams are still listened to: their health shows the packets stop
+        # (and anyone else still sending to the group).
+        stream = self.desired.streams.get(sid)
+        if stream is not None:
+            self.monitor.watch(sid, stream.group, stream.port)
+        else:
+            self.monitor.unwatch(sid)
+        await self.reconciler.converge(STATION)
+        for zone in self.desired.zones_on(f"streams/{sid}"):
+            self.reconciler.trigger(zone_id(zone.name))
+        if stream is not None:
+            self._publish(Event.STREAM_CHANGED, streams=[self.stream_view(stream)])
+
+    # --------------------------------------------------------------------- sync
+
+    async def measure_sync(
+        self, zone_a: audio_pb2.Zone, zone_b: audio_pb2.Zone, stream_name: str, seconds: float
+    ) -> audio_pb2.SyncMeasurement:
+        stream = self.desired.stream(stream_name, "stream")
+        sid = stream_id(stream.name)
+        for field, zone in (("zone_a", zone_a), ("zone_b", zone_b)):
+            if zone.stream != stream.name:
+                raise FailedPrecondition(
+                    f"{field}: {zone.name} does not play {stream.name}; subscribe it first",
+                    metadata={"field": field},
+                )
+        if not stream.enabled:
+            raise FailedPrecondition(f"{stream.name} is disabled")
+        sink = self.reconciler.station.sinks.get(sid)
+        if not sink:
+            raise FailedPrecondition(
+                f"{stream.name} is not fed by a sink on the station (source {stream.source!r}),"
+                " so no test signal can be played into it"
+            )
+        devices = []
+        for zone in (zone_a, zone_b):
+            obs = self.reconciler.zones.get(zone_id(zone.name))
+            if obs is None or not obs.reachable:
+                raise Unavailable(f"{zone.name} is not reachable")
+            devices.append((zone.server, f"{zone.sink or obs.default_sink}.monitor"))
+        signal = sync.burst_signal()
+        result = await asyncio.to_thread(
+            _measure, devices, self.config.station_server, sink, signal, seconds
+        )
+        a, b = zone_id(zone_a.name), zone_id(zone_b.name)
+        metrics.SYNC_OFFSET.labels(a, b).set(result.offset_s)
+        log.info(
+            "sync measured",
+            extra=kv(zone_a=a, zone_b=b, offset_ms=round(result.offset_s * 1e3, 2),
+                     confidence=round(result.confidence, 3)),
+        )  # fmt: skip
+        return audio_pb2.SyncMeasurement(
+            zone_a=zone_a.name,
+            zone_b=zone_b.name,
+            offset_ms=result.offset_s * 1e3,
+            confidence=result.confidence,
+            time=_now(),
+        )
+
+
+def _measure(
+    devices: list[tuple[str, str]],
+    station: str,
+    sink: str,
+    signal: sync.Samples,
+    seconds: float,
+) -> sync.SyncResult:
+    recorders = [sync.Recorder(server, device) for server, device in devices]
+    try:
+        for rec in recorders:
+            rec.start()
+        time.sleep(0.3)
+        sync.play(station, sink, signal)
+        time.sleep(max(0.5, seconds - 0.3 - signal.size / sync.RATE))
+    except sync.PulseStreamError as exc:
+        for rec in recorders:
+            rec._stop.set()
+        raise Unavailable(f"sync measurement failed: {exc}") from None
+    recordings = [rec.stop() for rec in recorders]
+    return sync.offset_between(recordings[0], recordings[1], signal)
+
+
+def _migrations() -> list[str]:
+    from hearth_audio.model import MIGRATIONS
+
+    return MIGRATIONS
+
+
+class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
+    """gRPC face; every method validates, changes desired state, converges, answers."""
+
+    def __init__(self, audio: Audio) -> None:
+        self.audio = audio
+        self.desired = audio.desired
+
+    # ------------------------------------------------------------------- streams
+
+    async def CreateStream(
+        self, request: audio_pb2.CreateStreamRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Stream:
+        sid = check_id("stream_id", request.stream_id)
+        if sid in self.desired.streams:
+            raise AlreadyExists(f"stream streams/{sid} already exists")
+        stream = self.desired.normalise_stream(request.stream, sid)
+        self.desired.put_stream(stream)
+        await self.audio.stream_changed(sid)
+        return self.audio.stream_view(stream)
+
+    async def GetStream(
+        self, request: audio_pb2.GetStreamRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Stream:
+        return self.audio.stream_view(self.desired.stream(request.name))
+
+    async def ListStreams(
+        self, request: audio_pb2.ListStreamsRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.ListStreamsResponse:
+        items = [self.audio.stream_view(s) for s in self.desired.streams.values()]
+        page, token = paginate(items, request.page_size, request.page_token)
+        return audio_pb2.ListStreamsResponse(streams=page, next_page_token=token)
+
+    async def UpdateStream(
+        self, request: audio_pb2.UpdateStreamRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Stream:
+        current = self.desired.stream(request.stream.name, "stream.name")
+        sid = stream_id(current.name)
+        patched = apply_update_mask(
+            current, request.stream, request.update_mask, STREAM_FIELDS, "stream"
+        )
+        stream = self.desired.normalise_stream(patched, sid)
+        self.desired.put_stream(stream)
+        await self.audio.stream_changed(sid)
+        return self.audio.stream_view(stream)
+
+    async def DeleteStream(
+        self, request: audio_pb2.DeleteStreamRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.google_dot_protobuf_dot_empty__pb2.Empty:  # type: ignore[name-defined]
+        stream = self.desired.stream(request.name)
+        users = [z.name for z in self.desired.zones_on(stream.name)]
+        if users:
+            raise FailedPrecondition(
+                f"{stream.name} is still patched to {', '.join(users)}; unsubscribe them first",
+                metadata={"resource": stream.name},
+            )
+        sid = stream_id(stream.name)
+        self.desired.delete_stream(sid)
+        await self.audio.stream_changed(sid)
+        self.audio.health.pop(sid, None)
+        metrics.forget_stream(sid)
+        self.audio._publish(Event.STREAM_DELETED, streams=[stream])
+        return _empty()
+
+    async def EnableStream(
+        self, request: audio_pb2.EnableStreamRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Stream:
+        return await self._set_enabled(request.name, True)
+
+    async def DisableStream(
+        self, request: audio_pb2.DisableStreamRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Stream:
+        return await self._set_enabled(request.name, False)
+
+    async def _set_enabled(self, name: str, enabled: bool) -> audio_pb2.Stream:
+        stream = audio_pb2.Stream()
+        stream.CopyFrom(self.desired.stream(name))
+        stream.enabled = enabled
+        self.desired.put_stream(stream)
+        await self.audio.stream_changed(stream_id(stream.name))
+        return self.audio.stream_view(stream)
+
+    # --------------------------------------------------------------------- zones
+
+    async def CreateZone(
+        self, request: audio_pb2.CreateZoneRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Zone:
+        zid = check_id("zone_id", request.zone_id)
+        if zid in self.desired.zones:
+            raise AlreadyExists(f"zone zones/{zid} already exists")
+        zone = self.desired.normalise_zone(request.zone, zid)
+        if not zone.HasField("volume"):
+            zone.volume = 1.0
+        self.desired.put_zone(zone)
+        await self.audio.reconciler.zone_added(zid)
+        view = self.audio.zone_view(zone)
+        self.audio._publish(Event.ZONE_CHANGED, zones=[view])
+        return view
+
+    async def GetZone(
+        self, request: audio_pb2.GetZoneRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Zone:
+        return self.audio.zone_view(self.desired.zone(request.name))
+
+    async def ListZones(
+        self, request: audio_pb2.ListZonesRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.ListZonesResponse:
+        items = [self.audio.zone_view(z) for z in self.desired.zones.values()]
+        page, token = paginate(items, request.page_size, request.page_token)
+        return audio_pb2.ListZonesResponse(zones=page, next_page_token=token)
+
+    async def UpdateZone(
+        self, request: audio_pb2.UpdateZoneRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Zone:
+        current = self.desired.zone(request.zone.name, "zone.name")
+        zid = zone_id(current.name)
+        patched = apply_update_mask(current, request.zone, request.update_mask, ZONE_FIELDS, "zone")
+        zone = self.desired.normalise_zone(patched, zid)
+        self.desired.put_zone(zone)
+        return await self._zone_changed(zid, server_changed=zone.server != current.server)
+
+    async def DeleteZone(
+        self, request: audio_pb2.DeleteZoneRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.google_dot_protobuf_dot_empty__pb2.Empty:  # type: ignore[name-defined]
+        zone = self.desired.zone(request.name)
+        zid = zone_id(zone.name)
+        self.desired.delete_zone(zid)
+        await self.audio.reconciler.zone_removed(zid, zone)
+        metrics.forget_zone(zid)
+        self.audio._subscribed_metric(zid, "")
+        self.audio._zone_status.pop(zid, None)
+        self.audio._publish(Event.ZONE_DELETED, zones=[zone])
+        return _empty()
+
+    async def SubscribeZone(
+        self, request: audio_pb2.SubscribeZoneRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Zone:
+        zone = audio_pb2.Zone()
+        zone.CopyFrom(self.desired.zone(request.name))
+        if not request.stream:
+            raise InvalidArgument("stream", "must name a stream (streams/{id})")
+        stream = self.desired.stream(request.stream, "stream")
+        zone.stream = stream.name
+        self.desired.put_zone(zone)
+        return await self._zone_changed(zone_id(zone.name))
+
+    async def UnsubscribeZone(
+        self, request: audio_pb2.UnsubscribeZoneRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Zone:
+        zone = audio_pb2.Zone()
+        zone.CopyFrom(self.desired.zone(request.name))
+        zone.stream = ""
+        self.desired.put_zone(zone)
+        return await self._zone_changed(zone_id(zone.name))
+
+    async def _zone_changed(self, zid: str, server_changed: bool = False) -> audio_pb2.Zone:
+        if server_changed:
+            await self.audio.reconciler.zone_server_changed(zid)
+        else:
+            await self.audio.reconciler.converge(zid)
+        view = self.audio.zone_view(self.desired.zones[zid])
+        self.audio._publish(Event.ZONE_CHANGED, zones=[view])
+        return view
+
+    # -------------------------------------------------------------------- player
+
+    def _player(self) -> Player:
+        if self.audio.player is None:
+            raise FailedPrecondition("no player configured (set HEARTH_AUDIO_MPD_ADDRESS)")
+        return self.audio.player
+
+    async def GetPlayer(
+        self, request: audio_pb2.GetPlayerRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Player:
+        player = self._player()
+        if player.reachable:
+            return await player.refresh()
+        return player.current
+
+    async def ControlPlayer(
+        self, request: audio_pb2.ControlPlayerRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Player:
+        return await self._player().control(request.action, request.volume)
+
+    # -------------------------------------------------------------- health, sync
+
+    async def GetStreamHealth(
+        self, request: audio_pb2.GetStreamHealthRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.StreamHealth:
+        name = request.name
+        if not name.endswith("/health"):
+            raise InvalidArgument("name", f"{name!r} is not a streams/{{id}}/health name")
+        stream = self.desired.stream(name.removesuffix("/health"))
+        sid = stream_id(stream.name)
+        return self.audio._health_message(sid, self.audio.monitor.snapshot(sid))
+
+    async def MeasureSync(
+        self, request: audio_pb2.MeasureSyncRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.SyncMeasurement:
+        zone_a = self.desired.zone(request.zone_a, "zone_a")
+        zone_b = self.desired.zone(request.zone_b, "zone_b")
+        if zone_a.name == zone_b.name:
+            raise InvalidArgument("zone_b", "must differ from zone_a")
+        seconds = 3.0
+        if request.HasField("duration"):
+            seconds = request.duration.ToNanoseconds() / 1e9
+            if not 2.0 <= seconds <= 30.0:
+                raise InvalidArgument("duration", f"{seconds} s is out of range (2-30 s)")
+        stream_name = request.stream or zone_a.stream
+        if not stream_name:
+            raise FailedPrecondition(f"zone_a: {zone_a.name} plays no stream; name one")
+        return await self.audio.measure_sync(zone_a, zone_b, stream_name, seconds)
+
+    async def WatchAudio(
+        self, request: audio_pb2.WatchAudioRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[audio_pb2.AudioEvent]:
+        async with self.audio.events.subscribe() as sub:
+            yield self.audio.current_event()
+            async for event in sub:
+                yield event
+
+
+def _empty() -> object:
+    from google.protobuf import empty_pb2
+
+    return empty_pb2.Empty()

@@ -1,0 +1,197 @@
+"""A ready audio house in a lab: one station, two zones and the audio service.
+
+Used by the tests (a module-scoped fixture), the benchmarks and anyone trying the service.
+
+The station's PulseAudio already has a sink ``tv`` fed by an 880 Hz sine; the sink
+``radio`` is created by the service when the stream is enabled, and MPD plays a 440 Hz
+file into it. The service runs in its own host ``hub`` (like the house's hearth box) and
+is reached over ``hub.expose()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import field_mask_pb2
+
+from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
+from hearth_audio import labkit
+from hearth_lab import Host, Lab
+from hearth_testing import ServiceProcess
+
+RATE = 48000
+
+
+@dataclass
+class AudioLab:
+    lab: Lab
+    station: Host
+    hub: Host
+    station_pulse: labkit.PulseDaemon
+    zones: dict[str, labkit.PulseDaemon]
+    mpd: labkit.MpdDaemon
+    service: ServiceProcess
+    stub: audio_pb2_grpc.AudioServiceStub
+    metrics: str
+
+    def record(self, zone: str, seconds: float = 1.0) -> np.ndarray[Any, Any]:
+        """What a zone's speakers play (its sink monitor), mono float samples."""
+        pulse = self.zones[zone]
+        argv = ["parec", "--server", pulse.unix_server, "-d", "speakers.monitor", "--raw"]
+        argv += ["--format=s16le", "--channels=1", f"--rate={RATE}", "--latency-msec=20"]
+        res = subprocess.run(
+            pulse.host.command(["timeout", str(seconds), *argv]),
+            capture_output=True,
+            timeout=seconds + 10,
+            env=pulse.env(),
+        )
+        data = res.stdout[: len(res.stdout) // 2 * 2]
+        return np.frombuffer(data, dtype="<i2").astype(np.float64) / 32768.0
+
+
+def tone_levels(samples: np.ndarray[Any, Any]) -> dict[int, float]:
+    """Amplitude at 440 and 880 Hz (and overall RMS under key 0)."""
+    if samples.size < RATE // 4:
+        return {0: 0.0, 440: 0.0, 880: 0.0}
+    x = samples[RATE // 10 :]  # skip the recorder's start
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size))) / x.size
+    freqs = np.fft.rfftfreq(x.size, 1 / RATE)
+
+    def band(f: float) -> float:
+        return float(spectrum[(freqs > f - 10) & (freqs < f + 10)].max())
+
+    return {0: float(np.sqrt(np.mean(x * x))), 440: band(440), 880: band(880)}
+
+
+_COUNT_PACKETS = """
+import socket, struct, sys, time
+group, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((group, port))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             socket.inet_aton(group) + socket.inet_aton("0.0.0.0"))
+s.settimeout(0.2)
+n, end = 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        s.recv(2048)
+        n += 1
+    except socket.timeout:
+        pass
+print(n)
+"""
+
+
+def packets_on(host: Host, group: str, port: int, seconds: float) -> int:
+    """How many datagrams to ``group:port`` arrive at ``host`` within ``seconds``."""
+    res = host.run(["python3", "-c", _COUNT_PACKETS, group, str(port), str(seconds)], check=True)
+    return int(res.stdout)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+@contextlib.contextmanager
+def audio_lab(prefix: str = "au", env: dict[str, str] | None = None) -> Iterator[AudioLab]:
+    """Build the lab, start PulseAudio x3, MPD and the service, create the two streams
+    (radio, tv) and two zones (a, b); tear everything down on exit."""
+    with Lab(prefix=prefix) as lab:
+        station = lab.add_host("station")
+        zone_hosts = {"a": lab.add_host("zonea"), "b": lab.add_host("zoneb")}
+        hub = lab.add_host("hub")
+        station_pulse = labkit.PulseDaemon(
+            station,
+            "station",
+            [*labkit.station_script(["tv"]), "load-module module-sine sink=tv frequency=880"],
+        ).start()
+        zones = {
+            name: labkit.PulseDaemon(host, f"zone{name}", labkit.zone_script()).start()
+            for name, host in zone_hosts.items()
+        }
+        music = lab.workdir / "music"
+        labkit.write_tone(music / "a-440.flac", 440, seconds=60, title="A 440")
+        labkit.write_tone(music / "b-440.flac", 440, seconds=60, title="B 440")
+        mpd = labkit.MpdDaemon(station, station_pulse, "radio", music).start()
+        address = hub.expose()
+        service = ServiceProcess(
+            "audio",
+            env={
+                "HEARTH_AUDIO_GRPC_LISTEN": "0.0.0.0:50062",
+                "HEARTH_AUDIO_METRICS_LISTEN": "0.0.0.0:9162",
+                "HEARTH_AUDIO_STATE_DIR": str(lab.workdir / "state"),
+                "HEARTH_AUDIO_STATION_SERVER": station_pulse.server,
+                "HEARTH_AUDIO_MPD_ADDRESS": mpd.address,
+                "HEARTH_AUDIO_MULTICAST_INTERFACE": "eth0",
+                "HEARTH_AUDIO_RECONCILE_INTERVAL_SECONDS": "1",
+                **(env or {}),
+            },
+            prefix=hub.command([]),
+            log_path=lab.workdir / "audio.log",
+        ).start(timeout=30)
+        channel = grpc.insecure_channel(f"{address}:50062")
+        stub = audio_pb2_grpc.AudioServiceStub(channel)
+        stub.CreateStream(
+            audio_pb2.CreateStreamRequest(
+                stream_id="radio",
+                stream=audio_pb2.Stream(display_name="Radio", source="radio", enabled=True,
+                                        player_output=True),
+            )
+        )  # fmt: skip
+        stub.CreateStream(
+            audio_pb2.CreateStreamRequest(
+                stream_id="tv", stream=audio_pb2.Stream(display_name="TV", enabled=True)
+            )
+        )
+        for name, pulse in zones.items():
+            stub.CreateZone(
+                audio_pb2.CreateZoneRequest(
+                    zone_id=name,
+                    zone=audio_pb2.Zone(display_name=f"Zone {name}", server=pulse.server),
+                )
+            )
+        wait_for(
+            "radio and tv sending",
+            lambda: all(
+                s.state == audio_pb2.SENDING
+                for s in stub.ListStreams(audio_pb2.ListStreamsRequest()).streams
+            ),
+        )
+        mpd.play_all()
+        try:
+            yield AudioLab(
+                lab, station, hub, station_pulse, zones, mpd, service, stub, f"{address}:9162"
+            )
+        finally:
+            channel.close()
+            service.stop()
+            mpd.stop()
+
+
+def baseline(al: AudioLab) -> None:
+    """Zone a on radio, zone b on tv, both streams on, default latencies."""
+    for sid in ("radio", "tv"):
+        al.stub.EnableStream(audio_pb2.EnableStreamRequest(name=f"streams/{sid}"))
+    for zone, sid in (("a", "radio"), ("b", "tv")):
+        z = audio_pb2.Zone(name=f"zones/{zone}")
+        z.latency.FromMilliseconds(200)
+        mask = field_mask_pb2.FieldMask(paths=["latency"])
+        al.stub.UpdateZone(audio_pb2.UpdateZoneRequest(zone=z, update_mask=mask))
+        al.stub.SubscribeZone(
+            audio_pb2.SubscribeZoneRequest(name=f"zones/{zone}", stream=f"streams/{sid}")
+        )
