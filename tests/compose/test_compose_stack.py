@@ -58,16 +58,16 @@ def stack() -> Iterator[LabStack]:
         pytest.skip(reason)
     if os.geteuid() != 0:
         pytest.skip("the lab stack needs root (an iptables rule for multicast on its bridge)")
-    sweep()
+    sweep("hearth-lab-t")  # stacks of crashed test runs, never a running demo-compose
     started = time.monotonic()
     build = subprocess.run(
         [str(REPO / "scripts" / "build-images.sh")], capture_output=True, text=True, timeout=900
     )
     assert build.returncode == 0, build.stdout + build.stderr
     print(f"\nimages built in {time.monotonic() - started:.0f} s")
-    tag = os.getpid() % 200
+    tag = os.getpid() % 100  # 198.19.100-199: never demo-compose's 198.19.77
     lab = LabStack(
-        project=f"hearth-lab-t{os.getpid()}", prefix=f"198.19.{tag + 20}", bridge=f"hlab-t{tag}"
+        project=f"hearth-lab-t{os.getpid()}", prefix=f"198.19.{tag + 100}", bridge=f"hlab-t{tag}"
     )
     try:
         started = time.monotonic()
