@@ -2,5 +2,13 @@
 
 from hearth_testing.process import ServiceProcess, free_port
 from hearth_testing.scrape import metric_value, scrape
+from hearth_testing.wait import wait_for, wait_for_async
 
-__all__ = ["ServiceProcess", "free_port", "metric_value", "scrape"]
+__all__ = [
+    "ServiceProcess",
+    "free_port",
+    "metric_value",
+    "scrape",
+    "wait_for",
+    "wait_for_async",
+]

@@ -50,18 +50,14 @@ def station_script(sinks: Sequence[str] = ()) -> list[str]:
 def zone_script(sink: str = "speakers") -> list[str]:
     """PulseAudio commands of a zone box: a null sink standing in for the speakers.
 
-    A sound card plays with a small steady latency; a lone null sink lets its latency float
-    up to 2 s with whatever its clients ask for, which moves the zone's timing whenever
-    someone records it. A 10 ms loopback into a second null sink (the "amplifier") holds
-    the speakers sink at a few milliseconds, like hardware.
+    ``norewinds=1``: a sound card plays what it was given; a null sink that rewinds
+    whenever a client (a recorder) connects makes module-rtp-recv's latency control jump
+    and oscillate by tens of ms, which a real zone would not.
     """
     return [
         "load-module module-native-protocol-unix auth-anonymous=1",
         f"load-module module-native-protocol-tcp auth-anonymous=1 port={PULSE_TCP_PORT}",
-        f"load-module module-null-sink sink_name={sink} rate={RATE}",
-        f"load-module module-null-sink sink_name=amplifier rate={RATE}",
-        f"load-module module-loopback source={sink}.monitor sink=amplifier latency_msec=10"
-        " source_dont_move=true sink_dont_move=true",
+        f"load-module module-null-sink sink_name={sink} rate={RATE} norewinds=1",
         f"set-default-sink {sink}",
     ]
 

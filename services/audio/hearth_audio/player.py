@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mpd.asyncio import MPDClient
+from mpd.base import CommandError
 
 from hearth.audio.v1 import audio_pb2
 from hearth_runtime import FailedPrecondition, InvalidArgument, Unavailable
@@ -161,8 +162,8 @@ class Player:
                     raise InvalidArgument("action", "must be PLAY, PAUSE, NEXT, ... (not unset)")
         except (InvalidArgument, Unavailable):
             raise
+        except CommandError as exc:
+            raise FailedPrecondition(f"MPD refused: {exc}") from None
         except Exception as exc:
-            if type(exc).__name__ in ("CommandError",):
-                raise FailedPrecondition(f"MPD refused: {exc}") from None
             raise Unavailable(f"MPD {self.address}: {exc}") from None
         return await self.refresh()

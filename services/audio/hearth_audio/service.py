@@ -8,17 +8,24 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf import timestamp_pb2
+from google.protobuf import empty_pb2, timestamp_pb2
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth_audio import metrics, sync
 from hearth_audio.config import AudioConfig
-from hearth_audio.model import STREAM_FIELDS, ZONE_FIELDS, Desired, stream_id, zone_id
+from hearth_audio.model import (
+    MIGRATIONS,
+    STREAM_FIELDS,
+    ZONE_FIELDS,
+    Desired,
+    stream_id,
+    zone_id,
+)
 from hearth_audio.monitor import HealthMonitor, Snapshot
 from hearth_audio.player import Player
 from hearth_audio.reconcile import STATION, Reconciler
 from hearth_runtime import FailedPrecondition, InvalidArgument, Runtime, Unavailable
-from hearth_runtime.broadcast import Broadcaster
+from hearth_runtime.broadcast import Broadcaster, Lagged
 from hearth_runtime.errors import AlreadyExists
 from hearth_runtime.logs import kv
 from hearth_runtime.resources import apply_update_mask, check_id, paginate
@@ -48,7 +55,7 @@ class Audio:
     def __init__(self, config: AudioConfig, runtime: Runtime[AudioConfig] | None = None) -> None:
         self.config = config
         self.runtime = runtime
-        self.store = Store(config.state_dir / "audio.sqlite3", _migrations())
+        self.store = Store(config.state_dir / "audio.sqlite3", MIGRATIONS)
         self.desired = Desired(self.store, config.group_pool)
         self.events: Broadcaster[audio_pb2.AudioEvent] = Broadcaster()
         self.monitor = HealthMonitor(asyncio.get_running_loop(), config.multicast_interface)
@@ -334,18 +341,12 @@ def _measure(
         time.sleep(0.3)
         sync.play(station, sink, signal)
         time.sleep(max(0.5, seconds - 0.3 - signal.size / sync.RATE))
+        recordings = [rec.stop() for rec in recorders]
     except sync.PulseStreamError as exc:
         for rec in recorders:
-            rec._stop.set()
+            rec.abort()
         raise Unavailable(f"sync measurement failed: {exc}") from None
-    recordings = [rec.stop() for rec in recorders]
     return sync.offset_between(recordings[0], recordings[1], signal)
-
-
-def _migrations() -> list[str]:
-    from hearth_audio.model import MIGRATIONS
-
-    return MIGRATIONS
 
 
 class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
@@ -395,7 +396,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
 
     async def DeleteStream(
         self, request: audio_pb2.DeleteStreamRequest, context: grpc.aio.ServicerContext
-    ) -> audio_pb2.google_dot_protobuf_dot_empty__pb2.Empty:  # type: ignore[name-defined]
+    ) -> empty_pb2.Empty:
         stream = self.desired.stream(request.name)
         users = [z.name for z in self.desired.zones_on(stream.name)]
         if users:
@@ -470,7 +471,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
 
     async def DeleteZone(
         self, request: audio_pb2.DeleteZoneRequest, context: grpc.aio.ServicerContext
-    ) -> audio_pb2.google_dot_protobuf_dot_empty__pb2.Empty:  # type: ignore[name-defined]
+    ) -> empty_pb2.Empty:
         zone = self.desired.zone(request.name)
         zid = zone_id(zone.name)
         self.desired.delete_zone(zid)
@@ -565,11 +566,12 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
     ) -> AsyncIterator[audio_pb2.AudioEvent]:
         async with self.audio.events.subscribe() as sub:
             yield self.audio.current_event()
-            async for event in sub:
-                yield event
+            try:
+                async for event in sub:
+                    yield event
+            except Lagged:
+                await context.abort(grpc.StatusCode.ABORTED, "watcher fell behind; watch again")
 
 
-def _empty() -> object:
-    from google.protobuf import empty_pb2
-
+def _empty() -> empty_pb2.Empty:
     return empty_pb2.Empty()

@@ -201,12 +201,16 @@ class Recorder:
         finally:
             stream.close()
 
+    def abort(self) -> None:
+        """Stop without waiting for or checking the recording."""
+        self._stop.set()
+
     def stop(self) -> Recording:
         self._stop.set()
         if self._thread:
             self._thread.join(5)
         if self.error:
-            raise self.error
+            raise PulseStreamError(f"{self.server} {self.device}: {self.error}")
         raw = b"".join(self.chunks)
         samples = np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
         # The lower envelope is the least delayed estimate: scheduling only adds delay.

@@ -96,7 +96,7 @@ def packets_on(host: Host, group: str, port: int, seconds: float) -> int:
     return int(res.stdout)
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0, every: float = 0.2) -> Any:
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, every: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -139,6 +139,7 @@ def audio_lab(prefix: str = "au", env: dict[str, str] | None = None) -> Iterator
                 "HEARTH_AUDIO_MPD_ADDRESS": mpd.address,
                 "HEARTH_AUDIO_MULTICAST_INTERFACE": "eth0",
                 "HEARTH_AUDIO_RECONCILE_INTERVAL_SECONDS": "1",
+                "HEARTH_AUDIO_STALL_AFTER_SECONDS": "3",
                 **(env or {}),
             },
             prefix=hub.command([]),

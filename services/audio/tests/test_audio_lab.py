@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.audio.v1 import audio_pb2
 from hearth_audio.testbed import (
@@ -307,12 +308,25 @@ def fresh_offsets(al: AudioLab, latency_b_ms: int, n: int = 3) -> list[float]:
     return readings
 
 
+PULSE_PRECISION_MS = 10.0  # how closely module-rtp-recv holds its latency setting here
+
+
 def offset_reaches(al: AudioLab, target: float, tolerance: float, timeout: float) -> list[float]:
     """MeasureSync until two readings in a row are within ``tolerance`` of ``target``."""
     readings: list[float] = []
+    failures: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        m = al.stub.MeasureSync(audio_pb2.MeasureSyncRequest(zone_a="zones/a", zone_b="zones/b"))
+        try:
+            m = al.stub.MeasureSync(
+                audio_pb2.MeasureSyncRequest(zone_a="zones/a", zone_b="zones/b")
+            )
+        except grpc.RpcError as exc:
+            # A recording can fail on a machine this busy: reported as UNAVAILABLE.
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            failures.append(str(exc.details()))
+            assert len(failures) <= 3, failures
+            continue
         assert m.confidence > 0.8, m
         readings.append(m.offset_ms)
         if len(readings) >= 2 and all(abs(x - target) <= tolerance for x in readings[-2:]):
@@ -324,18 +338,74 @@ def test_measure_sync(house: AudioLab) -> None:
     al = house
     baseline(al)
     try:
-        equal = fresh_offsets(al, 200)
-        assert all(abs(x) <= 3.0 for x in equal), equal  # "near 0"
-        # Raised by 40 ms, zone b's receiver converges to its new latency over tens of
-        # seconds (module-rtp-recv changes its rate by at most 2 per mille per 5 s) and
-        # stops correcting within about 8 ms of it (a 20 Hz dead band), then wanders: the
-        # measurement (exact to 0.1 ms on synthetic recordings, test_sync_math.py) shows
-        # PulseAudio's own imprecision, so the bound here is PulseAudio's, not ours.
+        # The measurement itself is exact to 0.1 ms (test_sync_math.py); what it measures
+        # here is PulseAudio's receivers, which converge to their latency over tens of
+        # seconds (rate steps of at most 2 per mille per 5 s), stop correcting within
+        # about 8 ms of it (a 20 Hz dead band), and jump by up to ~100 ms after an
+        # underrun on a busy machine. The bound is therefore PulseAudio's, not ours.
+        fresh_offsets(al, 200, n=0)
+        offset_reaches(al, 0.0, PULSE_PRECISION_MS, timeout=90)
         fresh_offsets(al, 240, n=0)
-        raised = offset_reaches(al, 40.0, 10.0, timeout=150)
+        raised = offset_reaches(al, 40.0, PULSE_PRECISION_MS, timeout=150)
         value = metric_value(
             scrape(al.metrics), "hearth_audio_sync_offset_seconds", zone_a="a", zone_b="b"
         )
         assert value is not None and abs(value - raised[-1] / 1e3) < 1e-6
     finally:
         baseline(al)
+
+
+def test_lost_player_degrades_health_and_recovers(house: AudioLab) -> None:
+    al = house
+    channel = grpc.insecure_channel(al.metrics.replace(":9162", ":50062"))
+    health_stub = health_pb2_grpc.HealthStub(channel)
+
+    def status() -> int:
+        return int(health_stub.Check(health_pb2.HealthCheckRequest(service="")).status)
+
+    serving = health_pb2.HealthCheckResponse.SERVING
+    assert status() == serving
+    al.mpd.stop()
+    try:
+        wait_for("NOT_SERVING", lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING)
+        player = al.stub.GetPlayer(audio_pb2.GetPlayerRequest())
+        assert not player.reachable
+        with pytest.raises(grpc.RpcError) as err:
+            al.stub.ControlPlayer(
+                audio_pb2.ControlPlayerRequest(action=audio_pb2.ControlPlayerRequest.PLAY)
+            )
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert metric_value(scrape(al.metrics), "hearth_audio_player_up") == 0
+    finally:
+        al.mpd.start()
+        al.mpd.play_all()
+    wait_for("SERVING again", lambda: status() == serving, timeout=40)
+    assert al.stub.GetPlayer(audio_pb2.GetPlayerRequest()).reachable
+    channel.close()
+
+
+def test_stall_alarm_when_stream_is_live_but_zone_silent(house: AudioLab) -> None:
+    al = house
+    baseline(al)
+    wait_for("zone b playing 880 Hz", lambda: plays(al, "b", 880), timeout=30)
+    mask = field_mask_pb2.FieldMask(paths=["sink"])
+    broken = audio_pb2.Zone(name="zones/b", sink="nosuch")
+    try:
+        al.stub.UpdateZone(audio_pb2.UpdateZoneRequest(zone=broken, update_mask=mask))
+
+        def status() -> audio_pb2.ZoneStatus:
+            return al.stub.GetZone(audio_pb2.GetZoneRequest(name="zones/b")).status
+
+        stalled = wait_for("zone b stalled", lambda: status().stalled and status(), timeout=15)
+        assert stalled.reachable and not stalled.receiving and "nosuch" in stalled.error
+        assert health(al, "tv").up
+        wait_for(
+            "stalled metric",
+            lambda: metric_value(scrape(al.metrics), "hearth_audio_zone_stalled", zone="b") == 1,
+            timeout=5,
+        )
+    finally:
+        fixed = audio_pb2.Zone(name="zones/b", sink="")
+        al.stub.UpdateZone(audio_pb2.UpdateZoneRequest(zone=fixed, update_mask=mask))
+    wait_for("zone b playing again", lambda: plays(al, "b", 880))
+    assert not al.stub.GetZone(audio_pb2.GetZoneRequest(name="zones/b")).status.stalled

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""What one extra grpc-python hop costs: the floor under the gateway's latency ratio.
+
+Three processes on loopback: an echo backend (grpc.aio, answers the request bytes), and two
+bare proxies that forward the bytes to it and do nothing else (no auth, metrics or audit):
+one on grpc.aio with an aio channel (the gateway's design), one on grpc's thread-pool server
+with a blocking channel. The client (grpc.aio, like the gateway benchmark's) measures
+sequential unary calls to each, interleaved in blocks so machine noise hits all alike.
+
+The gateway benchmark's target is a p50 ratio <= 1.5 through the gateway vs direct; if even a
+proxy doing nothing but forwarding bytes is far above that, the ratio is set by grpc-python's
+per-hop cost, not by the gateway's own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from hearth_testing.bench import Result
+
+SERVICE = "bench.Echo"
+METHOD = f"/{SERVICE}/Get"
+REQUEST = b"\n\rhosts/devbox" * 4  # about the size of a GetHostRequest
+CALLS = 2000
+BLOCK = 250
+
+
+def _timeout(context: Any) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None or remaining > 10**8 else float(remaining)
+
+
+def _register(server: Any, behavior: Callable[..., Any]) -> None:
+    handler: Any = grpc.unary_unary_rpc_method_handler(behavior)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE, {"Get": handler}),)
+    )
+
+
+async def _serve_aio(upstream: str | None) -> None:
+    server = grpc.aio.server()
+    if upstream is None:
+
+        async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            return request
+
+        _register(server, echo)
+    else:
+        forward_call: Any = grpc.aio.insecure_channel(upstream).unary_unary(METHOD)
+
+        async def forward(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            response: bytes = await forward_call(
+                request, timeout=_timeout(context), metadata=context.invocation_metadata()
+            )
+            return response
+
+        _register(server, forward)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(port, flush=True)
+    await server.wait_for_termination()
+
+
+def _serve_threads(upstream: str) -> None:
+    forward_call: Any = grpc.insecure_channel(upstream).unary_unary(METHOD)
+
+    def forward(request: bytes, context: grpc.ServicerContext) -> bytes:
+        response: bytes = forward_call(
+            request, timeout=_timeout(context), metadata=context.invocation_metadata()
+        )
+        return response
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    _register(server, forward)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(port, flush=True)
+    server.wait_for_termination()
+
+
+def serve(role: str, upstream: str | None) -> None:
+    if role == "threads" and upstream:
+        _serve_threads(upstream)
+    else:
+        asyncio.run(_serve_aio(upstream))
+
+
+def start(role: str, upstream: str | None = None) -> tuple[subprocess.Popen[str], str]:
+    args = [sys.executable, __file__, role, *([upstream] if upstream else [])]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.isdigit():
+        process.kill()
+        raise RuntimeError(f"{role} did not start")
+    return process, f"127.0.0.1:{line}"
+
+
+async def sequential(call: Callable[[], Awaitable[Any]], count: int) -> list[float]:
+    out = []
+    for _ in range(count):
+        began = time.perf_counter()
+        await call()
+        out.append(time.perf_counter() - began)
+    return out
+
+
+async def measure(result: Result, targets: dict[str, str]) -> None:
+    channels = {name: grpc.aio.insecure_channel(addr) for name, addr in targets.items()}
+    calls: dict[str, Any] = {name: ch.unary_unary(METHOD) for name, ch in channels.items()}
+
+    def caller(name: str) -> Callable[[], Awaitable[Any]]:
+        return lambda: calls[name](REQUEST)
+
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    for name in targets:
+        await sequential(caller(name), 200)  # warm up
+    for _ in range(CALLS // BLOCK):
+        for name in targets:
+            times[name] += await sequential(caller(name), BLOCK)
+    direct = statistics.median(times["direct"])
+    for name, samples in times.items():
+        p50 = statistics.median(samples)
+        result.add(f"unary p50 {name}", p50 * 1e3, "ms")
+        if name != "direct":
+            result.add(f"p50 ratio {name} / direct", p50 / direct, "x")
+        result.series[f"unary latency {name} (ms)"] = [t * 1e3 for t in samples]
+    for channel in channels.values():
+        await channel.close()
+
+
+def main() -> int:
+    result = Result("grpc_hop", "One grpc-python hop: bare forwarding proxies")
+    processes = []
+    try:
+        backend, backend_addr = start("echo")
+        processes.append(backend)
+        aio, aio_addr = start("aio", backend_addr)
+        processes.append(aio)
+        threads, threads_addr = start("threads", backend_addr)
+        processes.append(threads)
+        targets = {
+            "direct": backend_addr,
+            "via bare aio proxy": aio_addr,
+            "via bare thread-pool proxy": threads_addr,
+        }
+        asyncio.run(measure(result, targets))
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    result.notes.append(
+        "The proxies forward bytes and nothing else: their ratio is the least any "
+        "grpc-python front door can add; compare with the gateway benchmark's ratio."
+    )
+    result.write()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        serve(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+        sys.exit(0)
+    sys.exit(main())
