@@ -124,11 +124,12 @@ def test_every_service_is_healthy(stack: LabStack) -> None:
 
 def test_client_ping_wakes_the_devbox(stack: LabStack, gateway: grpc.Channel) -> None:
     wake = wake_pb2_grpc.WakeServiceStub(gateway)
-    # The devbox starts asleep; wake tells so once its probes went unanswered.
+    # The devbox starts asleep; wake tells so once its probes went unanswered (within the
+    # lab's 15 s alive timeout, should it have heard the box before it fell asleep).
     request = wake_pb2.GetHostRequest(name="hosts/devbox")
     wait_for(
         lambda: wake.GetHost(request, metadata=credentials(), timeout=5).state == wake_pb2.ASLEEP,
-        60,
+        90,
         "wake to see the devbox asleep",
     )
     events: list[wake_pb2.HostEvent] = []
