@@ -25,13 +25,13 @@ from hearth_ci.replay import (
     ReplayServer,
     ReplayState,
     change_info,
+    control,
     default_fixtures,
     iter_items,
     scale,
     shift_times,
 )
 from hearth_ci.sources import GerritClient, ZuulClient, parse_change, zuul_status_url
-from hearth_ci.testkit import control
 from hearth_ci.zuul import parse_status
 from hearth_testing.bench import Result
 

@@ -229,7 +229,7 @@ def audio_zones() -> None:
         table.add_row(
             short(z.name),
             short(z.stream) or "-",
-            f"{z.volume * 100:.0f}%",
+            f"{(z.volume if z.HasField('volume') else 1.0) * 100:.0f}%",  # unset = 100 %
             "yes" if z.muted else "",
             status,
         )

@@ -7,9 +7,8 @@ gateway, except where they check what really happened behind it.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
@@ -20,7 +19,6 @@ from hearth_lab import Lab, lab_available
 
 OPERATOR = "e2e-operator-token"
 VIEWER = "e2e-viewer-token"
-T = TypeVar("T")
 
 FAST = {
     "HEARTH_GATEWAY_CHECK_INTERVAL_SECONDS": "0.5",
@@ -53,17 +51,6 @@ class E2E:
     def direct(self, service: str) -> grpc.Channel:
         """A channel straight to a backend (to check what the gateway did)."""
         return grpc.insecure_channel(f"{self.house.hub_address}:{PORTS[service][0]}")
-
-
-def eventually(probe: Callable[[], T], check: Callable[[T], bool], within: float = 15.0) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {within} s; last value: {value}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

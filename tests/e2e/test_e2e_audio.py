@@ -11,18 +11,19 @@ import urllib.error
 import urllib.request
 
 import grpc
+import pytest
 from e2e_fixtures import (  # type: ignore[import-not-found]
     E2E,
     OPERATOR,
     VIEWER,
     auth,
     e2e,  # noqa: F401
-    eventually,
 )
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth_audio import demo as audio_demo
 from hearth_gateway.catalog import Method, build_catalog
+from hearth_testing import wait_for
 from hearth_testing.browser import artifact, browser, chromium_missing
 
 
@@ -110,19 +111,52 @@ async def test_click_a_patch_cell_and_the_zone_really_subscribes(e2e: E2E) -> No
             == "false"
         )
         # The zone box's PulseAudio now receives the tv stream's multicast group.
+
+        def tv_receivers() -> str:
+            text = rtp_receivers("kitchen")
+            return text if tv.group in text else ""
+
         receivers = await asyncio.to_thread(
-            eventually, lambda: rtp_receivers("kitchen"), lambda text: tv.group in text, 20
+            wait_for, "an RTP receiver for the tv group in the kitchen", tv_receivers, 20
         )
         assert tv.group in receivers
         assert zone(e2e, "kitchen").stream == "streams/tv"
         await asyncio.to_thread(
-            eventually, lambda: zone(e2e, "kitchen").status, lambda s: s.receiving, 20
+            wait_for, "the kitchen receiving", lambda: zone(e2e, "kitchen").status.receiving, 20
         )
         await page.wait_for_selector(".zone[data-zone=kitchen] .badge.ok", timeout=20_000)
         await page.screenshot(path=artifact("e2e-audio-patched.png"), full_page=True)
+
+        # Volume and mute from the page reach the kitchen box's own PulseAudio sink.
+        kitchen = page.locator(".zone[data-zone=kitchen]")
+        await kitchen.locator("input[type=range]").fill("60")
+        await asyncio.to_thread(
+            wait_for,
+            "the kitchen sink at 60 %",
+            lambda: "/  60% /" in sink("kitchen", "volume"),
+            20,
+        )
+        assert zone(e2e, "kitchen").volume == pytest.approx(0.6)
+        await kitchen.locator("output.volume:text-is('60%')").wait_for()
+        await kitchen.locator("button[data-mute=kitchen]").click()
+        await asyncio.to_thread(
+            wait_for, "the kitchen sink muted", lambda: "yes" in sink("kitchen", "mute"), 20
+        )
+        await kitchen.locator("button[data-mute=kitchen][aria-pressed=true]").wait_for()
+        await kitchen.locator("button[data-mute=kitchen]").click()  # leave the house as it was
+        await asyncio.to_thread(
+            wait_for, "the kitchen sink unmuted", lambda: "no" in sink("kitchen", "mute"), 20
+        )
         await page.set_viewport_size({"width": 390, "height": 844})  # a phone
         assert await page.evaluate("document.documentElement.scrollWidth") <= 390
         await page.screenshot(path=artifact("e2e-house-phone.png"), full_page=True)
+
+
+def sink(name: str, what: str) -> str:
+    """The zone box's default sink's volume or mute line, as pactl prints it."""
+    got = audio_demo._zone_daemons[name].pactl(f"get-sink-{what}", "@DEFAULT_SINK@")
+    assert got.returncode == 0, got.stderr
+    return got.stdout
 
 
 SWEEP_SKIP = {

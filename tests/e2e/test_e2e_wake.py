@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import urllib.request
 
@@ -14,11 +15,11 @@ from e2e_fixtures import (  # type: ignore[import-not-found]
     VIEWER,
     auth,
     e2e,  # noqa: F401
-    eventually,
 )
 from google.protobuf import field_mask_pb2
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
+from hearth_testing import wait_for
 from hearth_testing.browser import artifact, browser, chromium_missing
 
 
@@ -112,7 +113,7 @@ async def test_press_wake_and_watch_the_devbox_wake_up(e2e: E2E) -> None:
             wake_pb2.GetHostRequest(name="hosts/devbox"), metadata=auth(), timeout=5
         ).state
 
-    await asyncio.to_thread(eventually, state, lambda s: s == wake_pb2.ASLEEP, 20)
+    await asyncio.to_thread(wait_for, "devbox asleep", lambda: state() == wake_pb2.ASLEEP, 20)
     async with browser() as chromium:
         page = await chromium.new_page(viewport={"width": 1200, "height": 900})
         await page.goto(e2e.http + "/")
@@ -123,10 +124,18 @@ async def test_press_wake_and_watch_the_devbox_wake_up(e2e: E2E) -> None:
         await page.click("button[data-wake=devbox]")
         await page.wait_for_selector("tr[data-host=devbox] [data-state=AWAKE]", timeout=30_000)
         await page.wait_for_selector("#wakes tr:has-text('MANUAL')", timeout=10_000)
+        # The finished wake's reaction and resume times arrive live in the recent wakes.
+        wakes = wake.ListWakes(wake_pb2.ListWakesRequest(parent="hosts/devbox"), metadata=auth())
+        latest = wakes.wakes[0]
+        assert latest.trigger == wake_pb2.MANUAL and latest.outcome == wake_pb2.WOKE
+        assert latest.resume.ToNanoseconds() > 0
+        row = page.locator(f"#wakes tr[data-wake='{latest.name}']")
+        await row.locator("td:text-is('WOKE')").wait_for(timeout=10_000)
+        timing = re.compile(r"^\d+(\.\d)? (ms|s|min)$")
+        assert timing.match(await row.locator(".reaction").inner_text())
+        assert timing.match(await row.locator(".resume").inner_text())
         await page.screenshot(path=artifact("e2e-wake-after.png"), full_page=True)
     assert await asyncio.to_thread(state) == wake_pb2.AWAKE
-    wakes = wake.ListWakes(wake_pb2.ListWakesRequest(parent="hosts/devbox"), metadata=auth())
-    assert wakes.wakes[0].trigger == wake_pb2.MANUAL and wakes.wakes[0].outcome == wake_pb2.WOKE
     e2e.house.services["gateway"].wait_for_line(
         r"audit who=olivia .*WakeHost resource=hosts/devbox"
     )

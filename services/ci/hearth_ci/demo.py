@@ -4,13 +4,11 @@ house's hub, the ci service polls it, and a default watch shows real queues at o
 from __future__ import annotations
 
 import sys
-import time
-import urllib.request
 
 import grpc
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
-from hearth_ci.replay import default_fixtures
+from hearth_ci.replay import default_fixtures, wait_until_up
 from hearth_demo.house import House
 
 REPLAY_PORT = 8081
@@ -26,7 +24,7 @@ def prepare(house: House) -> None:
         log=True,
     )  # fmt: skip
     url = f"http://{house.hub_address}:{REPLAY_PORT}"
-    _wait_http(f"{url}/_control", within=20)
+    wait_until_up(url, within=20)
     local = f"http://127.0.0.1:{REPLAY_PORT}"  # the ci service runs in the hub too
     house.env.update(
         {
@@ -65,15 +63,3 @@ def populate(house: House) -> None:
         f"ci dashboard   {sys.executable} -m hearth_ci.dash --service {address} "
         f"--watch {WATCH_ID}   ({dash.matching_items} matching items now)"
     )
-
-
-def _wait_http(url: str, within: float) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)

@@ -13,7 +13,11 @@ Gerrit: ``GET /changes/?q=...`` and ``/a/changes/`` (HTTP basic auth), ChangeInf
 Control (for tests, the demo and benchmarks): ``GET/POST /_control`` with JSON
         ``{"document": "v2-status-tree.json", "shape": "v3"|"v10", "scale": 10,
         "zuul_fault": "500"|"timeout"|"truncated"|"", "gerrit_fault":
-        "500"|"noguard"|"401"|"timeout"|""}``; GET also returns request counters.
+        "500"|"noguard"|"401"|"timeout"|""}``; ``"upload": {...}`` serves a v2 document
+        given in the request (a variant a test derived from a recording) until the next
+        ``document``; ``"new_patchset": [N, ...]`` uploads a new patchset of those changes
+        in Gerrit (``updated`` moves on). GET also returns request counters.
+        :func:`control` / :func:`control_sync` and :func:`wait_until_up` are its clients.
 
 Timestamps are shifted so the recording looks as if it were taken a minute ago.
 """
@@ -28,15 +32,20 @@ import hashlib
 import json
 import re
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
+from hearth_testing import wait_for
+
 GUARD = ")]}'\n"
+UPLOADED = "(uploaded)"
 ACCOUNTS = [
     ("danms", "Dan Smith"),
     ("alice", "Alice Liddell"),
@@ -254,12 +263,14 @@ def _v10_job(job: dict[str, Any], enqueue_ms: int | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- Gerrit data
 
 
-def change_info(number: int, patchset: int, project: str, user: str) -> dict[str, Any]:
+def change_info(
+    number: int, patchset: int, project: str, user: str, uploads: int = 0
+) -> dict[str, Any]:
     """A ChangeInfo as Gerrit's REST documentation shapes it (DETAILED_ACCOUNTS,
-    CURRENT_REVISION, STAR)."""
+    CURRENT_REVISION, STAR); ``uploads`` newer patchsets than Zuul's move ``updated`` on."""
     account = number % len(ACCOUNTS)
     username, name = ACCOUNTS[account]
-    current = patchset + (1 if number % 7 == 0 else 0)  # some are outdated in Zuul
+    current = patchset + (1 if number % 7 == 0 else 0) + uploads  # some are outdated in Zuul
     sha = hashlib.sha1(f"{number}/{current}".encode()).hexdigest()
     change_id = "I" + hashlib.sha1(str(number).encode()).hexdigest()
     info: dict[str, Any] = {
@@ -270,7 +281,7 @@ def change_info(number: int, patchset: int, project: str, user: str) -> dict[str
         "subject": f"{_VERBS[number % len(_VERBS)]} {_NOUNS[number % len(_NOUNS)]}",
         "status": "NEW",
         "created": "2013-09-20 10:00:00.000000000",
-        "updated": f"2013-09-27 10:{number % 60:02d}:00.000000000",
+        "updated": f"2013-09-27 {10 + uploads:02d}:{number % 60:02d}:00.000000000",
         "_number": number,
         "owner": {
             "_account_id": 1000000 + account,
@@ -409,12 +420,17 @@ class ReplayState:
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     changes: dict[int, dict[str, Any]] = field(default_factory=dict)
     last_modified: float = 0.0
+    uploaded: dict[str, Any] | None = None
+    uploads: dict[int, int] = field(default_factory=dict)  # change -> new patchsets
 
     def rebuild(self) -> None:
-        path = self.fixtures / self.document
-        if not path.is_file():
-            raise FileNotFoundError(f"no recorded document {path}")
-        base = json.loads(path.read_text())
+        if self.document == UPLOADED and self.uploaded is not None:
+            base = copy.deepcopy(self.uploaded)
+        else:
+            path = self.fixtures / self.document
+            if not path.is_file():
+                raise FileNotFoundError(f"no recorded document {path}")
+            base = json.loads(path.read_text())
         if self.shift:
             base = shift_times(base, int(time.time() * 1000))
         base = scale(base, self.factor)
@@ -439,6 +455,7 @@ class ReplayState:
             "zuul_fault": self.zuul_fault,
             "gerrit_fault": self.gerrit_fault,
             "counters": self.counters,
+            "new_patchsets": {str(k): v for k, v in sorted(self.uploads.items())},
             "documents": sorted(p.name for p in self.fixtures.glob("*.json")),
             "changes": len(self.changes),
         }
@@ -543,7 +560,9 @@ async def changes(request: web.Request) -> web.StreamResponse:
             matched = []
             for number in sorted(state.changes, reverse=True):
                 data = state.changes[number]
-                info = change_info(number, data["ps"], data["project"], user)
+                info = change_info(
+                    number, data["ps"], data["project"], user, state.uploads.get(number, 0)
+                )
                 if evaluate(tree, info, user):
                     matched.append(_shape_info(info, options))
         except QueryError as exc:
@@ -589,6 +608,12 @@ async def control_post(request: web.Request) -> web.StreamResponse:
     for key in ("zuul_fault", "gerrit_fault"):
         if key in body:
             setattr(state, key, str(body[key] or ""))
+    if isinstance(body.get("upload"), dict):
+        state.document, state.uploaded, rebuild = UPLOADED, body["upload"], True
+    elif state.document != UPLOADED:
+        state.uploaded = None
+    for number in body.get("new_patchset") or []:
+        state.uploads[int(number)] = state.uploads.get(int(number), 0) + 1
     if "fault_delay" in body:
         state.fault_delay = float(body["fault_delay"])
     if body.get("touch"):
@@ -613,6 +638,44 @@ def make_app(state: ReplayState) -> web.Application:
     app.router.add_get("/_control", control_get)
     app.router.add_post("/_control", control_post)
     return app
+
+
+async def control(url: str, **changes: Any) -> dict[str, Any]:
+    """Switch a replay server's document, shape or faults (POST /_control); its state."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/_control", json=changes) as resp,
+    ):
+        if resp.status != 200:
+            raise RuntimeError(f"replay control failed: HTTP {resp.status} {await resp.text()}")
+        data: dict[str, Any] = await resp.json()
+        return data
+
+
+def control_sync(url: str, **changes: Any) -> dict[str, Any]:
+    """:func:`control` for code without an event loop (tmux tests, the demo)."""
+    request = urllib.request.Request(
+        f"{url}/_control",
+        data=json.dumps(changes).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        data: dict[str, Any] = json.loads(resp.read())
+        return data
+
+
+def wait_until_up(url: str, within: float = 20.0) -> None:
+    """Return once a replay server (started as a process) answers at ``url``."""
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"{url}/_control", timeout=2).close()
+        except OSError:
+            return False
+        return True
+
+    wait_for(f"the replay server at {url}", answers, timeout=within, every=0.1)
 
 
 class ReplayServer:

@@ -207,6 +207,7 @@ class GerritClient:
         self.timeout = timeout
         self.health = SourceHealth("gerrit")
         self.cache: dict[int, Change] = {}
+        self.cache_hits = self.cache_misses = 0
         self.requests = 0
         self.raw: Any = None
         self._lock = asyncio.Lock()
@@ -260,7 +261,9 @@ class GerritClient:
         hit = self.cache.get(number)
         same = hit is not None and hit.updated == raw.get("updated")
         if hit is not None and same and hit.starred == bool(raw.get("starred", False)):
+            self.cache_hits += 1
             return hit
+        self.cache_misses += 1
         change = parse_change(raw)
         self.cache[number] = change
         return change

@@ -1,52 +1,24 @@
-"""Helpers the ci tests, benchmark and demo share: drive a replay server, wait for a
-condition with a deadline (no fixed sleeps), configure a service against a replay server,
-and the pytest fixtures of the ci tests (test modules import the ones they use)."""
+"""Helpers the ci tests and benchmark share: configure a service against a replay server,
+and the pytest fixtures of the ci tests (test modules import the ones they use). The replay
+server's control clients live in :mod:`hearth_ci.replay`; waiting is
+:func:`hearth_testing.wait_for_async`."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import aiohttp
 import grpc
 import pytest
 
-from hearth.ci.v1 import ci_pb2_grpc
+from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.config import CiConfig
 from hearth_ci.main import SPEC
 from hearth_ci.replay import ReplayServer, ReplayState, default_fixtures
 from hearth_runtime import Runtime, start_service
-
-T = TypeVar("T")
-
-
-async def control(url: str, **changes: Any) -> dict[str, Any]:
-    """Switch a replay server's document, shape or faults (POST /_control); its state."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{url}/_control", json=changes) as resp,
-    ):
-        if resp.status != 200:
-            raise RuntimeError(f"replay control failed: HTTP {resp.status} {await resp.text()}")
-        data: dict[str, Any] = await resp.json()
-        return data
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], within: float = 10.0
-) -> T:
-    """Poll ``probe`` until ``check`` holds; AssertionError with the last value otherwise."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s; last value:\n{value}")
-        await asyncio.sleep(0.05)
+from hearth_testing import wait_for_async
 
 
 def replay_config(url: str, state_dir: Path, **overrides: Any) -> CiConfig:
@@ -104,3 +76,45 @@ async def channel(ci: Runtime[CiConfig]) -> AsyncIterator[grpc.aio.Channel]:
 @pytest.fixture
 def stub(channel: grpc.aio.Channel) -> ci_pb2_grpc.CiServiceStub:
     return ci_pb2_grpc.CiServiceStub(channel)
+
+
+async def dashboard_when(
+    stub: Any,  # a grpc.aio CiServiceStub
+    request: ci_pb2.GetDashboardRequest,
+    what: str,
+    holds: Callable[[ci_pb2.Dashboard], bool],
+    within: float = 30.0,
+) -> ci_pb2.Dashboard:
+    """The first GetDashboard answer for which ``holds`` is true (polled with a deadline)."""
+
+    async def check() -> ci_pb2.Dashboard | None:
+        dash: ci_pb2.Dashboard = await stub.GetDashboard(request)
+        return dash if holds(dash) else None
+
+    found = await wait_for_async(what, check, within=within)
+    assert found is not None
+    return found
+
+
+def kinds_of(events: list[ci_pb2.DashboardEvent]) -> set[tuple[str, str]]:
+    """{(kind name, change)} of stream events, for exact comparisons."""
+    return {(ci_pb2.DashboardEvent.Kind.Name(e.kind), e.item.change) for e in events}
+
+
+async def events_until(
+    call: Any, kinds: set[int], within: float = 15.0
+) -> tuple[list[ci_pb2.DashboardEvent], ci_pb2.DashboardEvent]:
+    """Read a WatchDashboard stream up to the first snapshot that follows an event of one
+    of ``kinds``: the events (not snapshots) read and that snapshot."""
+    seen: list[ci_pb2.DashboardEvent] = []
+    try:
+        async with asyncio.timeout(within):  # snapshots keep coming: bound the whole read
+            while True:
+                event: ci_pb2.DashboardEvent = await call.read()
+                if event.kind != ci_pb2.DashboardEvent.SNAPSHOT:
+                    seen.append(event)
+                elif any(e.kind in kinds for e in seen):
+                    return seen, event
+    except TimeoutError:
+        names = sorted(ci_pb2.DashboardEvent.Kind.Name(k) for k in kinds)  # type: ignore[arg-type]
+        raise AssertionError(f"no {names} within {within} s; saw {kinds_of(seen)}") from None

@@ -9,14 +9,16 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from hearth_ci.replay import default_fixtures
-from hearth_testing import ServiceProcess, free_port, metric_value, scrape
+from hearth_ci.dash import app as dash_app
+from hearth_ci.replay import change_info, control_sync, default_fixtures, wait_until_up
+from hearth_testing import ServiceProcess, free_port, metric_value, scrape, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -34,34 +36,10 @@ def replay_url() -> Iterator[str]:
     assert proc.stdout is not None
     assert "replaying" in proc.stdout.readline()
     url = f"http://127.0.0.1:{port}"
-    _wait_http(url)
+    wait_until_up(url)
     yield url
     proc.terminate()
     proc.wait(10)
-
-
-def _wait_http(url: str) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_control", timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def _control(url: str, **changes: object) -> None:
-    import json
-    import urllib.request
-
-    req = urllib.request.Request(
-        f"{url}/_control", data=json.dumps(changes).encode(), method="POST"
-    )
-    urllib.request.urlopen(req, timeout=5).close()
 
 
 class Tmux:
@@ -84,20 +62,22 @@ class Tmux:
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-e", "-t", "dash")
 
-    def wait_for(self, check: Callable[[str], bool], within: float = 20.0) -> str:
-        deadline = time.monotonic() + within
-        while True:
+    def wait_for(self, what: str, check: Callable[[str], bool], within: float = 20.0) -> str:
+        """The first screen for which ``check`` holds (the last screen in the error)."""
+
+        def matching() -> str:
             text = self.screen()
-            if check(text):
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"screen never matched; last screen:\n{text}")
-            time.sleep(0.1)
+            return text if check(text) else ""
+
+        try:
+            return wait_for(f"a screen with {what}", matching, timeout=within, every=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last screen:\n{self.screen()}") from None
 
     def interrupt(self) -> str:
         """Ctrl-C; the screen once the dashboard exited (and said with which code)."""
         self.tmux("send-keys", "-t", "dash", "C-c")
-        return self.wait_for(lambda s: "dash exited with" in s, within=10)
+        return self.wait_for("the exit code", lambda s: "dash exited with" in s, within=10)
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
@@ -145,15 +125,17 @@ def _check_queues(screen: str) -> None:
 def test_dash_against_zuul_and_gerrit_directly(replay_url: str) -> None:
     pane = Tmux([*DASH, "--zuul", replay_url, "--tenant", "openstack", "--gerrit", replay_url])
     try:
-        screen = pane.wait_for(lambda s: "Queue: gate" in s)
+        screen = pane.wait_for("the gate queue", lambda s: "Queue: gate" in s)
         _check_queues(screen)
         # Refreshes in place: the new document replaces the old screen.
-        _control(replay_url, document="v2-status-basic.json")
-        screen = pane.wait_for(lambda s: "Example info message" in s and "Queue: gate" not in s)
+        control_sync(replay_url, document="v2-status-basic.json")
+        screen = pane.wait_for(
+            "the new document", lambda s: "Example info message" in s and "Queue: gate" not in s
+        )
         assert "\x1b[41m" in _line(screen, "Example info message")  # red banner
         assert _plain(screen).count("Zuul dashboard:") == 1
-        _control(replay_url, zuul_fault="500")
-        screen = pane.wait_for(lambda s: "failed attempts" in s)
+        control_sync(replay_url, zuul_fault="500")
+        screen = pane.wait_for("the Zuul error", lambda s: "failed attempts" in s)
         line = _line(screen, "failed attempts")
         assert YELLOW in line and "zuul: Zuul answered HTTP 500" in line
         assert "Example info message" in screen  # the last good data stays
@@ -161,7 +143,7 @@ def test_dash_against_zuul_and_gerrit_directly(replay_url: str) -> None:
         assert "dash exited with 0" in screen and "Traceback" not in screen
     finally:
         pane.close()
-        _control(replay_url, document="v2-status-tree.json", zuul_fault="")
+        control_sync(replay_url, document="v2-status-tree.json", zuul_fault="")
 
 
 def test_dash_against_the_ci_service(replay_url: str, tmp_path: Path) -> None:
@@ -179,7 +161,7 @@ def test_dash_against_the_ci_service(replay_url: str, tmp_path: Path) -> None:
     with ServiceProcess("ci", env=env) as service:
         pane = Tmux([*DASH, "--service", service.grpc_address])
         try:
-            _check_queues(pane.wait_for(lambda s: "Queue: gate" in s))
+            _check_queues(pane.wait_for("the gate queue", lambda s: "Queue: gate" in s))
             samples = scrape(service.metrics_address)
             assert metric_value(samples, "hearth_ci_queue_items", pipeline="gate") == 30
             assert metric_value(samples, "hearth_ci_zuul_event_queue_length", queue="trigger") == 85
@@ -209,3 +191,84 @@ def test_dump_raw_zuul_and_gerrit_data(replay_url: str) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and "-O/--operator: unknown operator 'XOR'" in bad.stderr
+
+
+# ----------------------------------------------- in-process, once (-r 0): filters and backlog
+
+ONCE = ["-u", "danms", "-P", "secret", "-r", "0", "--color", "--tenant", "openstack"]
+
+
+def _dash_once(replay_url: str, *args: str) -> str:
+    result = CliRunner().invoke(
+        dash_app, [*ONCE, "--zuul", replay_url, "--gerrit", replay_url, *args]
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _recorded(replay_url: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(pipeline, change, Gerrit's ChangeInfo for danms) of every change item recorded."""
+    doc = json.loads((default_fixtures() / "v2-status-tree.json").read_text())
+    out = []
+    for pipeline in doc["pipelines"]:
+        for queue in pipeline["change_queues"]:
+            for item in (i for head in queue["heads"] for i in head):
+                number, _, ps = item["id"].partition(",")
+                if ps:
+                    info = change_info(int(number), int(ps), item["project"], "danms")
+                    out.append((pipeline["name"], item["id"], info))
+    return out
+
+
+def _shown(output: str) -> set[str]:
+    return set(re.findall(r"\((\d+,\d+)\) ", _plain(output)))
+
+
+@pytest.mark.parametrize(
+    ("args", "header", "wanted"),
+    [
+        (["-t", "bp/cells-v2"], "topic:bp/cells-v2", lambda p, i: i.get("topic") == "bp/cells-v2"),
+        (["-q", "project:openstack/heat"], "(project:openstack/heat)",
+         lambda p, i: i["project"] == "openstack/heat"),
+        (["-w"], "is:watched", lambda p, i: i["project"] == "openstack/nova"),
+        (["-w", "-Q", "gate", "-Q", "post"], "is:watched (ignoring gate, post)",
+         lambda p, i: i["project"] == "openstack/nova" and p not in ("gate", "post")),
+        (["-t", "bp/cells-v2", "-w", "-O", "AND"], "topic:bp/cells-v2 AND is:watched",
+         lambda p, i: i.get("topic") == "bp/cells-v2" and i["project"] == "openstack/nova"),
+    ],
+)  # fmt: skip
+def test_dash_filter_options_show_exactly_their_changes(
+    replay_url: str, args: list[str], header: str, wanted: Callable[[str, dict[str, Any]], bool]
+) -> None:
+    output = _dash_once(replay_url, *args)
+    assert f"Zuul dashboard: {header}   " in _plain(output)
+    expected = {
+        change for pipeline, change, info in _recorded(replay_url) if wanted(pipeline, info)
+    }
+    assert expected and _shown(output) == expected
+    queues = re.findall(r"Queue: (\w[\w-]*)", _plain(output))
+    for ignored in ("gate", "post"):
+        if ignored in args:
+            assert ignored not in queues
+    assert "No matching changes" not in output
+
+
+@pytest.mark.parametrize(("length", "colour"), [(85, RED), (15, YELLOW), (8, ""), (5, None)])
+def test_dash_backlog_colours(replay_url: str, length: int, colour: str | None) -> None:
+    doc = json.loads((default_fixtures() / "v2-status-tree.json").read_text())
+    doc["trigger_event_queue"]["length"] = length
+    control_sync(replay_url, upload=doc)
+    try:
+        output = _dash_once(replay_url, "-c", "48418")
+    finally:
+        control_sync(replay_url, document="v2-status-tree.json")
+    assert "(48418,1)" in output  # the uploaded document was shown
+    if colour is None:  # 5 or fewer waiting events: no backlog line at all
+        assert "Event backlog" not in output
+        return
+    line = _line(output, "Event backlog")
+    assert _plain(line) == f"Event backlog: trigger {length} (management 0, result 2)"
+    if colour:
+        assert line.startswith(colour)
+    else:
+        assert "\x1b[" not in line

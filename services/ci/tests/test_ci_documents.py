@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hearth.ci.v1 import ci_pb2
-from hearth_ci.testkit import channel, ci, control, eventually, fixtures_dir, replay, stub  # noqa: F401  # fixtures
+from hearth_ci.replay import control
+from hearth_ci.testkit import channel, ci, fixtures_dir, replay, stub  # noqa: F401  # fixtures
+from hearth_testing import wait_for_async
 
 FAILING = ci_pb2.FAILING
 BEHIND = ci_pb2.BEHIND_FAILURE
@@ -20,11 +23,19 @@ def _recorded_gate(fixtures_dir: Path) -> list[dict[str, Any]]:
     return [q for q in gate["change_queues"] if q["heads"]]
 
 
-async def _pipelines(stub: Any) -> ci_pb2.ListPipelinesResponse:
-    return await eventually(
-        lambda: stub.ListPipelines(ci_pb2.ListPipelinesRequest()),
-        lambda r: len(r.pipelines) > 0,
-    )
+async def _pipelines(
+    stub: Any,
+    holds: Callable[[ci_pb2.ListPipelinesResponse], bool] = lambda r: len(r.pipelines) > 0,
+) -> ci_pb2.ListPipelinesResponse:
+    async def check() -> ci_pb2.ListPipelinesResponse | None:
+        reply: ci_pb2.ListPipelinesResponse = await stub.ListPipelines(
+            ci_pb2.ListPipelinesRequest()
+        )
+        return reply if holds(reply) else None
+
+    found = await wait_for_async("Zuul's pipelines", check)
+    assert found is not None
+    return found
 
 
 async def test_tree_gate_comes_out_in_order_with_positions(stub: Any, fixtures_dir: Path) -> None:
@@ -86,10 +97,7 @@ async def test_counts_per_queue_match_the_document(stub: Any, fixtures_dir: Path
 
 async def test_basic_document_shows_banner_and_unstable(stub: Any, replay: Any) -> None:
     await control(replay.url, document="v2-status-basic.json")
-    reply = await eventually(
-        lambda: stub.ListPipelines(ci_pb2.ListPipelinesRequest()),
-        lambda r: r.zuul.message == "Example info message",
-    )
+    reply = await _pipelines(stub, lambda r: r.zuul.message == "Example info message")
     test = next(p for p in reply.pipelines if p.name == "test")
     jobs = [j for q in test.queues for i in q.items for j in i.jobs]
     unstable = [j for j in jobs if j.raw_result == "UNSTABLE"]

@@ -11,10 +11,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.ci.v1 import ci_pb2
-from hearth_ci.replay import ReplayServer
-from hearth_ci.testkit import channel, ci, control, eventually, fixtures_dir, replay, stub  # noqa: F401  # fixtures
+from hearth_ci.replay import ReplayServer, control
+from hearth_ci.testkit import channel, ci, dashboard_when, fixtures_dir, replay, stub  # noqa: F401  # fixtures
 
 FLT = ci_pb2.Filter(user="danms", projects=["openstack/nova"])
+INLINE = ci_pb2.GetDashboardRequest(filter=FLT)
 
 
 def _source(dash: ci_pb2.Dashboard, name: str) -> ci_pb2.SourceHealth:
@@ -28,8 +29,10 @@ async def _health(channel: grpc.aio.Channel) -> int:
 
 
 async def _good(stub: Any) -> ci_pb2.Dashboard:
-    return await eventually(
-        lambda: stub.GetDashboard(ci_pb2.GetDashboardRequest(filter=FLT)),
+    return await dashboard_when(
+        stub,
+        INLINE,
+        "fresh matches from both sources",
         lambda d: d.matching_items > 0 and not d.stale and all(s.ok for s in d.sources),
     )
 
@@ -48,10 +51,7 @@ async def test_zuul_faults_keep_last_good_data_and_recover(
     good = await _good(stub)
     assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
     await control(replay.url, zuul_fault=fault, fault_delay=3)
-    bad = await eventually(
-        lambda: stub.GetDashboard(ci_pb2.GetDashboardRequest(filter=FLT)),
-        lambda d: not _source(d, "zuul").ok,
-    )
+    bad = await dashboard_when(stub, INLINE, "Zuul failing", lambda d: not _source(d, "zuul").ok)
     zuul = _source(bad, "zuul")
     assert error in zuul.error and zuul.failed_attempts >= 1 and zuul.stale and bad.stale
     assert _source(bad, "gerrit").ok and not _source(bad, "gerrit").error  # reported apart
@@ -76,9 +76,8 @@ async def test_gerrit_faults_are_reported_apart_and_recover(
 ) -> None:
     good = await _good(stub)
     await control(replay.url, gerrit_fault=fault)
-    bad = await eventually(
-        lambda: stub.GetDashboard(ci_pb2.GetDashboardRequest(filter=FLT)),
-        lambda d: not _source(d, "gerrit").ok,
+    bad = await dashboard_when(
+        stub, INLINE, "Gerrit failing", lambda d: not _source(d, "gerrit").ok
     )
     gerrit = _source(bad, "gerrit")
     assert error in gerrit.error and gerrit.stale and bad.stale
@@ -97,9 +96,9 @@ async def test_a_watch_keeps_its_gerrit_matches_while_gerrit_fails(
     watch = ci_pb2.Watch(filter=ci_pb2.Filter(user="danms", starred=True))
     await stub.CreateWatch(ci_pb2.CreateWatchRequest(watch_id="stars", watch=watch))
     req = ci_pb2.GetDashboardRequest(watch="watches/stars")
-    good = await eventually(lambda: stub.GetDashboard(req), lambda d: d.matching_items > 0)
+    good = await dashboard_when(stub, req, "starred matches", lambda d: d.matching_items > 0)
     await control(replay.url, gerrit_fault="401")
-    bad = await eventually(lambda: stub.GetDashboard(req), lambda d: not _source(d, "gerrit").ok)
+    bad = await dashboard_when(stub, req, "Gerrit failing", lambda d: not _source(d, "gerrit").ok)
     assert bad.matching_items == good.matching_items and bad.stale
     await control(replay.url, gerrit_fault="")
-    await eventually(lambda: stub.GetDashboard(req), lambda d: not d.stale)
+    await dashboard_when(stub, req, "fresh data again", lambda d: not d.stale)

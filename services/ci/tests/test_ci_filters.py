@@ -15,9 +15,9 @@ from grpc_status import rpc_status
 from hearth.ci.v1 import ci_pb2
 from hearth_ci import filters
 from hearth_ci.dashboard import build_dashboard, combine
-from hearth_ci.replay import ReplayServer
+from hearth_ci.replay import ReplayServer, control
 from hearth_ci.sources import GerritClient, ZuulClient, zuul_status_url
-from hearth_ci.testkit import channel, ci, control, fixtures_dir, replay, stub  # noqa: F401  # fixtures
+from hearth_ci.testkit import channel, ci, fixtures_dir, replay, stub  # noqa: F401  # fixtures
 
 FILTERS = [
     ci_pb2.Filter(user="danms"),

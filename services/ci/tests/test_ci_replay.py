@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from hearth_ci.replay import ReplayServer
-from hearth_ci.testkit import control, fixtures_dir, replay  # noqa: F401  # fixtures
+from hearth_ci.replay import ReplayServer, control
+from hearth_ci.testkit import fixtures_dir, replay  # noqa: F401  # fixtures
 
 UUID_HEX = re.compile(r"^[0-9a-f]{32}$")
 OPTIONS = "o=DETAILED_ACCOUNTS&o=CURRENT_REVISION&o=STAR"

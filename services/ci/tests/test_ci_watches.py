@@ -14,18 +14,19 @@ from prometheus_client import REGISTRY
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.main import SPEC
-from hearth_ci.replay import ReplayServer
+from hearth_ci.replay import ReplayServer, control
 from hearth_ci.testkit import (  # noqa: F401  # fixtures
     channel,
     ci,
-    control,
-    eventually,
+    events_until,
     fixtures_dir,
+    kinds_of,
     replay,
     replay_config,
     stub,
 )
 from hearth_runtime import start_service
+from hearth_testing import wait_for_async
 
 Kind = ci_pb2.DashboardEvent.Kind
 
@@ -109,19 +110,15 @@ async def test_stream_sends_the_dashboard_first_then_events(
     assert first.kind == Kind.SNAPSHOT and first.dashboard.matching_items == 2
     await control(replay.url, document="v2-status-basic.json")
 
-    async def next_event(kind: int) -> ci_pb2.DashboardEvent:
-        while True:
-            event = await asyncio.wait_for(call.read(), 10)
-            if event.kind == kind:
-                return event
-
-    left = await next_event(Kind.LEFT_PIPELINE)
-    assert left.item.change in {"48418,1", "48423,2"} and "left gate" in left.message
+    left, _ = await events_until(call, {Kind.LEFT_PIPELINE})
+    # Gerrit and Zuul answer from the same document: both leave in one refresh.
+    assert kinds_of(left) == {("LEFT_PIPELINE", "48418,1"), ("LEFT_PIPELINE", "48423,2")}
+    assert {e.message for e in left} == {"48418,1 left gate", "48423,2 left gate"}
     await control(replay.url, document="v2-status-tree.json")
-    enqueued = await next_event(Kind.ENQUEUED)
-    assert enqueued.item.pipeline == "gate"
-    snapshot = await next_event(Kind.SNAPSHOT)
-    assert snapshot.dashboard.matching_items in (1, 2)
+    enqueued, snapshot = await events_until(call, {Kind.ENQUEUED})
+    assert kinds_of(enqueued) == {("ENQUEUED", "48418,1"), ("ENQUEUED", "48423,2")}
+    assert {e.item.pipeline for e in enqueued} == {"gate"}
+    assert snapshot.dashboard.matching_items == 2
     call.cancel()
 
 
@@ -143,7 +140,7 @@ async def test_inline_stream_and_metrics(stub: Any, replay: ReplayServer) -> Non
             for s in ("PASSING", "FAILING", "BEHIND_FAILURE", "QUEUED", "UNKNOWN")
         )
 
-    await eventually(watched, lambda v: v > 0)
+    await wait_for_async("watched items in the metrics", watched)
     assert sample("hearth_ci_queue_items", pipeline="gate") == 30
     assert sample("hearth_ci_zuul_event_queue_length", queue="trigger") == 85
     assert (sample("hearth_ci_poll_seconds_count", source="zuul") or 0) > 0
@@ -152,18 +149,21 @@ async def test_inline_stream_and_metrics(stub: Any, replay: ReplayServer) -> Non
     assert age is not None and 0 <= age < 5
     errors_before = sample("hearth_ci_poll_errors_total", source="zuul") or 0
     await control(replay.url, zuul_fault="500")
-    await eventually(
-        lambda: asyncio.sleep(0, sample("hearth_ci_poll_errors_total", source="zuul") or 0),
-        lambda v: v > errors_before,
-    )
+
+    async def more_errors() -> bool:
+        return (sample("hearth_ci_poll_errors_total", source="zuul") or 0) > errors_before
+
+    await wait_for_async("a counted Zuul error", more_errors)
     await control(replay.url, zuul_fault="")
 
 
 async def test_zuul_polls_are_conditional(replay: ReplayServer, ci: Any) -> None:
-    async def counters() -> dict[str, int]:
-        return (await control(replay.url))["counters"]
+    async def counters() -> dict[str, int] | None:
+        found: dict[str, int] = (await control(replay.url))["counters"]
+        return found if found.get("zuul_not_modified", 0) >= 2 else None
 
-    found = await eventually(counters, lambda c: c.get("zuul_not_modified", 0) >= 2)
+    found = await wait_for_async("two 304 answers", counters)
+    assert found is not None
     assert found["zuul"] > found["zuul_not_modified"]
 
 
@@ -177,9 +177,17 @@ async def test_on_demand_reads_are_fresh_without_watches(
             stub = ci_pb2_grpc.CiServiceStub(channel)
             before = await stub.ListPipelines(ci_pb2.ListPipelinesRequest())
             assert not before.zuul.message
-            await control(replay.url, document="v2-status-basic.json")
-            await asyncio.sleep(0.15)  # older than min_refresh_seconds, far below idle polls
+            polls = (await control(replay.url, document="v2-status-basic.json"))["counters"]
+
+            async def older_than_min_refresh() -> bool:
+                age = REGISTRY.get_sample_value("hearth_ci_data_age_seconds", {"source": "zuul"})
+                return age is not None and age > config.min_refresh_seconds
+
+            await wait_for_async("Zuul data older than min_refresh", older_than_min_refresh)
             after = await stub.ListPipelines(ci_pb2.ListPipelinesRequest())
             assert after.zuul.message == "Example info message"
+            # Exactly one poll more: the on-demand read's, not an idle poll (600 s apart).
+            counters = (await control(replay.url))["counters"]
+            assert counters["zuul"] == polls["zuul"] + 1
     finally:
         await runtime.stop(grace=0)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import duration_pb2, empty_pb2
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
@@ -35,7 +35,8 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
         self.events: Broadcaster[wake_pb2.HostEvent] = Broadcaster()
         self.metadata_seen: list[dict[str, str]] = []
         self.deadlines_seen: list[float | None] = []
-        self.cancelled = asyncio.Event()
+        self.waiting = asyncio.Event()  # a WaitUntilAwake call is in the backend
+        self.cancelled = asyncio.Event()  # ... and its cancellation arrived
         self.wakes: list[wake_pb2.Wake] = []
 
     def _get(self, name: str) -> wake_pb2.Host:
@@ -101,6 +102,7 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
     ) -> wake_pb2.Host:
         if self._get(request.name).state == wake_pb2.AWAKE:
             return self._get(request.name)
+        self.waiting.set()
         try:
             await asyncio.sleep(3600)  # an asleep host never wakes: tests cancel or time out
         except asyncio.CancelledError:
@@ -133,11 +135,14 @@ class FakeAudio(audio_pb2_grpc.AudioServiceServicer):
             name: audio_pb2.Stream(name=name, group="239.255.0.1", port=46000, enabled=True)
             for name in ("streams/radio", "streams/tv")
         }
+        self.playlist = [
+            audio_pb2.Song(title="So What", artist="Miles Davis"),
+            audio_pb2.Song(title="Blue in Green", artist="Miles Davis"),
+        ]
         self.player = audio_pb2.Player(
-            state=audio_pb2.PLAYING,
-            current_song=audio_pb2.Song(title="So What", artist="Miles Davis"),
-            reachable=True,
+            state=audio_pb2.PLAYING, current_song=self.playlist[0], reachable=True
         )
+        self.actions: list[str] = []  # ControlPlayer actions, as they arrived
         self.events: Broadcaster[audio_pb2.AudioEvent] = Broadcaster()
 
     def _changed(self, zone: audio_pb2.Zone) -> audio_pb2.Zone:
@@ -166,16 +171,28 @@ class FakeAudio(audio_pb2_grpc.AudioServiceServicer):
     async def ControlPlayer(
         self, request: audio_pb2.ControlPlayerRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.Player:
+        self.actions.append(audio_pb2.ControlPlayerRequest.Action.Name(request.action))
         if request.action == request.PAUSE:
             self.player.state = audio_pb2.PAUSED
         elif request.action == request.PLAY:
             self.player.state = audio_pb2.PLAYING
+        elif request.action == request.NEXT:
+            after = (list(self.playlist).index(self.player.current_song) + 1) % len(self.playlist)
+            self.player.current_song.CopyFrom(self.playlist[after])
+        self.events.publish(
+            audio_pb2.AudioEvent(kind=audio_pb2.AudioEvent.PLAYER_CHANGED, player=self.player)
+        )
         return self.player
 
     async def ListZones(
         self, request: audio_pb2.ListZonesRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.ListZonesResponse:
         return audio_pb2.ListZonesResponse(zones=list(self.zones.values()))
+
+    async def ListStreams(
+        self, request: audio_pb2.ListStreamsRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.ListStreamsResponse:
+        return audio_pb2.ListStreamsResponse(streams=list(self.streams.values()))
 
     async def SubscribeZone(
         self, request: audio_pb2.SubscribeZoneRequest, context: grpc.aio.ServicerContext
@@ -218,6 +235,7 @@ DASHBOARD = ci_pb2.Dashboard(
                             subject="Fix the flux capacitor",
                             status=ci_pb2.FAILING,
                             progress=0.5,
+                            eta=duration_pb2.Duration(seconds=300),
                             job_string="+-~_",
                         ),
                         ci_pb2.Item(change="12350,1", subject="Docs", status=ci_pb2.PASSING),
@@ -230,6 +248,9 @@ DASHBOARD = ci_pb2.Dashboard(
 
 
 class FakeCi(ci_pb2_grpc.CiServiceServicer):
+    def __init__(self) -> None:
+        self.events: Broadcaster[ci_pb2.DashboardEvent] = Broadcaster()
+
     async def ListWatches(
         self, request: ci_pb2.ListWatchesRequest, context: grpc.aio.ServicerContext
     ) -> ci_pb2.ListWatchesResponse:
@@ -245,8 +266,10 @@ class FakeCi(ci_pb2_grpc.CiServiceServicer):
     async def WatchDashboard(
         self, request: ci_pb2.WatchDashboardRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ci_pb2.DashboardEvent]:
-        yield ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=DASHBOARD)
-        await asyncio.Event().wait()  # no further changes in this double
+        async with self.events.subscribe() as events:
+            yield ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=DASHBOARD)
+            async for event in events:  # what a test publishes
+                yield event
 
     async def ListPipelines(
         self, request: ci_pb2.ListPipelinesRequest, context: grpc.aio.ServicerContext

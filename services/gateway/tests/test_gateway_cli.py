@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 from typer.testing import CliRunner, Result
 
+from hearth.audio.v1 import audio_pb2
 from hearth_cli.main import State, app
 from hearth_gateway.auth import hash_token
 
@@ -54,10 +59,58 @@ async def test_audio_commands(gw: Running) -> None:
     assert result.exit_code == 0, result.output
     zone = gw.backends.audio.zones["zones/office"]
     assert zone.volume == pytest.approx(0.8) and zone.muted
+    gw.backends.audio.zones["zones/kitchen"].ClearField("volume")  # unset means 100 %
     result = await hearth(gw, "audio", "zones")
-    assert "office" in result.output and "80%" in result.output
+    rows = {line.split()[1]: line for line in result.output.splitlines() if "%" in line}
+    assert "80%" in rows["office"] and "100%" in rows["kitchen"]
     result = await hearth(gw, "audio", "pause")
     assert result.exit_code == 0 and "paused" in result.output
+    result = await hearth(gw, "audio", "next")
+    assert result.exit_code == 0, result.output
+    assert "paused: Blue in Green — Miles Davis" in result.output
+    result = await hearth(gw, "audio", "play")
+    assert result.exit_code == 0, result.output
+    assert "playing: Blue in Green — Miles Davis" in result.output
+    assert gw.backends.audio.actions == ["PAUSE", "NEXT", "PLAY"]
+    assert gw.backends.audio.player.state == audio_pb2.PLAYING
+
+
+async def test_audio_streams_lists_every_stream(gw: Running) -> None:
+    gw.backends.audio.streams["streams/tv"].source = "hdmi-capture"
+    gw.backends.audio.streams["streams/tv"].state = audio_pb2.SENDING
+    result = await hearth(gw, "audio", "streams", token=VIEWER)
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[1]: line for line in result.output.splitlines() if "239.255" in line}
+    assert set(rows) == {"radio", "tv"}
+    assert "hdmi-capture" in rows["tv"] and "239.255.0.1:46000" in rows["tv"]
+    assert "SENDING" in rows["tv"]
+
+
+def test_bash_completion_completes_commands(tmp_path: Path) -> None:
+    """The script `hearth --show-completion bash` prints, loaded into a real bash."""
+    hearth_bin = Path(sys.executable).parent / "hearth"
+    shown = subprocess.run(
+        [hearth_bin, "--show-completion", "bash"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "complete -o default -F _hearth_completion hearth" in shown.stdout
+    script = tmp_path / "hearth-completion.bash"
+    script.write_text(shown.stdout)
+
+    def complete(*words: str) -> set[str]:
+        line = " ".join(shlex.quote(w) for w in words)
+        done = subprocess.run(
+            ["bash", "-c", f'source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1};'
+             ' _hearth_completion hearth; printf "%s\\n" "${COMPREPLY[@]}"'],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PATH": f"{hearth_bin.parent}:{os.environ['PATH']}"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return set(done.stdout.split())
+
+    assert complete("hearth", "au") == {"audio"}
+    assert complete("hearth", "audio", "p") == {"patch", "play", "pause"}
+    assert {"ls", "add", "rm"} <= complete("hearth", "hosts", "")
 
 
 async def test_readable_errors(gw: Running, tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ import aiohttp
 from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 from prometheus_client import REGISTRY
 
+from hearth_testing import wait_for_async
+
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
@@ -200,9 +202,9 @@ async def test_a_closed_event_stream_ends_the_backend_watch(gw: Running) -> None
         assert current["kind"] == "CURRENT" and gw.backends.audio.events.subscribers == 1
         assert sample("hearth_gateway_active_streams", face="sse") == 1
         response.close()
-    for _ in range(100):
-        if gw.backends.audio.events.subscribers == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert gw.backends.audio.events.subscribers == 0
+
+    async def backend_watch_ended() -> bool:
+        return gw.backends.audio.events.subscribers == 0
+
+    await wait_for_async("the backend's WatchAudio to end", backend_watch_ended, within=5)
     assert sample("hearth_gateway_active_streams", face="sse") == 0

@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import pytest
+from gateway_doubles import DASHBOARD  # type: ignore[import-not-found]
 from gateway_fixtures import OPERATOR, VIEWER, Running, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 
 from hearth.audio.v1 import audio_pb2
+from hearth.ci.v1 import ci_pb2
 from hearth.wake.v1 import wake_pb2
+from hearth_testing import wait_for_async
 from hearth_testing.browser import artifact, browser, chromium_missing
 
 pytestmark = pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing()))
@@ -33,7 +39,12 @@ async def test_page_is_live_and_acts_for_an_operator(gw: Running) -> None:
         assert await state.get_attribute("data-state") == "ASLEEP"
         await page.click("button[data-wake=devbox]")
         await page.wait_for_selector("tr[data-host=devbox] [data-state=AWAKE]", timeout=10_000)
-        await page.wait_for_selector("#wakes tr:has-text('MANUAL')")
+        # The wake arrives in the recent wakes with its reaction and resume times.
+        wake = page.locator("#wakes tr[data-wake='hosts/devbox/wakes/1']")
+        await wake.wait_for()
+        assert "MANUAL" in await wake.inner_text() and "WOKE" in await wake.inner_text()
+        assert await wake.locator(".reaction").inner_text() == "2 ms"
+        assert await wake.locator(".resume").inner_text() == "1.5 s"
 
         # Audio: click a patch cell; the zone in the backend is subscribed.
         cell = "button.cell[data-zone=office][data-stream=tv]"
@@ -78,3 +89,105 @@ async def test_a_viewer_is_told_what_is_missing(gw: Running) -> None:
         await toast.wait_for(state="visible")
         assert "operator" in await toast.inner_text()
         assert gw.backends.wake.hosts["hosts/devbox"].state != wake_pb2.AWAKE
+
+
+async def operator_page(chromium: Any, gw: Running) -> Any:
+    page = await chromium.new_page(viewport={"width": 1200, "height": 900})
+    await page.goto(gw.http + "/")
+    await page.fill("#token", OPERATOR)
+    await page.click("#token-form button[type=submit]")
+    await page.wait_for_selector("#role:text('operator')", timeout=10_000)
+    return page
+
+
+async def test_audio_controls_change_the_backend(gw: Running) -> None:
+    audio = gw.backends.audio
+    office = audio.zones["zones/office"]
+    audio.zones["zones/kitchen"].ClearField("volume")  # unset means 100 % (the contract)
+
+    async def office_is(**fields: object) -> bool:
+        return all(getattr(office, k) == v for k, v in fields.items())
+
+    async with browser() as chromium:
+        page = await operator_page(chromium, gw)
+        zone = page.locator(".zone[data-zone=office]")
+        await zone.locator("output.volume:text-is('50%')").wait_for(timeout=10_000)
+
+        # Volume: the slider's new value reaches the zone, and the page shows it.
+        await zone.locator("input[type=range]").fill("80")
+        await wait_for_async("office at 80 %", lambda: office_is(volume=0.8), within=10)
+        await zone.locator("output.volume:text-is('80%')").wait_for()
+        # Mute, then unmute: the zone's muted flag follows, the button says what it will do.
+        mute = zone.locator("button[data-mute=office]")
+        await mute.click()
+        await wait_for_async("office muted", lambda: office_is(muted=True), within=10)
+        await zone.locator(
+            "button[data-mute=office][aria-pressed=true]:text-is('Unmute')"
+        ).wait_for()
+        await mute.click()
+        await wait_for_async("office unmuted", lambda: office_is(muted=False), within=10)
+        await zone.locator(
+            "button[data-mute=office][aria-pressed=false]:text-is('Mute')"
+        ).wait_for()
+        assert office.volume == pytest.approx(0.8)  # muting left the volume alone
+        kitchen = page.locator(".zone[data-zone=kitchen]")
+        assert await kitchen.locator("output.volume").inner_text() == "100%"
+        # A volume changed elsewhere moves the slider live.
+        audio.zones["zones/kitchen"].volume = 0.35
+        audio.events.publish(
+            audio_pb2.AudioEvent(
+                kind=audio_pb2.AudioEvent.ZONE_CHANGED, zones=[audio.zones["zones/kitchen"]]
+            )
+        )
+        await kitchen.locator("output.volume:text-is('35%')").wait_for()
+        assert await kitchen.locator("input[type=range]").input_value() == "35"
+
+        # Now playing: pause, next, play reach the player; the page shows song and state.
+        player = page.locator("#player")
+        await player.locator("strong:text-is('So What')").wait_for()
+        await page.click("button[data-action=PAUSE]")
+        await player.locator("[data-player-state=PAUSED]").wait_for()
+        await page.click("button[data-action=NEXT]")
+        await player.locator("strong:text-is('Blue in Green')").wait_for()
+        await page.click("button[data-action=PLAY]")
+        await player.locator("[data-player-state=PLAYING]").wait_for()
+        assert audio.actions == ["PAUSE", "NEXT", "PLAY"]
+        assert audio.player.current_song.title == "Blue in Green"
+        await page.screenshot(path=artifact("gateway-page-audio.png"), full_page=True)
+
+
+async def test_ci_progress_eta_and_earlier_wakes_are_shown(gw: Running) -> None:
+    earlier = wake_pb2.Wake(
+        name="hosts/nas/wakes/7", host="hosts/nas", trigger=wake_pb2.ARP, outcome=wake_pb2.WOKE
+    )
+    earlier.demand_time.GetCurrentTime()
+    earlier.reaction.FromMilliseconds(250)
+    earlier.resume.FromSeconds(42)
+    gw.backends.wake.wakes.append(earlier)
+    async with browser() as chromium:
+        page = await operator_page(chromium, gw)
+        # Wakes recorded before the page opened, with their reaction and resume times.
+        row = page.locator("#wakes tr[data-wake='hosts/nas/wakes/7']")
+        await row.wait_for(timeout=10_000)
+        assert await row.locator(".reaction").inner_text() == "250 ms"
+        assert await row.locator(".resume").inner_text() == "42.0 s"
+
+        # CI: a progress bar as wide as the item's progress, and its ETA.
+        item = page.locator(".item[data-change='12345,6']")
+        await item.wait_for(timeout=10_000)
+        assert await item.locator(".eta").inner_text() == "50% · ETA 5 min"
+        bar = item.locator(".progress > div")
+        assert await bar.evaluate("b => b.style.width") == "50%"
+        docs = page.locator(".item[data-change='12350,1']")
+        assert await docs.locator(".eta").inner_text() == "0%"  # no ETA: none is shown
+        # A later snapshot moves the bar and the ETA live.
+        later = copy.deepcopy(DASHBOARD)
+        moved = later.pipelines[0].queues[0].items[0]
+        moved.progress = 0.75
+        moved.eta.FromSeconds(45)
+        gw.backends.ci.events.publish(
+            ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=later)
+        )
+        await item.locator(".eta:text-is('75% · ETA 45.0 s')").wait_for(timeout=10_000)
+        assert await bar.evaluate("b => b.style.width") == "75%"
+        await page.screenshot(path=artifact("gateway-page-ci.png"), full_page=True)

@@ -154,13 +154,13 @@ async function wakeHost(name, button) {
 function renderWakes() {
   const wakes = [...state.wakes.values()]
     .sort((a, b) => (b.demandTime || "").localeCompare(a.demandTime || "")).slice(0, 10);
-  document.getElementById("wakes").replaceChildren(...wakes.map((w) => el("tr", {},
+  document.getElementById("wakes").replaceChildren(...wakes.map((w) => el("tr", { "data-wake": w.name },
     el("td", {}, (w.host || "").split("/").pop()),
     el("td", { class: "muted" }, ago(w.demandTime)),
     el("td", {}, w.trigger),
     el("td", {}, w.outcome),
-    el("td", {}, span(seconds(w.reaction))),
-    el("td", {}, span(seconds(w.resume))))));
+    el("td", { class: "reaction" }, span(seconds(w.reaction))),
+    el("td", { class: "resume" }, span(seconds(w.resume))))));
 }
 
 async function loadWakes() {
@@ -208,16 +208,19 @@ function renderAudio() {
     const status = z.status || {};
     const badge = !status.reachable ? ["bad", "unreachable"]
       : status.stalled ? ["warn", "stalled"] : status.receiving ? ["ok", "playing"] : ["", "idle"];
+    const percent = Math.round((z.volume ?? 1) * 100); // the contract: unset = 100 %
     return el("div", { class: "zone", "data-zone": short(z.name) },
       el("span", { class: "name" }, z.displayName || short(z.name)),
       el("span", { class: `badge ${badge[0]}` }, badge[1]),
       el("input", {
-        type: "range", min: "0", max: "150", value: String(Math.round((z.volume || 0) * 100)),
+        type: "range", min: "0", max: "150", value: String(percent),
         "aria-label": `volume ${short(z.name)}`,
+        oninput: (e) => { e.target.nextElementSibling.textContent = `${e.target.value}%`; },
         onchange: (e) => updateZone(z.name, { volume: Number(e.target.value) / 100 }, "volume"),
       }),
+      el("output", { class: "volume" }, `${percent}%`),
       el("button", {
-        "aria-pressed": z.muted ? "true" : "false",
+        "data-mute": short(z.name), "aria-pressed": z.muted ? "true" : "false",
         onclick: () => updateZone(z.name, { muted: !z.muted }, "muted"),
       }, z.muted ? "Unmute" : "Mute"));
   }));
@@ -226,7 +229,8 @@ function renderAudio() {
   const song = p.currentSong || {};
   document.getElementById("player").replaceChildren(
     el("span", { class: "song" }, el("strong", {}, song.title || song.file || "nothing"),
-      song.artist ? ` — ${song.artist}` : "", el("span", { class: "muted" }, ` (${p.state || "?"})`)),
+      song.artist ? ` — ${song.artist}` : "",
+      el("span", { class: "muted", "data-player-state": p.state || "" }, ` (${p.state || "?"})`)),
     ...["PLAY", "PAUSE", "NEXT"].map((action) => el("button", {
       "data-action": action, onclick: () => control(action),
     }, action[0] + action.slice(1).toLowerCase())));
