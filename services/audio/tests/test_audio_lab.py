@@ -63,26 +63,25 @@ def zone_status(al: AudioLab, zone: str) -> audio_pb2.ZoneStatus:
 
 
 def assert_zone_receiving(al: AudioLab, zone: str) -> None:
-    """The zone, patched to a live stream, reports receiving and a plausible latency
-    (its receiver holds latency_msec=200: buffer plus sink, well under a second)."""
+    """The zone, patched to a live stream, reports receiving and a latency near its
+    receiver's latency_msec=200 (a fresh receiver starts at ~40 ms and grows to it within
+    a few seconds; a busy machine can push it ~100 ms off), in GetZone and the metric."""
 
-    def receiving() -> audio_pb2.ZoneStatus | None:
+    def settled() -> audio_pb2.ZoneStatus | None:
         status = zone_status(al, zone)
-        return status if status.receiving else None
+        latency = status.latency.ToNanoseconds() / 1e9
+        return status if status.receiving and 0.1 <= latency <= 0.5 else None
 
-    status = wait_for(f"zone {zone} receiving", receiving)
+    status = wait_for(f"zone {zone} receiving at ~200 ms latency", settled, timeout=30)
     assert status is not None and status.reachable and not status.stalled, status
     assert status.error == "", status
-    latency = status.latency.ToNanoseconds() / 1e9
-    assert 0.05 <= latency <= 1.0, f"zone {zone} latency {latency * 1e3:.1f} ms"
 
     def metric_latency() -> float | None:
         value = metric_value(scrape(al.metrics), "hearth_audio_zone_latency_seconds", zone=zone)
-        return value if value else None  # 0 until the receiver's sink-input is seen
+        return value if value is not None and 0.1 <= value <= 0.5 else None
 
     # The gauge is refreshed every second from the same observation.
-    value = wait_for(f"zone {zone} latency metric", metric_latency)
-    assert value is not None and 0.05 <= value <= 1.0, f"metric latency {value}"
+    wait_for(f"zone {zone} latency metric at ~200 ms", metric_latency, timeout=10)
 
 
 def test_patch_switch_unsubscribe(house: AudioLab) -> None:
