@@ -147,7 +147,7 @@ DASHBOARDS = [
             Panel("Zone reachable", [("hearth_audio_zone_up", "{{zone}}")]),
             Panel(
                 "Patch: zone subscribed to stream",
-                [("hearth_audio_zone_subscribed == 1", "{{zone}} <- {{stream}}")],
+                [("hearth_audio_zone_subscribed", "{{zone}} <- {{stream}}")],
             ),
             Panel("Zone latency", [("hearth_audio_zone_latency_seconds", "{{zone}}")], unit="s"),
             Panel(

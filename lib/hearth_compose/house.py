@@ -7,15 +7,15 @@ created over the API: two streams on the station ("radio": MPD's 440 Hz pieces, 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_compose.stack import OPERATOR_TOKEN
+from hearth_testing import wait as polling
 
 T = TypeVar("T")
 
@@ -74,15 +74,18 @@ def populate(channel: grpc.Channel, timeout: float = 30) -> None:
 
 
 def wait_for(check: Callable[[], T | None], within: float, what: str, every: float = 0.5) -> T:
-    """Poll ``check`` until it returns something truthy; raise naming ``what`` at the end."""
-    deadline = time.monotonic() + within
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    """:func:`hearth_testing.wait_for`, also riding out gRPC and socket errors while the
+    stack settles (the last one is named if time runs out)."""
+    errors: list[Exception] = []
+
+    def attempt() -> T | None:
         try:
-            result = check()
+            return check()
         except (grpc.RpcError, OSError) as exc:
-            last_error, result = exc, None
-        if result:
-            return result
-        time.sleep(every)
-    raise TimeoutError(f"{what} not within {within:g} s (last error: {last_error})")
+            errors[:] = [exc]
+            return None
+
+    try:
+        return cast(T, polling.wait_for(what, attempt, timeout=within, every=every))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last error: {errors[0] if errors else None}") from None

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -50,6 +51,22 @@ _PREFIX_RE = re.compile(r"^[a-z]{0,8}$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _COUNTER = itertools.count()
 _CMD_TIMEOUT = 30.0
+
+
+def _raise_system_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM unwind the program (context managers, atexit) instead of killing it.
+
+    Only where nobody chose a handler yet, and only from the main thread (where Python allows
+    setting one): a killed test run or benchmark then still tears its labs down.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_system_exit)
 
 
 class LabError(RuntimeError):
@@ -577,6 +594,7 @@ class Lab:
         self.bridge_netns = f"hl-{self.id}-lan"
         self.workdir = Path(tempfile.mkdtemp(prefix=f"hearth-lab-{self.id}-"))
         atexit.register(self.close)
+        _exit_on_sigterm()
         try:
             self._create_ns(
                 self.bridge_netns,

@@ -67,6 +67,8 @@ class Runtime(Generic[C]):
     _cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _shutting_down: bool = False
     _explicit: set[str] = field(default_factory=set)
+    serving_gauge_follows: str = ""
+    """The health name whose status ``hearth_service_serving`` reports (default: overall)."""
 
     def add_servicer(
         self, add_fn: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str
@@ -84,7 +86,7 @@ class Runtime(Generic[C]):
         for name in names:
             self._explicit.add(name)
             await self.health.set(name, status)
-        if service is None or service in self.service_names:
+        if self.serving_gauge_follows in names:
             HEALTH_GAUGE.labels(self.spec.name).set(1 if serving else 0)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -154,12 +156,9 @@ async def start_service(spec: ServiceSpec[C], config: C) -> Runtime[C]:
     runtime.grpc_port = _bind(server, config.grpc_listen)
     await server.start()
     # Health starts SERVING unless setup already said otherwise for a service.
-    if "" not in runtime._explicit:
-        await runtime.health.set("", SERVING)
-    for name in runtime.service_names:
+    for name in ["", *runtime.service_names]:
         if name not in runtime._explicit:
-            await runtime.health.set(name, SERVING)
-    HEALTH_GAUGE.labels(spec.name).set(1)
+            await runtime.set_serving(True, name)
     return runtime
 
 

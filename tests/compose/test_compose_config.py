@@ -131,3 +131,17 @@ def test_dashboards_are_generated_and_use_the_provisioned_datasource() -> None:
             assert panel["targets"] and all(t["expr"] for t in panel["targets"])
     provider = yaml.safe_load((provisioning / "dashboards" / "hearth.yml").read_text())
     assert provider["providers"][0]["editable"] is False
+
+
+def test_python_images_share_one_build_stage() -> None:
+    """Docker builds the stage once for every image only while the text is the same."""
+    files = [*sorted((REPO / "services").glob("*/Dockerfile")), REPO / "docker/labhost/Dockerfile"]
+    assert len(files) == 5
+    stages = {}
+    for path in files:
+        text = path.read_text()
+        start = text.index("FROM ${BASE_IMAGE} AS build")
+        stage = text[start : text.index("\nFROM ", start)].splitlines()
+        # Comments do not count for Docker's cache.
+        stages[path.parent.name] = "\n".join(line for line in stage if not line.startswith("#"))
+    assert len(set(stages.values())) == 1, sorted(stages)

@@ -16,6 +16,7 @@ import pytest
 
 import hearth_lab
 from hearth_lab import Host, Lab, lab_available, pytest_plugin, sweep_stale
+from hearth_testing import wait_for
 
 lab = pytest_plugin.lab  # the `lab` fixture, also without tests/conftest.py
 
@@ -91,9 +92,13 @@ def test_teardown_leaves_nothing_even_on_error() -> None:
         a.expose()
         # a process group leader plus a background child that is not our direct child
         proc = a.popen(["sh", "-c", "sleep 60 & exec sleep 61"], log=True)
-        time.sleep(0.2)
-        seen.update(id=the_lab.id, pids=ns_pids(a.netns), workdir=the_lab.workdir, proc=proc)
-        assert len(seen["pids"]) == 2  # type: ignore[arg-type]
+
+        def both_running() -> list[int] | None:
+            pids = ns_pids(a.netns)
+            return pids if len(pids) == 2 else None
+
+        pids = wait_for("both sleeps running", both_running, timeout=10)
+        seen.update(id=the_lab.id, pids=pids, workdir=the_lab.workdir, proc=proc)
         assert the_lab.id in root_links()  # the expose veth carries the lab id in its alias
         raise RuntimeError("boom")
     lab_id = str(seen["id"])
@@ -222,3 +227,25 @@ def test_import_does_not_pull_in_pytest() -> None:
     code = "import sys, hearth_lab; assert 'pytest' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": LIB}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+def test_sigterm_still_tears_the_lab_down() -> None:
+    """A test run or benchmark killed with SIGTERM leaves no namespace behind."""
+    script = (
+        "import sys, time\n"
+        "from hearth_lab import Lab\n"
+        "lab = Lab(prefix='t')\n"
+        "lab.add_host('a')\n"
+        "print(lab.id, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env={**os.environ,
+        "PYTHONPATH": LIB}
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lab_id = proc.stdout.readline().strip()
+    assert lab_id and lab_id in netns_list()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    assert lab_id not in netns_list()

@@ -11,15 +11,30 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
-from hearth_runtime import InvalidArgument, Runtime, ServiceConfig, ServiceSpec, start_service
+from hearth_runtime import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    Runtime,
+    ServiceConfig,
+    ServiceSpec,
+    Unavailable,
+    start_service,
+)
 from hearth_runtime.broadcast import Broadcaster, Lagged
 from hearth_runtime.errors import not_found
 from hearth_runtime.grpc_metrics import HANDLED, STARTED
 from hearth_runtime.resources import apply_update_mask, paginate, parse_name
+from hearth_runtime.server import HEALTH_GAUGE
 from hearth_runtime.store import Store
+from hearth_testing import wait_for_async
+
+WAKE = "hearth.wake.v1.WakeService"
+ERRORS = {"exists": AlreadyExists, "precondition": FailedPrecondition, "down": Unavailable}
 
 
 class _Servicer(wake_pb2_grpc.WakeServiceServicer):
@@ -29,6 +44,15 @@ class _Servicer(wake_pb2_grpc.WakeServiceServicer):
 
     async def CreateHost(self, request: Any, context: Any) -> wake_pb2.Host:
         raise InvalidArgument("host.mac", f"{request.host.mac!r} is not a MAC address")
+
+    async def DeleteHost(self, request: Any, context: Any) -> Any:
+        kind = request.name.removeprefix("hosts/")
+        raise ERRORS[kind](f"{kind} happened", reason=kind.upper())
+
+    async def WaitUntilAwake(self, request: Any, context: Any) -> wake_pb2.Host:
+        # A slow call: takes request.timeout seconds.
+        await asyncio.sleep(request.timeout.ToTimedelta().total_seconds())
+        return wake_pb2.Host(name=request.name)
 
     async def WatchHostEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
         for i in range(3):
@@ -43,12 +67,17 @@ async def _setup(runtime: Runtime[ServiceConfig]) -> None:
 
 
 @pytest.fixture
-async def stub() -> AsyncIterator[wake_pb2_grpc.WakeServiceStub]:
+async def served() -> AsyncIterator[tuple[Runtime[ServiceConfig], grpc.aio.Channel]]:
     config = ServiceConfig(grpc_listen="127.0.0.1:0", metrics_listen="127.0.0.1:0")
     runtime = await start_service(ServiceSpec("test", ServiceConfig, _setup), config)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
-        yield wake_pb2_grpc.WakeServiceStub(channel)
+        yield runtime, channel
     await runtime.stop(grace=0)
+
+
+@pytest.fixture
+def stub(served: tuple[Runtime[ServiceConfig], grpc.aio.Channel]) -> Any:
+    return wake_pb2_grpc.WakeServiceStub(served[1])
 
 
 def _details(err: grpc.aio.AioRpcError) -> list[Any]:
@@ -98,9 +127,79 @@ async def test_server_streaming_is_counted(stub: Any) -> None:
     handled = HANDLED.labels(*labels, "OK")._value.get()
     events = [e.message async for e in stub.WatchHostEvents(wake_pb2.WatchHostEventsRequest())]
     assert events == ["event 0", "event 1", "event 2"]
-    await asyncio.sleep(0.05)
+
+    async def counted() -> bool:  # the server records the end just after the client sees it
+        return bool(HANDLED.labels(*labels, "OK")._value.get() == handled + 1)
+
+    await wait_for_async("the stream counted as handled", counted, within=5)
     assert STARTED.labels(*labels)._value.get() == started + 1
-    assert HANDLED.labels(*labels, "OK")._value.get() == handled + 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [("exists", grpc.StatusCode.ALREADY_EXISTS),
+     ("precondition", grpc.StatusCode.FAILED_PRECONDITION),
+     ("down", grpc.StatusCode.UNAVAILABLE)],
+)  # fmt: skip
+async def test_every_domain_error_maps_to_its_status(
+    stub: Any, kind: str, code: grpc.StatusCode
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.DeleteHost(wake_pb2.DeleteHostRequest(name=f"hosts/{kind}"))
+    assert err.value.code() == code
+    assert err.value.details() == f"{kind} happened"
+    (info,) = _details(err.value)
+    assert (info.reason, info.domain) == (kind.upper(), "test.hearth")
+
+
+def _slow(seconds: float) -> wake_pb2.WaitUntilAwakeRequest:
+    request = wake_pb2.WaitUntilAwakeRequest(name="hosts/slow")
+    request.timeout.FromMilliseconds(int(seconds * 1000))
+    return request
+
+
+async def test_shutdown_lets_in_flight_calls_finish_within_the_grace_period(
+    served: tuple[Runtime[ServiceConfig], grpc.aio.Channel], stub: Any
+) -> None:
+    runtime, _ = served
+    started = STARTED.labels("unary", WAKE, "WaitUntilAwake")
+    before = started._value.get()
+    short = asyncio.ensure_future(stub.WaitUntilAwake(_slow(0.5)))
+    too_long = asyncio.ensure_future(stub.WaitUntilAwake(_slow(30)))
+
+    async def both_in_flight() -> bool:
+        return bool(started._value.get() == before + 2)
+
+    await wait_for_async("both calls in flight", both_in_flight, within=5)
+    await runtime.stop(grace=2)
+    assert (await short).name == "hosts/slow"  # finished inside the grace period
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await too_long  # cut off when the grace period ended
+    assert err.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+    with pytest.raises(grpc.aio.AioRpcError):  # and nothing new is accepted
+        await stub.WaitUntilAwake(_slow(0), timeout=2)
+
+
+async def test_one_service_not_serving_leaves_the_rest_serving(
+    served: tuple[Runtime[ServiceConfig], grpc.aio.Channel],
+) -> None:
+    runtime, channel = served
+    health = health_pb2_grpc.HealthStub(channel)
+
+    async def status(name: str) -> int:
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        return int(reply.status)
+
+    await runtime.set_serving(False, WAKE)
+    assert await status(WAKE) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert await status("") == health_pb2.HealthCheckResponse.SERVING
+    assert HEALTH_GAUGE.labels("test")._value.get() == 1  # follows the overall status
+    await runtime.set_serving(False)
+    assert await status("") == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert HEALTH_GAUGE.labels("test")._value.get() == 0
+    await runtime.set_serving(True)
+    assert await status(WAKE) == health_pb2.HealthCheckResponse.SERVING
+    assert HEALTH_GAUGE.labels("test")._value.get() == 1
 
 
 def test_paginate_walks_all_items_and_rejects_foreign_tokens() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import re
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,7 +158,6 @@ def test_sigterm_goes_not_serving_and_exits_zero(running: Any) -> None:
         )
         first = next(watch)
         assert first.status == health_pb2.HealthCheckResponse.SERVING
-        started = time.monotonic()
         proc.signal(signal.SIGTERM)
         statuses = []
         try:
@@ -167,9 +166,8 @@ def test_sigterm_goes_not_serving_and_exits_zero(running: Any) -> None:
         except grpc.RpcError:
             pass  # the stream ends when the server stops
         assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
-    assert proc.wait(timeout=10) == 0
-    # Grace period is 2 s; an idle server must not use it all up plus the interpreter exit.
-    assert time.monotonic() - started < 2 + 3
+    # The grace period is 2 s; the process must be gone well before a second one ends.
+    assert proc.wait(timeout=2 + 3) == 0
     assert "stopped" in proc.output
 
 
@@ -197,3 +195,21 @@ def test_yaml_config_file_is_read_and_env_overrides_it(tmp_path: Path) -> None:
     env["HEARTH_WAKE_LOG_LEVEL"] = "debug"  # the environment beats the file
     with ServiceProcess("wake", env=env, args=["--config", str(config)]) as ok:
         assert ok.grpc_address
+
+
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO |DEBUG|WARNING|ERROR) (\w+): (.+)$"
+)
+
+
+def test_every_line_has_the_one_log_format(running: Any) -> None:
+    probe, proc = running
+    proc.stop()
+    lines = [line for line in proc.lines if line and not line.startswith((" ", "Traceback"))]
+    assert lines
+    for line in lines:
+        match = LOG_LINE.match(line)
+        assert match, f"not in the shared format: {line!r}"
+        assert match.group(2) == probe.service
+    serving = next(line for line in lines if " serving " in line)
+    assert re.search(r" grpc=127\.0\.0\.1:\d+ metrics=127\.0\.0\.1:\d+ ", serving)

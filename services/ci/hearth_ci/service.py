@@ -117,4 +117,8 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
         self, request: ci_pb2.ListPipelinesRequest, context: Ctx
     ) -> ci_pb2.ListPipelinesResponse:
         await self.engine.fresh_zuul()
-        return self.engine.pipelines()
+        everything = self.engine.pipelines()
+        page, token = paginate(list(everything.pipelines), request.page_size, request.page_token)
+        return ci_pb2.ListPipelinesResponse(
+            pipelines=page, zuul=everything.zuul, next_page_token=token
+        )

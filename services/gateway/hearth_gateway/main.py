@@ -22,7 +22,6 @@ from hearth_gateway.proxy import Forwarder
 from hearth_gateway.service import SERVICE, GatewayServicer
 from hearth_runtime import ConfigError, Runtime, ServiceSpec, run_service
 from hearth_runtime.logs import kv
-from hearth_runtime.server import HEALTH_GAUGE
 
 log = logging.getLogger("hearth.gateway")
 
@@ -41,13 +40,13 @@ class Gateway:
         config = runtime.config
         catalog = build_catalog(BACKENDS)
         authorizer = Authorizer(config)
+        # "" aggregates the backends; the gateway itself serves while its own service does.
+        runtime.serving_gauge_follows = SERVICE
 
         async def changed(backend: Backend) -> None:
             for name in catalog.backend_services(backend.name):
                 await runtime.set_serving(backend.up, name)
             await runtime.set_serving(all(b.up for b in pool.backends.values()), "")
-            # set_serving(.., name) moved the process's gauge; the gateway itself still serves.
-            HEALTH_GAUGE.labels(runtime.spec.name).set(1)
 
         pool = self.pool = BackendPool(
             config.backend_addresses(), config.check_interval_seconds, changed
