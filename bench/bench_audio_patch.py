@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from hearth.audio.v1 import audio_pb2
-from hearth_audio.testbed import AudioLab, audio_lab, wait_for
+from hearth_audio.testbed import AudioLab, audio_lab
+from hearth_testing import wait_for
 from hearth_testing.bench import Result
 
 CHUNK = 480  # frames of 10 ms, mono s16le
@@ -63,7 +64,8 @@ def trials(al: AudioLab, watch: LoudWatch, n: int) -> list[float]:
         time.sleep(0.5)
         t0 = time.monotonic()
         al.stub.SubscribeZone(audio_pb2.SubscribeZoneRequest(name="zones/a", stream="streams/tv"))
-        t1: float = wait_for("sound", lambda: watch.first_loud_after(t0), timeout=15, every=0.01)  # noqa: B023 - called before t0 changes
+        t1 = wait_for("sound", lambda: watch.first_loud_after(t0), timeout=15, every=0.01)  # noqa: B023 - called before t0 changes
+        assert t1 is not None  # (wait_for returns a truthy value)
         out.append(t1 - t0)
     return out
 

@@ -11,27 +11,26 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hearth_lab import Host
+from hearth_testing import wait_for
 
 PULSE_TCP_PORT = 4713
 MPD_PORT = 6600
 RATE = 48000
 
 
-def _wait(what: str, check: Any, timeout: float, log: Path | None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    detail = log.read_text()[-2000:] if log and log.exists() else ""
-    raise TimeoutError(f"{what} not ready after {timeout} s\n{detail}")
+def _ready(what: str, check: Callable[[], bool], timeout: float, log: Path | None) -> None:
+    """hearth_testing.wait_for, with the tail of the daemon's log when it never answers."""
+    try:
+        wait_for(f"{what} to answer", check, timeout=timeout)
+    except AssertionError as exc:
+        detail = log.read_text()[-2000:] if log and log.exists() else ""
+        raise TimeoutError(f"{exc}\n{detail}") from None
 
 
 def station_script(sinks: Sequence[str] = ()) -> list[str]:
@@ -117,7 +116,7 @@ class PulseDaemon:
             "--log-target=stderr",
         ]
         self.proc = self.host.popen(argv, log=True, env=self.env())
-        _wait(f"PulseAudio {self.name}", self.ready, timeout, self.log)
+        _ready(f"PulseAudio {self.name}", self.ready, timeout, self.log)
         return self
 
     @property
@@ -246,7 +245,7 @@ class MpdDaemon:
         self.proc = self.host.popen(
             ["mpd", "--no-daemon", "--stderr", str(conf)], log=True, env=self.pulse.env()
         )
-        _wait("MPD", self._listening, timeout, self.host.log_path(self.proc))
+        _ready("MPD", self._listening, timeout, self.host.log_path(self.proc))
         self.mpc("update", "--wait")
         return self
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +23,11 @@ from google.protobuf import field_mask_pb2
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth_audio import labkit
 from hearth_lab import Host, Lab
-from hearth_testing import ServiceProcess
+from hearth_testing import ServiceProcess, wait_for
 
 RATE = 48000
+GRPC_PORT = 50062
+METRICS_PORT = 9162
 
 
 @dataclass
@@ -39,7 +40,8 @@ class AudioLab:
     mpd: labkit.MpdDaemon
     service: ServiceProcess
     stub: audio_pb2_grpc.AudioServiceStub
-    metrics: str
+    metrics: str  # host:port of the service's /metrics
+    grpc: str  # host:port of its gRPC server (audio and grpc.health.v1)
 
     def record(self, zone: str, seconds: float = 1.0) -> np.ndarray[Any, Any]:
         """What a zone's speakers play (its sink monitor), mono float samples."""
@@ -109,15 +111,33 @@ def packets_on(host: Host, group: str, port: int, seconds: float) -> int:
     return int(res.stdout)
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+_INTRUDER = """
+import socket, struct, sys, time
+group, port, me, foreign = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(me))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+sdp = (f"v=0\\r\\no=- 1 1 IN IP4 {me}\\r\\ns=intruder\\r\\nc=IN IP4 {foreign}\\r\\n"
+       "t=0 0\\r\\nm=audio 5004 RTP/AVP 10\\r\\n").encode()
+sap = bytes([0x20, 0]) + struct.pack("!H", 0x4242) + socket.inet_aton(me)
+sap += b"application/sdp\\0" + sdp
+seq, n = 0, 0
+while True:
+    seq = (seq + 1) % 65536
+    s.sendto(struct.pack("!BBHII", 0x80, 10, seq, seq * 441, 0x1234ABCD) + bytes(160),
+             (group, port))
+    if n % 25 == 0:
+        s.sendto(sap, (group, 9875))
+    n += 1
+    time.sleep(0.02)
+"""
+
+
+def start_intruder(host: Host, group: str, port: int, foreign: str) -> subprocess.Popen[Any]:
+    """From ``host``: RTP to ``group:port`` under another SSRC (50/s) and, on the group's
+    SAP port, an announcement of a stream on ``foreign``:5004 (twice a second), until
+    stopped with ``host.stop``."""
+    return host.popen(["python3", "-c", _INTRUDER, group, str(port), host.ipv4, foreign])
 
 
 @contextlib.contextmanager
@@ -147,8 +167,8 @@ def audio_lab(prefix: str = "au", env: dict[str, str] | None = None) -> Iterator
         service = ServiceProcess(
             "audio",
             env={
-                "HEARTH_AUDIO_GRPC_LISTEN": "0.0.0.0:50062",
-                "HEARTH_AUDIO_METRICS_LISTEN": "0.0.0.0:9162",
+                "HEARTH_AUDIO_GRPC_LISTEN": f"0.0.0.0:{GRPC_PORT}",
+                "HEARTH_AUDIO_METRICS_LISTEN": f"0.0.0.0:{METRICS_PORT}",
                 "HEARTH_AUDIO_STATE_DIR": str(lab.workdir / "state"),
                 "HEARTH_AUDIO_STATION_SERVER": station_pulse.server,
                 "HEARTH_AUDIO_MPD_ADDRESS": mpd.address,
@@ -160,43 +180,51 @@ def audio_lab(prefix: str = "au", env: dict[str, str] | None = None) -> Iterator
             prefix=hub.command([]),
             log_path=lab.workdir / "audio.log",
         ).start(timeout=30)
-        channel = grpc.insecure_channel(f"{address}:50062")
-        stub = audio_pb2_grpc.AudioServiceStub(channel)
-        stub.CreateStream(
-            audio_pb2.CreateStreamRequest(
-                stream_id="radio",
-                stream=audio_pb2.Stream(display_name="Radio", source="radio", enabled=True,
-                                        player_output=True),
-            )
-        )  # fmt: skip
-        stub.CreateStream(
-            audio_pb2.CreateStreamRequest(
-                stream_id="tv", stream=audio_pb2.Stream(display_name="TV", enabled=True)
-            )
-        )
-        for name, pulse in zones.items():
-            stub.CreateZone(
-                audio_pb2.CreateZoneRequest(
-                    zone_id=name,
-                    zone=audio_pb2.Zone(display_name=f"Zone {name}", server=pulse.server),
-                )
-            )
-        wait_for(
-            "radio and tv sending",
-            lambda: all(
-                s.state == audio_pb2.SENDING
-                for s in stub.ListStreams(audio_pb2.ListStreamsRequest()).streams
-            ),
-        )
-        mpd.play_all()
         try:
-            yield AudioLab(
-                lab, station, hub, station_pulse, zones, mpd, service, stub, f"{address}:9162"
-            )
+            with grpc.insecure_channel(f"{address}:{GRPC_PORT}") as channel:
+                stub = audio_pb2_grpc.AudioServiceStub(channel)
+                _create_streams_and_zones(stub, zones)
+                mpd.play_all()
+                yield AudioLab(
+                    lab, station, hub, station_pulse, zones, mpd, service, stub,
+                    metrics=f"{address}:{METRICS_PORT}", grpc=f"{address}:{GRPC_PORT}",
+                )  # fmt: skip
         finally:
-            channel.close()
             service.stop()
             mpd.stop()
+
+
+def _create_streams_and_zones(
+    stub: audio_pb2_grpc.AudioServiceStub, zones: dict[str, labkit.PulseDaemon]
+) -> None:
+    """Streams radio (MPD's sink) and tv (the 880 Hz sink), zones a and b; wait until the
+    station sends both."""
+    stub.CreateStream(
+        audio_pb2.CreateStreamRequest(
+            stream_id="radio",
+            stream=audio_pb2.Stream(display_name="Radio", source="radio", enabled=True,
+                                    player_output=True),
+        )
+    )  # fmt: skip
+    stub.CreateStream(
+        audio_pb2.CreateStreamRequest(
+            stream_id="tv", stream=audio_pb2.Stream(display_name="TV", enabled=True)
+        )
+    )
+    for name, pulse in zones.items():
+        stub.CreateZone(
+            audio_pb2.CreateZoneRequest(
+                zone_id=name,
+                zone=audio_pb2.Zone(display_name=f"Zone {name}", server=pulse.server),
+            )
+        )
+    wait_for(
+        "radio and tv sending",
+        lambda: all(
+            s.state == audio_pb2.SENDING
+            for s in stub.ListStreams(audio_pb2.ListStreamsRequest()).streams
+        ),
+    )
 
 
 def baseline(al: AudioLab) -> None:

@@ -18,11 +18,11 @@ from hearth_audio.testbed import (
     audio_lab,
     baseline,
     packets_on,
+    start_intruder,
     tone_levels,
-    wait_for,
 )
 from hearth_lab import lab_available
-from hearth_testing import metric_value, scrape
+from hearth_testing import metric_value, scrape, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -58,12 +58,39 @@ def health(al: AudioLab, sid: str) -> audio_pb2.StreamHealth:
     return al.stub.GetStreamHealth(audio_pb2.GetStreamHealthRequest(name=f"streams/{sid}/health"))
 
 
+def zone_status(al: AudioLab, zone: str) -> audio_pb2.ZoneStatus:
+    return al.stub.GetZone(audio_pb2.GetZoneRequest(name=f"zones/{zone}")).status
+
+
+def assert_zone_receiving(al: AudioLab, zone: str) -> None:
+    """The zone, patched to a live stream, reports receiving and a latency near its
+    receiver's latency_msec=200 (a fresh receiver starts at ~40 ms and grows to it within
+    a few seconds; a busy machine can push it ~100 ms off), in GetZone and the metric."""
+
+    def settled() -> audio_pb2.ZoneStatus | None:
+        status = zone_status(al, zone)
+        latency = status.latency.ToNanoseconds() / 1e9
+        return status if status.receiving and 0.1 <= latency <= 0.5 else None
+
+    status = wait_for(f"zone {zone} receiving at ~200 ms latency", settled, timeout=30)
+    assert status is not None and status.reachable and not status.stalled, status
+    assert status.error == "", status
+
+    def metric_latency() -> float | None:
+        value = metric_value(scrape(al.metrics), "hearth_audio_zone_latency_seconds", zone=zone)
+        return value if value is not None and 0.1 <= value <= 0.5 else None
+
+    # The gauge is refreshed every second from the same observation.
+    wait_for(f"zone {zone} latency metric at ~200 ms", metric_latency, timeout=10)
+
+
 def test_patch_switch_unsubscribe(house: AudioLab) -> None:
     al = house
     baseline(al)
     wait_for("zone a playing 440 Hz", lambda: plays(al, "a", 440))
     wait_for("zone b playing 880 Hz", lambda: plays(al, "b", 880))
     assert len(receivers(al, "a")) == 1 and "239.255.0.1" in receivers(al, "a")[0]
+    assert_zone_receiving(al, "a")
 
     zone = al.stub.SubscribeZone(
         audio_pb2.SubscribeZoneRequest(name="zones/a", stream="streams/tv")
@@ -72,11 +99,13 @@ def test_patch_switch_unsubscribe(house: AudioLab) -> None:
     wait_for("zone a switched to 880 Hz", lambda: plays(al, "a", 880))
     assert len(receivers(al, "a")) == 1 and "239.255.0.2" in receivers(al, "a")[0]
     assert plays(al, "b", 880)
+    assert_zone_receiving(al, "a")
 
     al.stub.UnsubscribeZone(audio_pb2.UnsubscribeZoneRequest(name="zones/a"))
     assert receivers(al, "a") == []
     wait_for("zone a silent", lambda: silent(al, "a"))
     assert plays(al, "b", 880)
+    wait_for("zone a not receiving", lambda: not zone_status(al, "a").receiving)
     samples = scrape(al.metrics)
     assert metric_value(samples, "hearth_audio_zone_subscribed", zone="b", stream="tv") == 1
     baseline(al)
@@ -160,40 +189,88 @@ def test_restores_zone_after_restart_and_manual_unload(house: AudioLab) -> None:
     assert actions is not None and actions >= 3
 
 
-def _loss(al: AudioLab, sid: str, seconds: float) -> float:
-    first = health(al, sid)
-    time.sleep(seconds)
-    last = health(al, sid)
-    lost = last.lost - first.lost
-    expected = lost + last.packets - first.packets
-    return lost / expected
+def _counts(al: AudioLab) -> tuple[int, int]:
+    """(lost, expected) summed over both streams: both leave through the station's link."""
+    both = [health(al, sid) for sid in ("radio", "tv")]
+    lost = sum(h.lost for h in both)
+    return lost, lost + sum(h.packets for h in both)
+
+
+def _loss_over(al: AudioLab, packets: int) -> tuple[int, int]:
+    """(lost, expected) over the next ``packets`` packets the streams sent."""
+    lost0, expected0 = _counts(al)
+
+    def window() -> tuple[int, int] | None:
+        lost, expected = _counts(al)
+        return (lost - lost0, expected - expected0) if expected - expected0 >= packets else None
+
+    found = wait_for(f"{packets} packets", window, timeout=packets / 100 + 30, every=0.5)
+    assert found is not None
+    return found
+
+
+# Binomial noise of the measured loss at p = 5 %: sigma = sqrt(p (1 - p) / n). Over
+# 9000 packets (both streams, ~300 packets/s, 30 s) sigma is 0.23 %, so the issue's
+# +-1 % bound is 4.3 sigma: a correct measurement fails it about once in 60000 runs.
+LOSS_PACKETS = 9000
+
+
+def _jitter(al: AudioLab) -> float:
+    return health(al, "radio").jitter.ToNanoseconds() / 1e9
+
+
+def _metric(al: AudioLab, name: str, **labels: str) -> float:
+    value = metric_value(scrape(al.metrics), name, **labels)
+    assert value is not None, f"{name} {labels} not exported"
+    return value
+
+
+def _after_more_packets(al: AudioLab, what: str, packets: int) -> None:
+    """Wait until ``packets`` more packets of radio arrived (sent under the new setting)."""
+    start = health(al, "radio").packets
+    wait_for(what, lambda: health(al, "radio").packets >= start + packets, timeout=30)
 
 
 def test_loss_and_jitter_under_netem(house: AudioLab) -> None:
     al = house
     baseline(al)
-    wait_for("radio up", lambda: health(al, "radio").up)
-    assert _loss(al, "radio", 4) == 0.0
-    clean_jitter = health(al, "radio").jitter.ToNanoseconds() / 1e9
+    wait_for("radio and tv up", lambda: health(al, "radio").up and health(al, "tv").up)
+    assert _loss_over(al, 900)[0] == 0
+    clean_jitter = _jitter(al)
+    packets_metric = _metric(al, "hearth_audio_rtp_packets_total", stream="radio")
+    age = _metric(al, "hearth_audio_rtp_last_packet_age_seconds", stream="radio")
+    assert 0 <= age < 1.0, f"live stream's last packet {age} s ago"
     try:
+        lost_before = health(al, "radio").lost
         al.station.netem(loss_percent=5)
-        time.sleep(1)
-        loss = _loss(al, "radio", 20)
-        assert 0.04 <= loss <= 0.06, f"measured loss {loss:.4f} (backend {al.lab.netem_backend})"
+        wait_for("netem dropping packets", lambda: health(al, "radio").lost > lost_before)
+        lost, expected = _loss_over(al, LOSS_PACKETS)
+        loss = lost / expected
+        assert 0.04 <= loss <= 0.06, (
+            f"measured loss {loss:.4f} = {lost}/{expected} (backend {al.lab.netem_backend})"
+        )
+        # The 10 s window of GetStreamHealth (~1500 packets: sigma 0.56 %).
         assert 0.03 <= health(al, "radio").loss_ratio <= 0.07
-        assert (metric_value(scrape(al.metrics), "hearth_audio_rtp_lost_packets_total",
-                             stream="radio") or 0) > 0  # fmt: skip
+        assert _metric(al, "hearth_audio_rtp_lost_packets_total", stream="radio") > 0
         al.station.netem(delay_ms=50, jitter_ms=20)
-        time.sleep(4)
-        jitter = health(al, "radio").jitter.ToNanoseconds() / 1e9
+        wait_for("jitter rising", lambda: _jitter(al) > 2 * clean_jitter)
+        # The RFC 3550 estimate averages over ~16 packets: 600 more settle it.
+        _after_more_packets(al, "600 packets under netem jitter", 600)
+        jitter = _jitter(al)
         # Uniform +-20 ms delay: E|D| of two such delays is 13.3 ms; the sender's own
         # burstiness (clean_jitter, a few ms: PulseAudio sends in chunks) adds a little.
         assert 0.010 <= jitter <= 0.020, f"jitter {jitter * 1e3:.2f} ms"
         assert jitter > 2 * clean_jitter
+        exported = _metric(al, "hearth_audio_rtp_jitter_seconds", stream="radio")
+        assert 0.010 <= exported <= 0.020, f"jitter metric {exported * 1e3:.2f} ms"
     finally:
         al.station.clear_netem()
-    time.sleep(1)
-    assert _loss(al, "radio", 3) == 0.0
+    # Clearing drops what netem still held back; once later packets arrive that gap
+    # is counted, and from then on the clean link loses nothing.
+    _after_more_packets(al, "packets after clearing netem", 50)
+    assert _loss_over(al, 600)[0] == 0
+    counted = _metric(al, "hearth_audio_rtp_packets_total", stream="radio")
+    assert counted - packets_metric >= LOSS_PACKETS / 2 * 0.9, (packets_metric, counted)
 
 
 def test_player_control_and_watch(house: AudioLab) -> None:
@@ -270,8 +347,14 @@ def test_disable_stream_stops_packets(house: AudioLab) -> None:
             timeout=5,
         )
         packets = health(al, "tv").packets
+        counted = _metric(al, "hearth_audio_rtp_packets_total", stream="tv")
+        age = _metric(al, "hearth_audio_rtp_last_packet_age_seconds", stream="tv")
+        assert age >= 2.0, f"tv's last packet only {age} s ago, yet down"
         time.sleep(1)
         assert health(al, "tv").packets == packets
+        assert _metric(al, "hearth_audio_rtp_packets_total", stream="tv") == counted
+        older = _metric(al, "hearth_audio_rtp_last_packet_age_seconds", stream="tv")
+        assert older > age, "the age of the last packet keeps growing"
         # The monitor stopped listening; the station sends nothing: check on the wire.
         assert packets_on(al.zones["b"].host, "239.255.0.2", 46000, 2.0) == 0
         assert packets_on(al.zones["b"].host, "239.255.0.1", 46000, 1.0) > 50  # radio still on
@@ -398,8 +481,11 @@ def test_calibrate_sync_brings_zones_together(house: AudioLab) -> None:
 
 def test_lost_player_degrades_health_and_recovers(house: AudioLab) -> None:
     al = house
-    channel = grpc.insecure_channel(al.metrics.replace(":9162", ":50062"))
-    health_stub = health_pb2_grpc.HealthStub(channel)
+    with grpc.insecure_channel(al.grpc) as channel:
+        _lost_player(al, health_pb2_grpc.HealthStub(channel))
+
+
+def _lost_player(al: AudioLab, health_stub: health_pb2_grpc.HealthStub) -> None:
 
     def status() -> int:
         return int(health_stub.Check(health_pb2.HealthCheckRequest(service="")).status)
@@ -422,7 +508,6 @@ def test_lost_player_degrades_health_and_recovers(house: AudioLab) -> None:
         al.mpd.play_all()
     wait_for("SERVING again", lambda: status() == serving, timeout=40)
     assert al.stub.GetPlayer(audio_pb2.GetPlayerRequest()).reachable
-    channel.close()
 
 
 def test_stall_alarm_when_stream_is_live_but_zone_silent(house: AudioLab) -> None:
@@ -434,11 +519,17 @@ def test_stall_alarm_when_stream_is_live_but_zone_silent(house: AudioLab) -> Non
     try:
         al.stub.UpdateZone(audio_pb2.UpdateZoneRequest(zone=broken, update_mask=mask))
 
-        def status() -> audio_pb2.ZoneStatus:
-            return al.stub.GetZone(audio_pb2.GetZoneRequest(name="zones/b")).status
+        def stalled_status() -> audio_pb2.ZoneStatus | None:
+            status = zone_status(al, "b")
+            return status if status.stalled else None
 
-        stalled = wait_for("zone b stalled", lambda: status().stalled and status(), timeout=15)
-        assert stalled.reachable and not stalled.receiving and "nosuch" in stalled.error
+        stalled = wait_for("zone b stalled", stalled_status, timeout=15)
+        assert (
+            stalled is not None
+            and stalled.reachable
+            and not stalled.receiving
+            and "nosuch" in stalled.error
+        )
         assert health(al, "tv").up
         wait_for(
             "stalled metric",
@@ -450,3 +541,125 @@ def test_stall_alarm_when_stream_is_live_but_zone_silent(house: AudioLab) -> Non
         al.stub.UpdateZone(audio_pb2.UpdateZoneRequest(zone=fixed, update_mask=mask))
     wait_for("zone b playing again", lambda: plays(al, "b", 880))
     assert not al.stub.GetZone(audio_pb2.GetZoneRequest(name="zones/b")).status.stalled
+
+
+def test_conflicts_and_sap_age(house: AudioLab) -> None:
+    al = house
+    baseline(al)
+    # Zone a's receiver would follow the foreign announcement too: keep it out of this.
+    al.stub.UnsubscribeZone(audio_pb2.UnsubscribeZoneRequest(name="zones/a"))
+    intruder_host = al.zones["b"].host
+    try:
+        wait_for("radio up", lambda: health(al, "radio").up)
+        ages: list[float] = []
+
+        def announced_again() -> bool:
+            h = health(al, "radio")
+            if h.HasField("sap_age"):
+                ages.append(h.sap_age.ToNanoseconds() / 1e9)
+            return len(ages) > 1 and ages[-1] < ages[-2]
+
+        # The station announces every 5 s: the age saws up and drops at each announcement.
+        wait_for("a fresh SAP announcement", announced_again, timeout=15, every=0.3)
+        assert min(ages) >= 0 and max(ages) < 8, ages
+        assert list(health(al, "radio").conflicts) == []
+
+        proc = start_intruder(intruder_host, "239.255.0.1", 46000, foreign="239.255.9.9")
+        try:
+
+            def both_conflicts() -> list[str] | None:
+                conflicts = list(health(al, "radio").conflicts)
+                return conflicts if len(conflicts) >= 2 else None
+
+            conflicts = wait_for("conflicts on radio", both_conflicts, timeout=10)
+            assert conflicts is not None
+            senders = [c for c in conflicts if "2 senders on 239.255.0.1:46000" in c]
+            assert len(senders) == 1 and intruder_host.ipv4 in senders[0], conflicts
+            assert "ssrc=1234abcd" in senders[0], conflicts
+            assert al.station.ipv4 in senders[0], conflicts
+            foreign = [c for c in conflicts if "foreign stream announced on 239.255.0.1" in c]
+            assert len(foreign) == 1, conflicts
+            assert "239.255.9.9:5004" in foreign[0] and intruder_host.ipv4 in foreign[0]
+            assert list(health(al, "tv").conflicts) == []
+        finally:
+            intruder_host.stop(proc)
+        # Senders count within 5 s, announcements within 15 s: then the group is clean.
+        wait_for("conflicts cleared", lambda: not health(al, "radio").conflicts, timeout=25)
+    finally:
+        baseline(al)
+
+
+def _sink(al: AudioLab, zone: str, what: str) -> str:
+    """``pactl get-sink-<what> speakers`` on the zone's PulseAudio."""
+    res = al.zones[zone].pactl(f"get-sink-{what}", "speakers")
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_volume_and_mute_reach_the_zone_sink(house: AudioLab) -> None:
+    al = house
+    baseline(al)
+    volume_mask = field_mask_pb2.FieldMask(paths=["volume"])
+    mute_mask = field_mask_pb2.FieldMask(paths=["muted"])
+    try:
+        zone = al.stub.UpdateZone(
+            audio_pb2.UpdateZoneRequest(
+                zone=audio_pb2.Zone(name="zones/a", volume=0.5), update_mask=volume_mask
+            )
+        )
+        assert zone.volume == pytest.approx(0.5)
+        wait_for("zone a's sink at 50 %", lambda: "/  50% /" in _sink(al, "a", "volume"))
+        assert "/ 100% /" in _sink(al, "b", "volume")  # the other zone is untouched
+        al.stub.UpdateZone(
+            audio_pb2.UpdateZoneRequest(
+                zone=audio_pb2.Zone(name="zones/a", muted=True), update_mask=mute_mask
+            )
+        )
+        wait_for("zone a's sink muted", lambda: "Mute: yes" in _sink(al, "a", "mute"))
+        assert "/  50% /" in _sink(al, "a", "volume")  # the mask left the volume alone
+        # Someone turning the box up and unmuting it by hand: the desired state returns.
+        assert al.zones["a"].pactl("set-sink-volume", "speakers", "20%").returncode == 0
+        assert al.zones["a"].pactl("set-sink-mute", "speakers", "0").returncode == 0
+        wait_for(
+            "zone a's sink back at 50 % and muted",
+            lambda: "/  50% /" in _sink(al, "a", "volume") and "yes" in _sink(al, "a", "mute"),
+            timeout=10,
+        )
+    finally:
+        al.stub.UpdateZone(
+            audio_pb2.UpdateZoneRequest(
+                zone=audio_pb2.Zone(name="zones/a", volume=1.0, muted=False),
+                update_mask=field_mask_pb2.FieldMask(paths=["volume", "muted"]),
+            )
+        )
+    wait_for("zone a's sink restored", lambda: "Mute: no" in _sink(al, "a", "mute"))
+    wait_for("zone a's sink at 100 %", lambda: "/ 100% /" in _sink(al, "a", "volume"))
+
+
+def _senders(al: AudioLab) -> list[str]:
+    out = al.station_pulse.pactl("list", "short", "modules").stdout
+    return [line for line in out.splitlines() if "module-rtp-send" in line]
+
+
+def test_restores_station_after_restart(house: AudioLab) -> None:
+    al = house
+    baseline(al)
+    wait_for("zone a playing 440 Hz", lambda: plays(al, "a", 440))
+    assert len(_senders(al)) == 2
+    before = _metric(al, "hearth_audio_reconcile_actions_total", target="station",
+                     action="load_sender")  # fmt: skip
+    al.station_pulse.restart()
+    try:
+        wait_for(
+            "both senders loaded again",
+            lambda: sorted("239.255.0.1" in s for s in _senders(al)) == [False, True],
+        )
+        wait_for("radio and tv up", lambda: health(al, "radio").up and health(al, "tv").up)
+        wait_for("zone b playing 880 Hz", lambda: plays(al, "b", 880))
+        after = _metric(al, "hearth_audio_reconcile_actions_total", target="station",
+                        action="load_sender")  # fmt: skip
+        assert after >= before + 2
+    finally:
+        # MPD lost its PulseAudio with the restart; it plays into the new radio sink.
+        al.mpd.play_all()
+    wait_for("zone a playing 440 Hz again", lambda: plays(al, "a", 440))
