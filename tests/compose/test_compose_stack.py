@@ -151,7 +151,8 @@ def test_client_ping_wakes_the_devbox(stack: LabStack, gateway: grpc.Channel) ->
         assert events[0].kind == wake_pb2.HostEvent.CURRENT
         # ping retries as ping does: one answer within 40 s.
         out = stack.exec("client", "ping", "-c", "1", "-w", "40", "devbox", timeout=60)
-        assert re.search(r"1 received", out), out
+        # Replies that were waiting for the wake may all arrive together: any is an answer.
+        assert re.search(r" [1-9]\d* received", out), out
         alive = wait_for(
             lambda: [e for e in events if e.kind == wake_pb2.HostEvent.ALIVE and e.wake.name],
             20,
