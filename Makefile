@@ -15,7 +15,7 @@ export COMPOSE
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-install: .stamp-debian $(VENV)/.stamp-pip gen/.stamp ## Debian packages + virtualenv + generated code (idempotent)
+install: .stamp-debian $(VENV)/.stamp-pip gen/.stamp $(VENV)/bin/hearth-edge ## Debian packages + virtualenv + generated code + the gateway's edge (idempotent)
 
 .stamp-debian: packaging/debian-packages.txt $(wildcard services/*/debian-packages.txt)
 	scripts/install-debian-packages.sh
@@ -30,6 +30,11 @@ $(VENV)/.stamp-pip: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+EDGE_SOURCES := $(wildcard services/gateway/edge/src/*.rs) services/gateway/edge/Cargo.toml \
+                services/gateway/edge/Cargo.lock
+$(VENV)/bin/hearth-edge: $(VENV)/.stamp-pip $(EDGE_SOURCES)
+	scripts/build-edge.sh $@
+
 proto: $(VENV)/.stamp-pip ## generate Python code from protos/ into gen/
 	$(PY) scripts/gen_protos.py
 	@touch gen/.stamp
@@ -41,13 +46,19 @@ gen/.stamp: $(VENV)/.stamp-pip $(shell find protos -name '*.proto')
 proto-check: ## fail if gen/ is stale
 	$(PY) scripts/gen_protos.py --check
 
+EDGE_CARGO := cd services/gateway/edge && cargo
+HAVE_CARGO := $(shell command -v cargo >/dev/null 2>&1 && echo yes)
+
 test: install ## every test (lab tests need root); what CI runs
+	$(if $(HAVE_CARGO),$(EDGE_CARGO) test --quiet --release --locked,@echo "no cargo: hearth-edge's unit tests skipped")
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-pip ## ruff + mypy
 	$(VENV)/bin/ruff check lib services tests bench scripts
 	$(VENV)/bin/ruff format --check lib services tests bench scripts
 	$(VENV)/bin/mypy lib services tests bench scripts
+	$(if $(HAVE_CARGO),$(EDGE_CARGO) fmt --check)
+	$(if $(HAVE_CARGO),$(EDGE_CARGO) clippy --quiet --release --locked -- -D warnings)
 
 run: install ## all services as local processes with config/local/*.yaml (no Docker)
 	$(PY) scripts/run_local.py

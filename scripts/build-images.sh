@@ -5,7 +5,8 @@
 #    from Debian's packages when they cannot be (scripts/build-base-image.sh).
 # 2. Python wheels are built on the host (which reaches PyPI through its own settings) into
 #    docker/wheels/, and the Dockerfiles install only from there (PIP_NO_INDEX=1).
-# 3. Each image is built; Docker's layer cache makes a rebuild after a code change quick.
+# 3. hearth-edge (the gateway's Rust gRPC front door) is built on the host into docker/edge/.
+# 4. Each image is built; Docker's layer cache makes a rebuild after a code change quick.
 #    Prometheus (prom/prometheus) is made from Debian's `prometheus` package when it cannot
 #    be pulled.
 # Usage: scripts/build-images.sh [IMAGE...]   (default: all; names as in the list below)
@@ -50,6 +51,12 @@ print("\n".join([*deps, "grpcio-tools", "mypy-protobuf", "googleapis-common-prot
 PY
 $PIP wheel -q --disable-pip-version-check -w docker/wheels -r "$requirements" >>"$LOG" 2>&1 \
   || { tail -20 "$LOG" >&2; exit 1; }
+
+if want gateway; then
+  echo "images: hearth-edge for the gateway -> docker/edge/"
+  rm -f docker/edge/hearth-edge
+  scripts/build-edge.sh docker/edge/hearth-edge >>"$LOG" 2>&1 || { tail -20 "$LOG" >&2; exit 1; }
+fi
 
 build() {
   local tag=$1 file=$2 target=$3 t0

@@ -198,3 +198,35 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 HANDLING.labels(*labels).observe(time.perf_counter() - start)
 
         return behavior
+
+
+def record_started(kind: str, service: str, method: str) -> None:
+    """Count an RPC that another process (the gateway's edge) began serving for this one."""
+    STARTED.labels(kind, service, method).inc()
+    if kind == "server_stream":
+        ACTIVE_STREAMS.labels(service, method).inc()
+
+
+def record_handled(
+    kind: str,
+    service: str,
+    method: str,
+    code: str,
+    seconds: float,
+    received: int,
+    sent: int,
+    *,
+    started_here: bool,
+) -> None:
+    """Count an RPC another process served; ``started_here``: no record_started came first."""
+    labels = (kind, service, method)
+    if started_here:
+        STARTED.labels(*labels).inc()
+    elif kind == "server_stream":
+        ACTIVE_STREAMS.labels(service, method).dec()
+    if received:
+        MSG_RECEIVED.labels(*labels).inc(received)
+    if sent:
+        MSG_SENT.labels(*labels).inc(sent)
+    HANDLED.labels(*labels, code).inc()
+    HANDLING.labels(*labels).observe(seconds)

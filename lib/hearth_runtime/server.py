@@ -69,6 +69,10 @@ class Runtime(Generic[C]):
     _explicit: set[str] = field(default_factory=set)
     serving_gauge_follows: str = ""
     """The health name whose status ``hearth_service_serving`` reports (default: overall)."""
+    binds_grpc_listen: bool = True
+    """False when setup hands ``grpc_listen`` to another process (the gateway's edge) and
+    sets ``grpc_port`` itself; the server then listens only where setup added ports."""
+    _drains: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def add_servicer(
         self, add_fn: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str
@@ -96,6 +100,10 @@ class Runtime(Generic[C]):
         self._tasks.append(task)
         return task
 
+    def on_drain(self, drain: Callable[[], Awaitable[None]]) -> None:
+        """Run ``drain`` at shutdown alongside the server's own grace period."""
+        self._drains.append(drain)
+
     def on_shutdown(self, cleanup: Callable[[], Awaitable[None]]) -> None:
         """Run ``cleanup`` after the server stopped taking calls (last in, first run)."""
         self._cleanups.append(cleanup)
@@ -108,7 +116,7 @@ class Runtime(Generic[C]):
         self._shutting_down = True
         await self.health.enter_graceful_shutdown()
         grace = self.config.shutdown_grace_seconds if grace is None else grace
-        await self.server.stop(grace)
+        await asyncio.gather(self.server.stop(grace), *(drain() for drain in self._drains))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -153,7 +161,8 @@ async def start_service(spec: ServiceSpec[C], config: C) -> Runtime[C]:
     await spec.setup(runtime)
     names = [*runtime.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
-    runtime.grpc_port = _bind(server, config.grpc_listen)
+    if runtime.binds_grpc_listen:
+        runtime.grpc_port = _bind(server, config.grpc_listen)
     await server.start()
     # Health starts SERVING unless setup already said otherwise for a service.
     for name in ["", *runtime.service_names]:

@@ -122,6 +122,12 @@ def test_every_service_is_healthy(stack: LabStack) -> None:
     }
 
 
+def test_the_gateway_image_serves_grpc_with_the_edge(stack: LabStack) -> None:
+    logs = stack.logs("gateway", tail=10_000)
+    assert "gRPC front door: hearth-edge" in logs, logs[-2000:]
+    assert "hearth-edge not found" not in logs
+
+
 def test_client_ping_wakes_the_devbox(stack: LabStack, gateway: grpc.Channel) -> None:
     wake = wake_pb2_grpc.WakeServiceStub(gateway)
     # The devbox starts asleep; wake tells so once its probes went unanswered (within the

@@ -80,6 +80,11 @@ class GatewayConfig(ServiceConfig):
     """With tls_key_file: serve HTTPS, and gRPC with TLS on grpc_tls_listen."""
     tls_key_file: Path | None = None
     grpc_tls_listen: str = "[::]:50443"
+    grpc_front: Literal["auto", "edge", "python"] = "auto"
+    """Who serves grpc_listen: "edge" (hearth-edge, the Rust forwarder: a fraction of the
+    latency), "python" (grpc-python in this process), "auto" (the edge if it is installed)."""
+    edge_binary: str = "hearth-edge"
+    """The edge's executable: a path, or a name looked up on PATH and beside Python."""
     check_interval_seconds: float = 2.0
     """How often each backend's health, version and round-trip time are checked."""
     http_timeout_seconds: float = 60.0

@@ -15,8 +15,9 @@ import grpc
 from hearth.gateway.v1 import gateway_pb2_grpc
 from hearth_gateway.auth import Authorizer
 from hearth_gateway.backends import Backend, BackendPool
-from hearth_gateway.catalog import build_catalog
+from hearth_gateway.catalog import Catalog, build_catalog
 from hearth_gateway.config import GatewayConfig
+from hearth_gateway.edge import Edge, EdgeUnavailable, edge_config, find_binary
 from hearth_gateway.http import HttpFace, serve
 from hearth_gateway.proxy import Forwarder
 from hearth_gateway.service import SERVICE, GatewayServicer
@@ -35,6 +36,7 @@ class Gateway:
         self.http_port = 0
         self.pool: BackendPool | None = None
         self.servicer: GatewayServicer | None = None
+        self.edge: Edge | None = None
 
     async def setup(self, runtime: Runtime[GatewayConfig]) -> None:
         config = runtime.config
@@ -71,10 +73,12 @@ class Gateway:
 
         runtime.spawn(monitor(), "backend-checks")
 
-        # The HTTP face talks to the gRPC face over a private unix socket.
+        # The HTTP face (and the edge, for what it does not forward) reach this process's
+        # gRPC server over a private unix socket.
         private = Path(tempfile.mkdtemp(prefix="hearth-gateway-"))
         socket = f"unix:{private / 'grpc.sock'}"
         runtime.server.add_insecure_port(socket)
+        await self._front_door(runtime, catalog, socket, private)
         tls = _tls(config)
         if tls is not None:
             cert, key = tls
@@ -101,6 +105,8 @@ class Gateway:
         log.info("web page and HTTP/JSON", extra=kv(http=f"{scheme}://{host}:{self.http_port}/"))
 
         async def cleanup() -> None:
+            if self.edge is not None:
+                await self.edge.close()
             await runner.cleanup()
             await face.close()
             await pool.close()
@@ -108,6 +114,37 @@ class Gateway:
                 shutil.rmtree(private)
 
         runtime.on_shutdown(cleanup)
+
+    async def _front_door(
+        self, runtime: Runtime[GatewayConfig], catalog: Catalog, socket: str, private: Path
+    ) -> None:
+        """Hand grpc_listen to hearth-edge, unless configured (or forced) to serve it here."""
+        config = runtime.config
+        if config.grpc_front == "python":
+            return
+        binary = find_binary(config.edge_binary)
+        if binary is None:
+            if config.grpc_front == "edge":
+                raise ConfigError(f"grpc_front is edge but {config.edge_binary} is not installed")
+            log.warning(
+                "hearth-edge not found: gRPC is served by Python (about twice the latency)",
+                extra=kv(edge_binary=config.edge_binary),
+            )
+            return
+        settings = edge_config(config, catalog, BACKENDS, socket, config.grpc_listen)
+        edge = Edge(binary, settings, private)
+        try:
+            runtime.grpc_port = await edge.start()
+        except EdgeUnavailable as exc:
+            if config.grpc_front == "edge":
+                raise ConfigError(f"hearth-edge cannot start: {exc}") from None
+            log.warning(
+                "hearth-edge cannot start: gRPC is served by Python", extra=kv(error=str(exc))
+            )
+            return
+        self.edge = edge
+        runtime.binds_grpc_listen = False
+        runtime.on_drain(edge.drain)
 
 
 def _tls(config: GatewayConfig) -> tuple[bytes, bytes] | None:

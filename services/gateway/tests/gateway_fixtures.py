@@ -10,6 +10,7 @@ import grpc
 import pytest
 from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
 
+from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_gateway.auth import hash_token
 from hearth_gateway.config import GatewayConfig
 from hearth_gateway.main import Gateway, spec
@@ -39,11 +40,31 @@ class Running:
         return f"http://127.0.0.1:{self.gateway.http_port}"
 
 
+async def create_host(gw: Running, host_id: str = "devbox") -> wake_pb2.Host:
+    wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
+    return await wake.CreateHost(
+        wake_pb2.CreateHostRequest(
+            host_id=host_id, host=wake_pb2.Host(mac="02:00:00:00:00:01", ipv4="198.18.0.9")
+        ),
+        metadata=auth(OPERATOR),
+    )
+
+
 MakeGateway = Callable[..., Awaitable[Running]]
 
 
 @pytest.fixture
-async def make_gateway() -> AsyncIterator[MakeGateway]:
+def front() -> str:
+    """Who serves the gateway's gRPC port: the edge unless a test module asks for both.
+
+    "edge", not "auto": a gateway that quietly fell back to Python would pass these tests
+    without the edge ever being run.
+    """
+    return "edge"
+
+
+@pytest.fixture
+async def make_gateway(front: str) -> AsyncIterator[MakeGateway]:
     started: list[Running] = []
 
     async def make(**settings: Any) -> Running:
@@ -55,6 +76,7 @@ async def make_gateway() -> AsyncIterator[MakeGateway]:
             "http_listen": "127.0.0.1:0",
             "metrics_listen": "127.0.0.1:0",
             "shutdown_grace_seconds": 0,
+            "grpc_front": front,
             "check_interval_seconds": 0.2,
             "wake_address": backends.address("wake"),
             "audio_address": backends.address("audio"),

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, front, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 from typer.testing import CliRunner, Result
 
 from hearth.audio.v1 import audio_pb2

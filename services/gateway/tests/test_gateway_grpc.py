@@ -9,7 +9,17 @@ from typing import Any
 
 import grpc
 import pytest
-from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, auth, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
+    OPERATOR,
+    VIEWER,
+    MakeGateway,
+    Running,
+    auth,
+    create_host,
+    front,
+    gw,
+    make_gateway,
+)
 from google.protobuf import descriptor_pool
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,6 +36,12 @@ from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_testing import wait_for_async
 
 
+@pytest.fixture(params=["edge", "python"])  # type: ignore[no-redef]
+def front(request: pytest.FixtureRequest) -> str:
+    """Every gRPC-face test runs against both front doors: the edge and grpc-python."""
+    return str(request.param)
+
+
 def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     status = rpc_status.from_call(exc)
     assert status is not None, "no rich status"
@@ -35,16 +51,6 @@ def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
             detail.Unpack(info)
             return info
     raise AssertionError("no ErrorInfo")
-
-
-async def create_host(gw: Running, host_id: str = "devbox") -> wake_pb2.Host:
-    wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
-    return await wake.CreateHost(
-        wake_pb2.CreateHostRequest(
-            host_id=host_id, host=wake_pb2.Host(mac="02:00:00:00:00:01", ipv4="198.18.0.9")
-        ),
-        metadata=auth(OPERATOR),
-    )
 
 
 async def test_every_service_is_forwarded_unary_and_streaming(gw: Running) -> None:
@@ -121,6 +127,20 @@ async def test_cancellation_and_deadline_expiry_reach_the_backend(gw: Running) -
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+async def audit_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[logging.LogRecord]:
+    """The audit records once ``count`` are there (the edge reports a call after its reply)."""
+
+    async def enough() -> list[logging.LogRecord] | None:
+        lines = [r for r in caplog.records if r.name == "hearth.audit"]
+        return lines if len(lines) >= count else None
+
+    lines = await wait_for_async(f"{count} audit line(s)", enough, within=5)
+    assert lines is not None
+    await asyncio.sleep(0.2)  # and no more than that
+    assert len([r for r in caplog.records if r.name == "hearth.audit"]) == count
+    return lines
+
+
 async def test_auth_codes_and_audit_line(gw: Running, caplog: pytest.LogCaptureFixture) -> None:
     wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
     request = wake_pb2.ListHostsRequest()
@@ -139,15 +159,14 @@ async def test_auth_codes_and_audit_line(gw: Running, caplog: pytest.LogCaptureF
     assert "operator" in (caught.value.details() or "")
     assert error_info(caught.value).reason == "ROLE_REQUIRED"
     assert gw.backends.wake.hosts == {}  # nothing reached the backend
-    refused = [r for r in caplog.records if r.name == "hearth.audit"]
+    refused = await audit_lines(caplog, 1)
     assert [r.getMessage() for r in refused] == ["audit refused"]
     assert refused[0].kv["code"] == "PERMISSION_DENIED"  # type: ignore[attr-defined]
     caplog.clear()
 
     with caplog.at_level(logging.INFO, logger="hearth.audit"):
         await create_host(gw, "nas")
-    lines = [r for r in caplog.records if r.name == "hearth.audit"]
-    assert len(lines) == 1
+        lines = await audit_lines(caplog, 1)
     fields = lines[0].kv  # type: ignore[attr-defined]
     assert fields["who"] == "olivia" and fields["role"] == "operator"
     assert fields["method"] == "hearth.wake.v1.WakeService/CreateHost"
@@ -279,7 +298,11 @@ async def test_a_cancelled_watch_cancels_the_backend_stream(gw: Running) -> None
     before = open_grpc_watches()  # the registry is this process's: other tests' streams count
     stream = wake.WatchHostEvents(wake_pb2.WatchHostEventsRequest(), metadata=auth(VIEWER))
     await wait_for_async("the backend stream", lambda: _subscribers(gw, 1))
-    assert open_grpc_watches() == before + 1
+
+    async def gauge_up() -> bool:
+        return open_grpc_watches() == before + 1
+
+    await wait_for_async("the active-streams gauge up", gauge_up, within=5)
     stream.cancel()
     await wait_for_async("the backend stream to end", lambda: _subscribers(gw, 0))
 

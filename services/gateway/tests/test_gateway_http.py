@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import aiohttp
-from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, front, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 from prometheus_client import REGISTRY
 
 from hearth_testing import wait_for_async

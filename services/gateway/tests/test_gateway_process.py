@@ -13,7 +13,7 @@ import aiohttp
 import grpc
 import pytest
 from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
-from gateway_fixtures import VIEWER, MakeGateway, auth, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+from gateway_fixtures import VIEWER, MakeGateway, auth, front, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth_gateway.auth import hash_token

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from gateway_doubles import DASHBOARD  # type: ignore[import-not-found]
-from gateway_fixtures import OPERATOR, VIEWER, Running, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+from gateway_fixtures import OPERATOR, VIEWER, Running, front, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 
 from hearth.audio.v1 import audio_pb2
 from hearth.ci.v1 import ci_pb2

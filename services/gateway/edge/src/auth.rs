@@ -1,0 +1,327 @@
+//! Bearer tokens, roles and per-caller rate limits: the same rules as the Python gateway's
+//! `hearth_gateway.auth` (which the HTTP face uses), with the same codes, reasons and messages.
+//!
+//! A missing token is anonymous (fine for reading with `anonymous_read`), a wrong one is
+//! UNAUTHENTICATED, a known one without the role PERMISSION_DENIED. Tokens are compared as
+//! SHA-256 digests in constant time against every configured token.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, MethodConfig};
+use crate::status::{EdgeError, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAUTHENTICATED};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: &'static str,
+}
+
+fn rank(role: &str) -> u8 {
+    match role {
+        "operator" => 2,
+        "viewer" => 1,
+        _ => 0,
+    }
+}
+
+struct Token {
+    name: String,
+    role: &'static str,
+    digest: [u8; 32],
+}
+
+struct Bucket {
+    tokens: f64,
+    stamp: Instant,
+}
+
+pub struct Authorizer {
+    tokens: Vec<Token>,
+    anonymous_read: bool,
+    buckets: Mutex<HashMap<(String, String), Bucket>>,
+}
+
+/// The token of an `authorization: Bearer <token>` value; "" when present but malformed.
+pub fn bearer(value: Option<&str>) -> Option<String> {
+    let value = value?.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Some(String::new());
+    }
+    Some(token.trim().to_string())
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_hex(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Authorizer {
+    pub fn new(config: &Config) -> Result<Authorizer, String> {
+        let mut tokens = Vec::new();
+        for token in &config.tokens {
+            let digest = parse_hex(&token.sha256)
+                .ok_or_else(|| format!("token {}: sha256 is not 64 hex digits", token.name))?;
+            let role = match token.role.as_str() {
+                "operator" => "operator",
+                "viewer" => "viewer",
+                other => return Err(format!("token {}: unknown role {other}", token.name)),
+            };
+            tokens.push(Token {
+                name: token.name.clone(),
+                role,
+                digest,
+            });
+        }
+        Ok(Authorizer {
+            tokens,
+            anonymous_read: config.anonymous_read,
+            buckets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Who holds `token`: anonymous for none, UNAUTHENTICATED for a wrong one.
+    pub fn identify(&self, token: Option<&str>) -> Result<Principal, EdgeError> {
+        let Some(token) = token else {
+            return Ok(Principal {
+                name: "anonymous".into(),
+                role: "anonymous",
+            });
+        };
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found: Option<&Token> = None;
+        for known in &self.tokens {
+            // Every token is compared, so timing says nothing about which one nearly matched.
+            if constant_time_eq(&digest, &known.digest) && found.is_none() {
+                found = Some(known);
+            }
+        }
+        match found {
+            Some(known) => Ok(Principal {
+                name: known.name.clone(),
+                role: known.role,
+            }),
+            None => Err(EdgeError::new(
+                UNAUTHENTICATED,
+                "invalid bearer token".into(),
+                "INVALID_TOKEN",
+            )),
+        }
+    }
+
+    pub fn authorize(
+        &self,
+        method: &MethodConfig,
+        token: Option<&str>,
+        now: Instant,
+    ) -> Result<Principal, EdgeError> {
+        let principal = self.identify(token)?;
+        let need = if method.mutating {
+            "operator"
+        } else {
+            "viewer"
+        };
+        if principal.role == "anonymous" {
+            if need == "viewer" && self.anonymous_read {
+                return Ok(principal);
+            }
+            return Err(EdgeError::new(
+                UNAUTHENTICATED,
+                format!("{} needs a bearer token with role {need}", method.full_name),
+                "TOKEN_REQUIRED",
+            )
+            .with("required_role", need));
+        }
+        if rank(principal.role) < rank(need) {
+            return Err(EdgeError::new(
+                PERMISSION_DENIED,
+                format!(
+                    "{} ({}) may not call {}: needs role {need}",
+                    principal.name, principal.role, method.full_name
+                ),
+                "ROLE_REQUIRED",
+            )
+            .with("required_role", need)
+            .with("role", principal.role));
+        }
+        self.limit(method, &principal, now)?;
+        Ok(principal)
+    }
+
+    fn limit(&self, method: &MethodConfig, who: &Principal, now: Instant) -> Result<(), EdgeError> {
+        let (Some(calls), Some(per)) = (method.rate_calls, method.rate_per_seconds) else {
+            return Ok(());
+        };
+        let capacity = f64::from(calls);
+        let rate = capacity / per;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets
+            .entry((method.full_name.clone(), who.name.clone()))
+            .or_insert(Bucket {
+                tokens: capacity,
+                stamp: now,
+            });
+        let elapsed = now.saturating_duration_since(bucket.stamp).as_secs_f64();
+        bucket.tokens = capacity.min(bucket.tokens + elapsed * rate);
+        bucket.stamp = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = (1.0 - bucket.tokens) / rate;
+        let name = method
+            .full_name
+            .rsplit('/')
+            .next()
+            .unwrap_or(&method.full_name);
+        Err(EdgeError::new(
+            RESOURCE_EXHAUSTED,
+            format!(
+                "too many {name} calls by {}: limit {calls} per {} s, retry in {wait:.1} s",
+                who.name,
+                trim_float(per)
+            ),
+            "RATE_LIMITED",
+        )
+        .with("retry_after_seconds", format!("{wait:.1}")))
+    }
+}
+
+/// Python's `{x:g}` for the small round numbers rates use ("60", "0.5").
+fn trim_float(value: f64) -> String {
+    let text = format!("{value}");
+    text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TokenConfig;
+    use std::time::Duration;
+
+    fn sha(token: &str) -> String {
+        Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn config(anonymous_read: bool) -> Config {
+        Config {
+            listen: String::new(),
+            fallback: String::new(),
+            backends: HashMap::new(),
+            methods: HashMap::new(),
+            tokens: vec![
+                TokenConfig {
+                    name: "ann".into(),
+                    role: "viewer".into(),
+                    sha256: sha("v-token"),
+                },
+                TokenConfig {
+                    name: "bob".into(),
+                    role: "operator".into(),
+                    sha256: sha("o-token"),
+                },
+            ],
+            anonymous_read,
+            shutdown_grace_seconds: 1.0,
+            connect_timeout_seconds: 1.0,
+        }
+    }
+
+    fn method(mutating: bool, rate: Option<(u32, f64)>) -> MethodConfig {
+        MethodConfig {
+            backend: "wake".into(),
+            full_name: "hearth.wake.v1.WakeService/WakeHost".into(),
+            mutating,
+            server_streaming: false,
+            rate_calls: rate.map(|r| r.0),
+            rate_per_seconds: rate.map(|r| r.1),
+            resource_fields: vec![],
+        }
+    }
+
+    #[test]
+    fn bearer_parses_the_header() {
+        assert_eq!(bearer(None), None);
+        assert_eq!(bearer(Some("Bearer abc ")), Some("abc".into()));
+        assert_eq!(bearer(Some("bearer abc")), Some("abc".into()));
+        assert_eq!(bearer(Some("Basic abc")), Some(String::new()));
+        assert_eq!(bearer(Some("Bearer")), Some(String::new()));
+    }
+
+    #[test]
+    fn roles_and_codes() {
+        let auth = Authorizer::new(&config(false)).unwrap();
+        let now = Instant::now();
+        let read = method(false, None);
+        let write = method(true, None);
+        assert_eq!(
+            auth.authorize(&read, None, now).unwrap_err().code,
+            UNAUTHENTICATED
+        );
+        assert_eq!(
+            auth.authorize(&read, Some("nope"), now).unwrap_err().reason,
+            "INVALID_TOKEN"
+        );
+        assert_eq!(
+            auth.authorize(&read, Some("v-token"), now).unwrap().name,
+            "ann"
+        );
+        let denied = auth.authorize(&write, Some("v-token"), now).unwrap_err();
+        assert_eq!(denied.code, PERMISSION_DENIED);
+        assert_eq!(
+            denied.message,
+            "ann (viewer) may not call hearth.wake.v1.WakeService/WakeHost: needs role operator"
+        );
+        assert_eq!(
+            auth.authorize(&write, Some("o-token"), now).unwrap().role,
+            "operator"
+        );
+        let anonymous = Authorizer::new(&config(true)).unwrap();
+        assert_eq!(
+            anonymous.authorize(&read, None, now).unwrap().role,
+            "anonymous"
+        );
+        assert_eq!(
+            anonymous.authorize(&write, None, now).unwrap_err().reason,
+            "TOKEN_REQUIRED"
+        );
+    }
+
+    #[test]
+    fn rate_limit_refills_over_time() {
+        let auth = Authorizer::new(&config(false)).unwrap();
+        let limited = method(true, Some((2, 60.0)));
+        let now = Instant::now();
+        assert!(auth.authorize(&limited, Some("o-token"), now).is_ok());
+        assert!(auth.authorize(&limited, Some("o-token"), now).is_ok());
+        let refused = auth.authorize(&limited, Some("o-token"), now).unwrap_err();
+        assert_eq!(refused.code, RESOURCE_EXHAUSTED);
+        assert_eq!(
+            refused.message,
+            "too many WakeHost calls by bob: limit 2 per 60 s, retry in 30.0 s"
+        );
+        assert!(auth
+            .authorize(&limited, Some("o-token"), now + Duration::from_secs(31))
+            .is_ok());
+    }
+}

@@ -1,0 +1,136 @@
+//! hearth-edge: the gateway's gRPC front door.
+//!
+//! Started by `hearth-gateway` with `--config <json>`; it listens on the public gRPC address,
+//! authorizes and forwards every wake, audio and ci call to its backend over HTTP/2 without
+//! decoding it, and passes everything else to the Python gateway. Another process hop in
+//! grpc-python costs about as much as the call itself; this one costs a fraction of it.
+//!
+//! It reports on stdout (see `report`) and exits when stdin closes, so it never outlives
+//! the gateway that started it.
+
+mod auth;
+mod body;
+mod config;
+mod proxy;
+mod report;
+mod status;
+mod upstream;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http2;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::Config;
+use crate::proxy::Proxy;
+use crate::report::Reporter;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let config_path = match args.as_slice() {
+        [_, flag, path] if flag == "--config" => path.clone(),
+        _ => {
+            eprintln!("usage: hearth-edge --config <file.json>");
+            std::process::exit(2);
+        }
+    };
+    let config = Config::load(&config_path).unwrap_or_else(|error| {
+        eprintln!("hearth-edge: {error}");
+        std::process::exit(2);
+    });
+    // One thread: every call is a few microseconds of work, and the machine's cores are
+    // better left to the services behind it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = runtime.block_on(run(config));
+    std::process::exit(code);
+}
+
+async fn run(config: Config) -> i32 {
+    let (reporter, writer) = Reporter::new();
+    let writer = tokio::spawn(writer);
+    let listener = match bind(&config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("hearth-edge: cannot listen on {}: {error}", config.listen);
+            return 2;
+        }
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let grace = Duration::from_secs_f64(config.shutdown_grace_seconds.max(0.0));
+    let proxy = match Proxy::new(config, reporter.clone()) {
+        Ok(proxy) => Arc::new(proxy),
+        Err(error) => {
+            eprintln!("hearth-edge: {error}");
+            return 2;
+        }
+    };
+    reporter.listening(port);
+
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        // Hundreds of Watch streams share one client connection (a gRPC channel).
+        .max_concurrent_streams(100_000)
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(1 << 22)
+        .keep_alive_interval(Duration::from_secs(60))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let graceful = GracefulShutdown::new();
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let parent_gone = async {
+        let mut stdin = tokio::io::stdin();
+        let mut buffer = [0u8; 64];
+        while matches!(stdin.read(&mut buffer).await, Ok(n) if n > 0) {}
+    };
+    tokio::pin!(parent_gone);
+
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let proxy = proxy.clone();
+                let service = service_fn(move |request| proxy.clone().serve(request, peer));
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = &mut parent_gone => break,
+        }
+    }
+    drop(listener);
+    // In-flight calls (Watch streams among them) get the grace period, then are cut.
+    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+    drop(reporter);
+    drop(proxy);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    0
+}
+
+async fn bind(address: &str) -> std::io::Result<TcpListener> {
+    // "[::]:50051" listens on both IPv6 and IPv4 (Linux's default for a v6 wildcard).
+    let addrs = tokio::net::lookup_host(address).await?;
+    let mut last = std::io::Error::other("no address");
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
+}

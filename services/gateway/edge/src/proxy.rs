@@ -1,0 +1,321 @@
+//! Serving one call: a backend method is authorized and forwarded as it is (headers, the
+//! `grpc-timeout` deadline, messages, trailers; a reset either way cancels the other side);
+//! anything else (the gateway's own service, health, reflection) goes to the Python gateway.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+
+use crate::auth::{bearer, Authorizer, Principal};
+use crate::body::{status_of, Counted, Observed, OnEnd, RequestSeen};
+use crate::config::{Config, MethodConfig};
+use crate::report::Reporter;
+use crate::status::{code_name, EdgeError, CANCELLED, UNAVAILABLE};
+use crate::upstream::Upstream;
+use crate::wire::{first_message, string_at};
+
+/// Request headers that belong to this hop, or that only the edge may set.
+const HOP_HEADERS: [&str; 3] = ["host", "x-forwarded-for", "x-hearth-principal"];
+
+struct Route {
+    method: MethodConfig,
+    upstream: Arc<Upstream>,
+}
+
+pub struct Proxy {
+    routes: HashMap<String, Route>,
+    fallback: Arc<Upstream>,
+    authorizer: Authorizer,
+    reporter: Reporter,
+}
+
+impl Proxy {
+    pub fn new(config: Config, reporter: Reporter) -> Result<Proxy, String> {
+        let timeout = std::time::Duration::from_secs_f64(config.connect_timeout_seconds);
+        let upstreams: HashMap<String, Arc<Upstream>> = config
+            .backends
+            .iter()
+            .map(|(name, address)| {
+                (
+                    name.clone(),
+                    Arc::new(Upstream::new(name, address, timeout)),
+                )
+            })
+            .collect();
+        let authorizer = Authorizer::new(&config)?;
+        let routes = config
+            .methods
+            .into_iter()
+            .map(|(path, method)| {
+                let upstream = upstreams[&method.backend].clone();
+                (path, Route { method, upstream })
+            })
+            .collect();
+        let fallback = Arc::new(Upstream::new("gateway", &config.fallback, timeout));
+        Ok(Proxy {
+            routes,
+            fallback,
+            authorizer,
+            reporter,
+        })
+    }
+
+    pub async fn serve(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Observed>, hyper::Error> {
+        let client = match peer {
+            SocketAddr::V4(a) => format!("ipv4:{}:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("ipv6:[{}]:{}", a.ip(), a.port()),
+        };
+        match self.routes.get(request.uri().path()) {
+            Some(route) => Ok(self.forward(route, request, client).await),
+            None => Ok(self.pass_to_gateway(request, client).await),
+        }
+    }
+
+    async fn pass_to_gateway(
+        &self,
+        request: Request<Incoming>,
+        client: String,
+    ) -> Response<Observed> {
+        let seen = Arc::new(RequestSeen::default());
+        let (mut parts, body) = request.into_parts();
+        // The gateway checks its own callers' tokens, so `authorization` goes along.
+        set_forwarding(&mut parts.headers, &client, None);
+        let request = Request::from_parts(parts, Counted::new(body, seen, false));
+        match send(&self.fallback, request).await {
+            Ok(response) => {
+                let code = status_of(response.headers());
+                response.map(|body| Observed::new(body, code, None))
+            }
+            Err(details) => EdgeError::new(
+                UNAVAILABLE,
+                format!("the gateway's own gRPC server is unavailable: {details}"),
+                "GATEWAY_UNAVAILABLE",
+            )
+            .response(),
+        }
+    }
+
+    async fn forward(
+        &self,
+        route: &Route,
+        request: Request<Incoming>,
+        client: String,
+    ) -> Response<Observed> {
+        let started = Instant::now();
+        let method = &route.method;
+        let token = bearer(
+            request
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
+        );
+        let principal = match self.authorizer.authorize(method, token.as_deref(), started) {
+            Ok(principal) => principal,
+            Err(error) => return self.refuse(method, &client, error, started),
+        };
+        if method.server_streaming {
+            self.reporter.stream_started(&method.full_name);
+        }
+        let report = Report {
+            reporter: self.reporter.clone(),
+            method_name: method.full_name.clone(),
+            streaming: method.server_streaming,
+            mutating: method.mutating,
+            resource_fields: method.resource_fields.clone(),
+            principal: principal.clone(),
+            client: client.clone(),
+            started,
+            seen: Arc::new(RequestSeen::default()),
+            reported: false,
+        };
+        let (mut parts, body) = request.into_parts();
+        parts.headers.remove("authorization");
+        set_forwarding(&mut parts.headers, &client, Some(&principal));
+        let request = Request::from_parts(
+            parts,
+            Counted::new(body, report.seen.clone(), method.mutating),
+        );
+        match send(&route.upstream, request).await {
+            Ok(response) => {
+                let code = status_of(response.headers());
+                response.map(|body| Observed::new(body, code, Some(Box::new(report))))
+            }
+            Err(details) => {
+                let upstream = &route.upstream;
+                let error = EdgeError::new(
+                    UNAVAILABLE,
+                    format!(
+                        "backend {} ({}) is unavailable: {details}",
+                        upstream.name, upstream.address
+                    ),
+                    "BACKEND_UNAVAILABLE",
+                )
+                .with("backend", upstream.name.clone())
+                .with("address", upstream.address.clone());
+                Box::new(report).ended(Some(UNAVAILABLE), 0);
+                error.response()
+            }
+        }
+    }
+
+    fn refuse(
+        &self,
+        method: &MethodConfig,
+        client: &str,
+        error: EdgeError,
+        started: Instant,
+    ) -> Response<Observed> {
+        let code = code_name(error.code);
+        if method.mutating {
+            // A refused change is worth a line too.
+            self.reporter.log(
+                "WARNING",
+                "hearth.audit",
+                "audit refused",
+                &[
+                    ("method", method.full_name.clone()),
+                    ("client", client.to_string()),
+                    ("code", code.to_string()),
+                    ("reason", error.reason.to_string()),
+                ],
+            );
+        }
+        if method.server_streaming {
+            self.reporter.stream_started(&method.full_name);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        self.reporter.call_ended(
+            &method.full_name,
+            method.server_streaming,
+            code,
+            seconds,
+            0,
+            0,
+        );
+        error.response()
+    }
+}
+
+fn set_forwarding(headers: &mut http::HeaderMap, client: &str, principal: Option<&Principal>) {
+    for name in HOP_HEADERS {
+        headers.remove(name);
+    }
+    if let Ok(value) = HeaderValue::from_str(client) {
+        headers.insert("x-forwarded-for", value);
+    }
+    if let Some(principal) = principal {
+        if let Ok(value) = HeaderValue::from_str(&principal.name) {
+            headers.insert("x-hearth-principal", value);
+        }
+    }
+}
+
+async fn send(
+    upstream: &Upstream,
+    mut request: Request<Counted>,
+) -> Result<Response<Incoming>, String> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    *request.uri_mut() = Uri::builder()
+        .scheme("http")
+        .authority(upstream.authority.as_str())
+        .path_and_query(path)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut sender = upstream.sender().await?;
+    sender.ready().await.map_err(|e| e.to_string())?;
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Reported when a forwarded call ends: metrics, and the audit line for a change.
+struct Report {
+    reporter: Reporter,
+    method_name: String,
+    streaming: bool,
+    mutating: bool,
+    resource_fields: Vec<Vec<u32>>,
+    principal: Principal,
+    client: String,
+    started: Instant,
+    seen: Arc<RequestSeen>,
+    reported: bool,
+}
+
+impl OnEnd for Report {
+    fn ended(mut self: Box<Self>, code: Option<u32>, sent: u64) {
+        self.report(code, sent);
+    }
+}
+
+impl Drop for Report {
+    /// The caller went away before the backend answered: the call was cancelled.
+    fn drop(&mut self) {
+        self.report(None, 0);
+    }
+}
+
+impl Report {
+    fn report(&mut self, code: Option<u32>, sent: u64) {
+        if std::mem::replace(&mut self.reported, true) {
+            return;
+        }
+        let code = code_name(code.unwrap_or(CANCELLED));
+        let seconds = self.started.elapsed().as_secs_f64();
+        let received = self
+            .seen
+            .messages
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.reporter.call_ended(
+            &self.method_name,
+            self.streaming,
+            code,
+            seconds,
+            received,
+            sent,
+        );
+        if !self.mutating {
+            return;
+        }
+        let resource = {
+            let kept = self.seen.kept.lock().unwrap_or_else(|e| e.into_inner());
+            first_message(&kept)
+                .map(|message| {
+                    self.resource_fields
+                        .iter()
+                        .filter_map(|path| string_at(message, path))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default()
+        };
+        self.reporter.log(
+            "INFO",
+            "hearth.audit",
+            "audit",
+            &[
+                ("who", self.principal.name.clone()),
+                ("role", self.principal.role.to_string()),
+                ("method", self.method_name.clone()),
+                ("resource", resource),
+                ("client", self.client.clone()),
+                ("code", code.to_string()),
+                ("seconds", format!("{seconds:.3}")),
+            ],
+        );
+    }
+}

@@ -1,0 +1,155 @@
+# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
+"""hearth-edge, the Rust front door: what only it has to show (the gRPC-face tests in
+test_gateway_grpc.py run against it and against the Python front door alike)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import grpc
+import pytest
+from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
+    VIEWER,
+    MakeGateway,
+    Running,
+    auth,
+    create_host,
+    front,
+    gw,
+    make_gateway,
+)
+from prometheus_client import REGISTRY
+
+from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
+from hearth_gateway.config import GatewayConfig
+from hearth_gateway.main import Gateway, spec
+from hearth_runtime import ConfigError, start_service
+from hearth_testing import wait_for_async
+
+
+def handled(method: str, code: str) -> float:
+    labels = {
+        "grpc_type": "unary",
+        "grpc_service": "hearth.wake.v1.WakeService",
+        "grpc_method": method,
+        "grpc_code": code,
+    }
+    return REGISTRY.get_sample_value("grpc_server_handled_total", labels) or 0.0
+
+
+def edge_pid(gw: Running) -> int:
+    edge = gw.gateway.edge
+    assert edge is not None and edge.process is not None, "the gateway is not using the edge"
+    return int(edge.process.pid)
+
+
+async def test_calls_served_by_the_edge_are_counted_in_the_gateways_metrics(gw: Running) -> None:
+    wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
+    ok, refused = handled("ListHosts", "OK"), handled("ListHosts", "UNAUTHENTICATED")
+    await wake.ListHosts(wake_pb2.ListHostsRequest(), metadata=auth(VIEWER))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await wake.ListHosts(wake_pb2.ListHostsRequest())
+
+    # The backend double runs in this process and counts its own call too: 2 = it + the edge.
+    async def counted() -> bool:
+        return handled("ListHosts", "OK") == ok + 2 and (
+            handled("ListHosts", "UNAUTHENTICATED") == refused + 1
+        )
+
+    await wait_for_async("both calls in grpc_server_handled_total", counted, within=5)
+
+
+async def test_the_backend_sees_the_real_caller_not_a_claimed_one(gw: Running) -> None:
+    await create_host(gw)
+    wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
+    claimed = (("x-forwarded-for", "203.0.113.9"), ("x-hearth-principal", "olivia"))
+    request = wake_pb2.GetHostRequest(name="hosts/devbox")
+    await wake.GetHost(request, metadata=(*auth(VIEWER), *claimed))
+    seen = gw.backends.wake.metadata_seen[-1]
+    assert seen["x-forwarded-for"].startswith("ipv4:127.0.0.1:")
+    assert seen["x-hearth-principal"] == "victor"
+
+
+async def test_an_unknown_method_is_unimplemented(gw: Running) -> None:
+    call = gw.channel.unary_unary("/hearth.nothing.v1.Nothing/Get")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(b"", metadata=auth(VIEWER))
+    assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_a_killed_edge_is_started_again_on_the_same_port(gw: Running) -> None:
+    before = edge_pid(gw)
+    port = gw.runtime.grpc_port
+    os.kill(before, signal.SIGKILL)
+
+    async def serving_again() -> bool:
+        if gw.gateway.edge is None or edge_pid(gw) == before:
+            return False
+        try:
+            await gateway_pb2_grpc.GatewayStub(gw.channel).GetSystemStatus(
+                gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER), timeout=1
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return True
+
+    await wait_for_async("a new edge answering", serving_again, within=10)
+    assert gw.runtime.grpc_port == port
+    assert gw.gateway.edge is not None and gw.gateway.edge.port == port
+    created = await create_host(gw, "nas")
+    assert created.name == "hosts/nas"
+
+
+async def test_the_edge_ends_with_the_gateway(make_gateway: MakeGateway) -> None:
+    gw = await make_gateway()
+    pid = edge_pid(gw)
+    await gw.runtime.stop(grace=0)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def _config(tmp_path: Path, **settings: object) -> GatewayConfig:
+    values: dict[str, object] = {
+        "grpc_listen": "127.0.0.1:0",
+        "http_listen": "127.0.0.1:0",
+        "metrics_listen": "127.0.0.1:0",
+        "state_dir": str(tmp_path),
+        "shutdown_grace_seconds": 0,
+        **settings,
+    }
+    return GatewayConfig(**values)  # type: ignore[arg-type]
+
+
+async def test_front_edge_without_the_binary_refuses_to_start(tmp_path: Path) -> None:
+    config = _config(tmp_path, grpc_front="edge", edge_binary="/nonexistent/hearth-edge")
+    with pytest.raises(ConfigError, match="/nonexistent/hearth-edge"):
+        await start_service(spec(Gateway()), config)
+
+
+async def test_auto_without_the_binary_serves_grpc_from_python(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path, grpc_front="auto", edge_binary="/nonexistent/hearth-edge", anonymous_read=True
+    )
+    gateway = Gateway()
+    runtime = await start_service(spec(gateway), config)
+    try:
+        assert gateway.edge is None and runtime.grpc_port > 0
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+            status = await gateway_pb2_grpc.GatewayStub(channel).GetSystemStatus(
+                gateway_pb2.GetSystemStatusRequest(), timeout=5
+            )
+        assert len(status.backends) == 3
+    finally:
+        await runtime.stop(grace=0)
+
+
+async def test_the_edge_refuses_a_port_in_use_with_a_clear_error(
+    gw: Running, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, grpc_front="edge", grpc_listen=gw.grpc_address)
+    with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1"):
+        await asyncio.wait_for(start_service(spec(Gateway()), config), 10)
