@@ -83,7 +83,11 @@ def resource_fields(method: Method) -> list[list[int]]:
 
 
 def edge_config(
-    config: GatewayConfig, catalog: Catalog, backends: Iterable[str], fallback: str, listen: str
+    config: GatewayConfig,
+    catalog: Catalog,
+    backends: Iterable[str],
+    fallback: str,
+    private_listen: str,
 ) -> dict[str, Any]:
     addresses = config.backend_addresses()
     wanted = set(backends)
@@ -103,7 +107,8 @@ def edge_config(
             "resource_fields": resource_fields(method),
         }
     return {
-        "listen": listen,
+        "listen": config.grpc_listen,
+        "private_listen": private_listen,
         "fallback": fallback,
         "backends": {name: addresses[name] for name in wanted},
         "methods": methods,

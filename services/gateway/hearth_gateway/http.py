@@ -1,7 +1,8 @@
 """The HTTP/JSON face (aiohttp): routes from ``google.api.http``, SSE for Watch, the web page.
 
-Every API call is transcoded and sent to the gateway's own gRPC face over a private unix
-socket, so authentication, rate limits, the audit line and grpc_server_* metrics are the same
+Every API call is transcoded and sent to the gateway's gRPC face (hearth-edge, or this
+process's own server when gRPC is served from Python) over a private unix socket, so
+authentication, rate limits, the audit line and grpc_server_* metrics are the same
 for both faces. The ``Authorization`` header (or ``?access_token=``, for EventSource, which
 cannot set headers) travels as gRPC ``authorization`` metadata.
 """
@@ -64,6 +65,17 @@ def _rpc_error(exc: grpc.aio.AioRpcError) -> web.Response:
     return _json_error(exc.code(), exc.details() or "", details if details else None)
 
 
+_CHANNEL_OPTIONS = [
+    # gRPC's default :authority for a unix socket is its path, which HTTP/2 servers other than
+    # grpc's own (hearth-edge's) refuse as malformed.
+    ("grpc.default_authority", "localhost"),
+    # Back quickly after the edge was restarted (gRPC's default backoff grows to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
 class HttpFace:
     def __init__(
         self,
@@ -86,7 +98,7 @@ class HttpFace:
     @property
     def channel(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.grpc_target)
+            self._channel = grpc.aio.insecure_channel(self.grpc_target, _CHANNEL_OPTIONS)
         return self._channel
 
     async def close(self) -> None:

@@ -78,7 +78,7 @@ class Gateway:
         private = Path(tempfile.mkdtemp(prefix="hearth-gateway-"))
         socket = f"unix:{private / 'grpc.sock'}"
         runtime.server.add_insecure_port(socket)
-        await self._front_door(runtime, catalog, socket, private)
+        front = await self._front_door(runtime, catalog, socket, private)
         tls = _tls(config)
         if tls is not None:
             cert, key = tls
@@ -87,7 +87,7 @@ class Gateway:
                 raise ConfigError(f"cannot listen on {config.grpc_tls_listen}")
         face = HttpFace(
             catalog,
-            socket,
+            front,
             config.cors_origins,
             config.http_timeout_seconds,
             version=runtime.spec.version,
@@ -117,11 +117,14 @@ class Gateway:
 
     async def _front_door(
         self, runtime: Runtime[GatewayConfig], catalog: Catalog, socket: str, private: Path
-    ) -> None:
-        """Hand grpc_listen to hearth-edge, unless configured (or forced) to serve it here."""
+    ) -> str:
+        """Hand grpc_listen to hearth-edge, unless configured (or forced) to serve it here.
+
+        Returns the socket the HTTP face should call: the edge's, or this process's own.
+        """
         config = runtime.config
         if config.grpc_front == "python":
-            return
+            return socket
         binary = find_binary(config.edge_binary)
         if binary is None:
             if config.grpc_front == "edge":
@@ -130,8 +133,11 @@ class Gateway:
                 "hearth-edge not found: gRPC is served by Python (about twice the latency)",
                 extra=kv(edge_binary=config.edge_binary),
             )
-            return
-        settings = edge_config(config, catalog, BACKENDS, socket, config.grpc_listen)
+            return socket
+        # The HTTP face's calls go through the edge too (one rate limit, one audit trail),
+        # on a socket of its own where the edge trusts the caller's x-forwarded-for.
+        edge_socket = f"unix:{private / 'edge.sock'}"
+        settings = edge_config(config, catalog, BACKENDS, socket, edge_socket)
         edge = Edge(binary, settings, private)
         try:
             runtime.grpc_port = await edge.start()
@@ -141,10 +147,11 @@ class Gateway:
             log.warning(
                 "hearth-edge cannot start: gRPC is served by Python", extra=kv(error=str(exc))
             )
-            return
+            return socket
         self.edge = edge
         runtime.binds_grpc_listen = False
         runtime.on_drain(edge.drain)
+        return edge_socket
 
 
 def _tls(config: GatewayConfig) -> tuple[bytes, bytes] | None:

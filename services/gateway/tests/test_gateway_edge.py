@@ -5,13 +5,16 @@ test_gateway_grpc.py run against it and against the Python front door alike)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
+    OPERATOR,
     VIEWER,
     MakeGateway,
     Running,
@@ -153,3 +156,41 @@ async def test_the_edge_refuses_a_port_in_use_with_a_clear_error(
     config = _config(tmp_path, grpc_front="edge", grpc_listen=gw.grpc_address)
     with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1"):
         await asyncio.wait_for(start_service(spec(Gateway()), config), 10)
+
+
+async def test_one_rate_limit_and_audit_trail_for_both_faces(
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = await make_gateway(rate_limits={"hearth.wake.v1.WakeService/WakeHost": "3/min"})
+    await create_host(gw)
+    wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
+    request = wake_pb2.WakeHostRequest(name="hosts/devbox")
+    url = f"{gw.http}/v1/hosts/devbox:wake"
+    headers = {"Authorization": f"Bearer {OPERATOR}", "X-Forwarded-For": "203.0.113.9"}
+    with caplog.at_level(logging.INFO, logger="hearth.audit"):
+        async with aiohttp.ClientSession() as session:
+            for _ in range(2):
+                async with session.post(url, json={}, headers=headers) as response:
+                    assert response.status == 200, await response.text()
+            await wake.WakeHost(request, metadata=auth(OPERATOR))
+            with pytest.raises(grpc.aio.AioRpcError) as caught:  # the 4th, whichever face
+                await wake.WakeHost(request, metadata=auth(OPERATOR))
+            assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            async with session.post(url, json={}, headers=headers) as response:
+                assert response.status == 429
+
+        async def wake_lines() -> list[logging.LogRecord] | None:
+            lines = [
+                r
+                for r in caplog.records
+                if r.name == "hearth.audit" and r.kv["method"].endswith("/WakeHost")  # type: ignore[attr-defined]
+            ]
+            return lines if len(lines) >= 5 else None
+
+        lines = await wait_for_async("five WakeHost audit lines", wake_lines, within=5)
+    assert lines is not None
+    assert sorted(r.getMessage() for r in lines) == ["audit"] * 3 + ["audit refused"] * 2
+    # Each line names the real caller: the HTTP face passes on its peer, never a header the
+    # caller sent, and the edge trusts that only from the HTTP face's socket.
+    clients = {r.kv["client"].rsplit(":", 1)[0] for r in lines}  # type: ignore[attr-defined]
+    assert clients == {"127.0.0.1", "ipv4:127.0.0.1"}, clients

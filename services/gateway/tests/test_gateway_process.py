@@ -16,8 +16,9 @@ from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
 from gateway_fixtures import VIEWER, MakeGateway, auth, front, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_gateway.auth import hash_token
-from hearth_testing import ServiceProcess, free_port, scrape
+from hearth_testing import ServiceProcess, free_port, metric_value, scrape, wait_for
 
 
 @pytest.fixture
@@ -62,9 +63,23 @@ async def test_the_process_serves_grpc_http_and_the_page(tmp_path: Path) -> None
             session.get(f"http://127.0.0.1:{http_port}/static/app.js") as response,
         ):
             assert response.status == 200 and "EventSource" in await response.text()
-        samples = await asyncio.to_thread(scrape, proc.metrics_address)
-        names = {s.name for s in samples}
-        assert {"hearth_gateway_backend_up", "grpc_server_handled_total"} <= names
+        assert "gRPC front door: hearth-edge" in proc.output
+        async with grpc.aio.insecure_channel(proc.grpc_address) as channel:
+            await wake_pb2_grpc.WakeServiceStub(channel).ListHosts(
+                wake_pb2.ListHostsRequest(), metadata=auth(VIEWER)
+            )
+
+        def forwarded_call_counted() -> bool:
+            samples = scrape(proc.metrics_address)
+            if metric_value(samples, "hearth_gateway_backend_up") is None:
+                return False
+            # Served by the edge, counted in this process's metrics.
+            calls = metric_value(
+                samples, "grpc_server_handled_total", grpc_method="ListHosts", grpc_code="OK"
+            )
+            return calls == 1
+
+        await asyncio.to_thread(wait_for, "ListHosts in /metrics", forwarded_call_counted, 5)
     finally:
         await asyncio.to_thread(proc.stop)
         for name in ("wake", "audio", "ci"):

@@ -226,6 +226,7 @@ mod tests {
     fn config(anonymous_read: bool) -> Config {
         Config {
             listen: String::new(),
+            private_listen: None,
             fallback: String::new(),
             backends: HashMap::new(),
             methods: HashMap::new(),

@@ -9,6 +9,10 @@ use serde::Deserialize;
 pub struct Config {
     /// Public gRPC address, e.g. "[::]:50051" or "127.0.0.1:0".
     pub listen: String,
+    /// A unix socket for the gateway's HTTP face ("unix:/path"), where the caller's
+    /// `x-forwarded-for` is trusted (anyone else's is replaced). Optional.
+    #[serde(default)]
+    pub private_listen: Option<String>,
     /// The Python gateway's own gRPC server (gateway service, health, reflection).
     pub fallback: String,
     /// Backend name -> address ("host:port" or "unix:/path").

@@ -25,11 +25,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
-use crate::proxy::Proxy;
+use crate::proxy::{Peer, Proxy};
 use crate::report::Reporter;
 
 fn main() {
@@ -62,6 +62,16 @@ async fn run(config: Config) -> i32 {
         Ok(listener) => listener,
         Err(error) => {
             eprintln!("hearth-edge: cannot listen on {}: {error}", config.listen);
+            return 2;
+        }
+    };
+    let private = match config.private_listen.as_deref().map(bind_unix).transpose() {
+        Ok(private) => private,
+        Err(error) => {
+            eprintln!(
+                "hearth-edge: cannot listen on {:?}: {error}",
+                config.private_listen
+            );
             return 2;
         }
     };
@@ -101,12 +111,17 @@ async fn run(config: Config) -> i32 {
                 let Ok((stream, peer)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
-                let service = service_fn(move |request| proxy.clone().serve(request, peer));
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
+                let service =
+                    service_fn(move |request| proxy.clone().serve(request, Peer::Tcp(peer)));
+                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(connection);
+            }
+            Some(accepted) = accept_unix(private.as_ref()) => {
+                let Ok((stream, _)) = accepted else { continue };
+                let proxy = proxy.clone();
+                let service = service_fn(move |request| proxy.clone().serve(request, Peer::Trusted));
+                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(connection);
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -114,12 +129,28 @@ async fn run(config: Config) -> i32 {
         }
     }
     drop(listener);
+    drop(private);
     // In-flight calls (Watch streams among them) get the grace period, then are cut.
     let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
     drop(reporter);
     drop(proxy);
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
     0
+}
+
+fn bind_unix(address: &str) -> std::io::Result<UnixListener> {
+    let path = address.strip_prefix("unix:").unwrap_or(address);
+    let _ = std::fs::remove_file(path); // a socket left by an edge that was killed
+    UnixListener::bind(path)
+}
+
+async fn accept_unix(
+    listener: Option<&UnixListener>,
+) -> Option<std::io::Result<(UnixStream, tokio::net::unix::SocketAddr)>> {
+    match listener {
+        Some(listener) => Some(listener.accept().await),
+        None => std::future::pending().await,
+    }
 }
 
 async fn bind(address: &str) -> std::io::Result<TcpListener> {

@@ -21,6 +21,14 @@ use crate::wire::{first_message, string_at};
 /// Request headers that belong to this hop, or that only the edge may set.
 const HOP_HEADERS: [&str; 3] = ["host", "x-forwarded-for", "x-hearth-principal"];
 
+/// Who is on the other end of a connection.
+#[derive(Clone, Copy)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    /// The gateway's HTTP face, on the private unix socket.
+    Trusted,
+}
+
 struct Route {
     method: MethodConfig,
     upstream: Arc<Upstream>,
@@ -67,11 +75,18 @@ impl Proxy {
     pub async fn serve(
         self: Arc<Self>,
         request: Request<Incoming>,
-        peer: SocketAddr,
+        peer: Peer,
     ) -> Result<Response<Observed>, hyper::Error> {
         let client = match peer {
-            SocketAddr::V4(a) => format!("ipv4:{}:{}", a.ip(), a.port()),
-            SocketAddr::V6(a) => format!("ipv6:[{}]:{}", a.ip(), a.port()),
+            Peer::Tcp(SocketAddr::V4(a)) => format!("ipv4:{}:{}", a.ip(), a.port()),
+            Peer::Tcp(SocketAddr::V6(a)) => format!("ipv6:[{}]:{}", a.ip(), a.port()),
+            // The HTTP face says who its caller is.
+            Peer::Trusted => request
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("unix:")
+                .to_string(),
         };
         match self.routes.get(request.uri().path()) {
             Some(route) => Ok(self.forward(route, request, client).await),
