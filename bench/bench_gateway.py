@@ -41,6 +41,8 @@ BLOCK = 250
 THROUGHPUT_SECONDS = 4.0
 IN_FLIGHT = 64
 SUBSCRIBERS = 500
+# Which front door serves the gateway's gRPC port (edge: hearth-edge; python: grpc-python).
+FRONT = os.environ.get("BENCH_GATEWAY_FRONT", "edge")
 EVENTS = 20
 
 
@@ -259,6 +261,7 @@ def main() -> int:
                 "HEARTH_GATEWAY_METRICS_LISTEN": "0.0.0.0:9160",
                 "HEARTH_GATEWAY_HTTP_LISTEN": "0.0.0.0:8080",
                 "HEARTH_GATEWAY_STATE_DIR": str(lab.workdir / "gateway"),
+                "HEARTH_GATEWAY_GRPC_FRONT": FRONT,
                 "HEARTH_GATEWAY_WAKE_ADDRESS": "127.0.0.1:50061",
                 "HEARTH_GATEWAY_AUDIO_ADDRESS": "127.0.0.1:50062",
                 "HEARTH_GATEWAY_CI_ADDRESS": "127.0.0.1:50063",
@@ -273,6 +276,7 @@ def main() -> int:
             asyncio.run(
                 measure(result, f"{address}:50061", f"{address}:50051", f"{address}:8080", devbox)
             )
+    result.notes.append(f"gRPC front door: {FRONT} (BENCH_GATEWAY_FRONT=edge|python)")
     result.notes.append(
         "One client process drives every subscriber, so fan-out latency includes its own "
         "parsing of 500 streams; the backend stamps each event when it publishes it."

@@ -18,6 +18,7 @@ back to serving gRPC from Python.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -134,6 +135,9 @@ class Edge:
         self.process: asyncio.subprocess.Process | None = None
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
+        # Streams the edge reported open and not yet ended, by method: ended as UNAVAILABLE
+        # if the edge dies under them, so the gauges do not count them forever.
+        self._open: collections.Counter[str] = collections.Counter()
 
     async def start(self) -> int:
         """Start the edge; its port (raises ConfigError or EdgeUnavailable if it cannot)."""
@@ -180,6 +184,7 @@ class Edge:
             assert process is not None
             await asyncio.gather(self._read(process), self._read_errors(process))
             code = await process.wait()
+            self._end_orphans()
             if self._stopping:
                 return
             delay = RESTART_DELAYS[min(attempt, len(RESTART_DELAYS) - 1)]
@@ -205,12 +210,29 @@ class Edge:
             except Exception:
                 log.exception("bad report from hearth-edge: %r", line[:200])
 
-    @staticmethod
-    def handle(record: dict[str, Any]) -> None:
+    def _end_orphans(self) -> None:
+        for name, count in list(self._open.items()):
+            for _ in range(count):
+                self.handle(
+                    {
+                        "t": "end",
+                        "m": name,
+                        "k": "server_stream",
+                        "c": "UNAVAILABLE",
+                        "s": 0.0,
+                        "rx": 0,
+                        "tx": 0,
+                    }
+                )
+        self._open.clear()
+
+    def handle(self, record: dict[str, Any]) -> None:
         kind = record.get("t")
         if kind == "end":
             service, method = _split(record["m"])
             streaming = record["k"] == "server_stream"
+            if streaming:
+                self._open[record["m"]] -= 1
             record_handled(
                 record["k"],
                 service,
@@ -227,6 +249,7 @@ class Edge:
             service, method = _split(record["m"])
             record_started(record["k"], service, method)
             ACTIVE_STREAMS.labels("grpc", record["m"]).inc()
+            self._open[record["m"]] += 1
         elif kind == "log":
             level = logging.getLevelName(str(record.get("level", "INFO")))
             logger = logging.getLogger(str(record.get("logger", log.name)))

@@ -78,7 +78,11 @@ class Gateway:
         private = Path(tempfile.mkdtemp(prefix="hearth-gateway-"))
         socket = f"unix:{private / 'grpc.sock'}"
         runtime.server.add_insecure_port(socket)
-        front = await self._front_door(runtime, catalog, socket, private)
+        try:
+            front = await self._front_door(runtime, catalog, socket, private)
+        except BaseException:
+            shutil.rmtree(private, ignore_errors=True)
+            raise
         tls = _tls(config)
         if tls is not None:
             cert, key = tls

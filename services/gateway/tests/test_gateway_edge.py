@@ -44,6 +44,11 @@ def handled(method: str, code: str) -> float:
     return REGISTRY.get_sample_value("grpc_server_handled_total", labels) or 0.0
 
 
+def open_watches() -> float:
+    labels = {"face": "grpc", "method": "hearth.wake.v1.WakeService/WatchHostEvents"}
+    return REGISTRY.get_sample_value("hearth_gateway_active_streams", labels) or 0.0
+
+
 def edge_pid(gw: Running) -> int:
     edge = gw.gateway.edge
     assert edge is not None and edge.process is not None, "the gateway is not using the edge"
@@ -87,7 +92,23 @@ async def test_an_unknown_method_is_unimplemented(gw: Running) -> None:
 async def test_a_killed_edge_is_started_again_on_the_same_port(gw: Running) -> None:
     before = edge_pid(gw)
     port = gw.runtime.grpc_port
+    watches = open_watches()
+    stream = wake_pb2_grpc.WakeServiceStub(gw.channel).WatchHostEvents(
+        wake_pb2.WatchHostEventsRequest(), metadata=auth(VIEWER)
+    )
+
+    async def watching() -> bool:
+        return open_watches() == watches + 1
+
+    await wait_for_async("the watch counted open", watching, within=5)
     os.kill(before, signal.SIGKILL)
+    with pytest.raises(grpc.aio.AioRpcError):  # the watch breaks off with the edge
+        await asyncio.wait_for(stream.read(), 5)
+
+    async def watch_ended() -> bool:
+        return open_watches() == watches
+
+    await wait_for_async("the broken watch counted closed", watch_ended, within=5)
 
     async def serving_again() -> bool:
         if gw.gateway.edge is None or edge_pid(gw) == before:
