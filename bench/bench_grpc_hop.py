@@ -179,7 +179,7 @@ async def measure(result: Result, targets: dict[str, str]) -> None:
 
 
 def main() -> int:
-    result = Result("grpc_hop", "One grpc-python hop: bare forwarding proxies")
+    result = Result("grpc_hop", "One extra hop: bare grpc-python proxies and hearth-edge")
     processes = []
     try:
         backend, backend_addr = start("echo")

@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -237,6 +242,35 @@ async def test_reflection_lists_and_describes_every_service(gw: Running) -> None
     } <= services
     assert "WakeHost" in methods
     assert "zuul" in fields
+
+
+async def grpcurl(*args: str) -> str:
+    """Run the real grpcurl (installed with the dev tools); its stdout."""
+    binary = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
+    process = await asyncio.create_subprocess_exec(
+        binary, "-plaintext", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, f"grpcurl {' '.join(args)}: {err.decode()}"
+    return out.decode()
+
+
+async def test_grpcurl_lists_describes_and_calls_through_the_gateway(gw: Running) -> None:
+    await create_host(gw)
+    listed = set((await grpcurl(gw.grpc_address, "list")).split())
+    assert set(gw.runtime.service_names) <= listed
+    assert {"hearth.wake.v1.WakeService", "hearth.gateway.v1.Gateway"} <= listed
+    described = await grpcurl(gw.grpc_address, "describe", "hearth.wake.v1.WakeService")
+    assert "rpc WakeHost ( .hearth.wake.v1.WakeHostRequest )" in described
+    answer = await grpcurl(
+        "-H",
+        f"authorization: Bearer {VIEWER}",
+        "-d",
+        '{"name": "hosts/devbox"}',
+        gw.grpc_address,
+        "hearth.wake.v1.WakeService/GetHost",
+    )
+    assert json.loads(answer)["mac"] == "02:00:00:00:00:01"
 
 
 async def test_a_stopped_backend_fails_fast_and_recovers(gw: Running) -> None:
