@@ -215,3 +215,15 @@ async def test_one_rate_limit_and_audit_trail_for_both_faces(
     # caller sent, and the edge trusts that only from the HTTP face's socket.
     clients = {r.kv["client"].rsplit(":", 1)[0] for r in lines}  # type: ignore[attr-defined]
     assert clients == {"127.0.0.1", "ipv4:127.0.0.1"}, clients
+
+
+async def test_an_ipv4_caller_of_a_dual_stack_port_is_named_as_ipv4(
+    make_gateway: MakeGateway,
+) -> None:
+    gw = await make_gateway(grpc_listen="[::]:0")
+    await create_host(gw)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.runtime.grpc_port}") as channel:
+        await wake_pb2_grpc.WakeServiceStub(channel).GetHost(
+            wake_pb2.GetHostRequest(name="hosts/devbox"), metadata=auth(VIEWER)
+        )
+    assert gw.backends.wake.metadata_seen[-1]["x-forwarded-for"].startswith("ipv4:127.0.0.1:")

@@ -79,7 +79,11 @@ impl Proxy {
     ) -> Result<Response<Observed>, hyper::Error> {
         let client = match peer {
             Peer::Tcp(SocketAddr::V4(a)) => format!("ipv4:{}:{}", a.ip(), a.port()),
-            Peer::Tcp(SocketAddr::V6(a)) => format!("ipv6:[{}]:{}", a.ip(), a.port()),
+            // An IPv4 caller of a dual-stack listener: named as gRPC names it.
+            Peer::Tcp(SocketAddr::V6(a)) => match a.ip().to_ipv4_mapped() {
+                Some(v4) => format!("ipv4:{}:{}", v4, a.port()),
+                None => format!("ipv6:[{}]:{}", a.ip(), a.port()),
+            },
             // The HTTP face says who its caller is.
             Peer::Trusted => request
                 .headers()
