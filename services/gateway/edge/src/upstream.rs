@@ -63,12 +63,13 @@ impl Upstream {
 
     async fn connect(&self) -> Result<Sender, String> {
         let mut builder = http2::Builder::new(TokioExecutor::new());
+        // No keep-alive pings: grpc servers answer pings more often than every 5 minutes on
+        // a connection without data with GOAWAY (too_many_pings), which would cut idle Watch
+        // streams. A backend that goes away closes the connection, and the next call redials.
         builder
             .timer(TokioTimer::new())
             .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(1 << 22)
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10));
+            .initial_connection_window_size(1 << 22);
         let fail = |e: std::io::Error| e.to_string();
         if let Some(path) = self.address.strip_prefix("unix:") {
             let stream = UnixStream::connect(path).await.map_err(fail)?;
