@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import grpc
+from aiohttp import web
 
 from hearth.gateway.v1 import gateway_pb2_grpc
 from hearth_gateway.auth import Authorizer
@@ -79,10 +80,31 @@ class Gateway:
         socket = f"unix:{private / 'grpc.sock'}"
         runtime.server.add_insecure_port(socket)
         try:
-            front = await self._front_door(runtime, catalog, socket, private)
+            runner, face = await self._faces(runtime, catalog, socket, private)
         except BaseException:
+            # Setup failed (a port in use, unreadable TLS files): leave nothing running.
+            if self.edge is not None:
+                await self.edge.close()
             shutil.rmtree(private, ignore_errors=True)
             raise
+
+        async def cleanup() -> None:
+            if self.edge is not None:
+                await self.edge.close()
+            await runner.cleanup()
+            await face.close()
+            await pool.close()
+            with contextlib.suppress(OSError):
+                shutil.rmtree(private)
+
+        runtime.on_shutdown(cleanup)
+
+    async def _faces(
+        self, runtime: Runtime[GatewayConfig], catalog: Catalog, socket: str, private: Path
+    ) -> tuple[web.AppRunner, HttpFace]:
+        """The gRPC front door, gRPC with TLS if configured, and the HTTP face."""
+        config = runtime.config
+        front = await self._front_door(runtime, catalog, socket, private)
         tls = _tls(config)
         if tls is not None:
             cert, key = tls
@@ -103,21 +125,12 @@ class Gateway:
         try:
             runner, self.http_port = await serve(face.app(), config.http_listen, ssl_context)
         except OSError as exc:
+            await face.close()
             raise ConfigError(f"cannot listen on {config.http_listen}: {exc.strerror}") from None
         scheme = "https" if ssl_context else "http"
         host = config.http_listen.rpartition(":")[0]
         log.info("web page and HTTP/JSON", extra=kv(http=f"{scheme}://{host}:{self.http_port}/"))
-
-        async def cleanup() -> None:
-            if self.edge is not None:
-                await self.edge.close()
-            await runner.cleanup()
-            await face.close()
-            await pool.close()
-            with contextlib.suppress(OSError):
-                shutil.rmtree(private)
-
-        runtime.on_shutdown(cleanup)
+        return runner, face
 
     async def _front_door(
         self, runtime: Runtime[GatewayConfig], catalog: Catalog, socket: str, private: Path

@@ -227,3 +227,12 @@ async def test_an_ipv4_caller_of_a_dual_stack_port_is_named_as_ipv4(
             wake_pb2.GetHostRequest(name="hosts/devbox"), metadata=auth(VIEWER)
         )
     assert gw.backends.wake.metadata_seen[-1]["x-forwarded-for"].startswith("ipv4:127.0.0.1:")
+
+
+async def test_a_failed_start_leaves_no_edge_running(gw: Running, tmp_path: Path) -> None:
+    taken = f"127.0.0.1:{gw.gateway.http_port}"
+    gateway = Gateway()
+    with pytest.raises(ConfigError, match="cannot listen on"):
+        await start_service(spec(gateway), _config(tmp_path, grpc_front="edge", http_listen=taken))
+    assert gateway.edge is not None and gateway.edge.process is not None
+    assert gateway.edge.process.returncode is not None
