@@ -45,8 +45,8 @@ fn main() {
         eprintln!("hearth-edge: {error}");
         std::process::exit(2);
     });
-    // One thread: every call is a few microseconds of work, and the machine's cores are
-    // better left to the services behind it.
+    // One thread: forwarding a call is little work next to what the Python services behind
+    // it do, and a home server's few cores are better left to them.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
