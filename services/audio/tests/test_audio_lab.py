@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -254,15 +255,25 @@ def test_loss_and_jitter_under_netem(house: AudioLab) -> None:
         assert _metric(al, "hearth_audio_rtp_lost_packets_total", stream="radio") > 0
         al.station.netem(delay_ms=50, jitter_ms=20)
         wait_for("jitter rising", lambda: _jitter(al) > 2 * clean_jitter)
-        # The RFC 3550 estimate averages over ~16 packets: 600 more settle it.
+        # The RFC 3550 estimate averages over ~16 packets: 600 more settle it. One reading
+        # still wanders by ~2 ms (one of them read 9.8 ms), so five, 100 packets apart.
         _after_more_packets(al, "600 packets under netem jitter", 600)
-        jitter = _jitter(al)
+        readings = []
+        for _ in range(5):
+            _after_more_packets(al, "100 more packets under netem jitter", 100)
+            readings.append(_jitter(al))
+        jitter = statistics.mean(readings)
         # Uniform +-20 ms delay: E|D| of two such delays is 13.3 ms; the sender's own
         # burstiness (clean_jitter, a few ms: PulseAudio sends in chunks) adds a little.
-        assert 0.010 <= jitter <= 0.020, f"jitter {jitter * 1e3:.2f} ms"
+        assert 0.010 <= jitter <= 0.020, f"jitter {[round(r * 1e3, 2) for r in readings]} ms"
         assert jitter > 2 * clean_jitter
+        # The exported gauge is the same estimate: read back to back, they agree.
         exported = _metric(al, "hearth_audio_rtp_jitter_seconds", stream="radio")
-        assert 0.010 <= exported <= 0.020, f"jitter metric {exported * 1e3:.2f} ms"
+        now = _jitter(al)
+        assert abs(exported - now) <= 0.003, (
+            f"jitter metric {exported * 1e3:.2f} ms, API {now * 1e3:.2f} ms"
+        )
+        assert exported > 2 * clean_jitter
     finally:
         al.station.clear_netem()
     # Clearing drops what netem still held back; once later packets arrive that gap
