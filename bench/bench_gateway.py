@@ -32,7 +32,7 @@ from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_gateway.auth import hash_token
 from hearth_lab import Lab, lab_available
 from hearth_testing import ServiceProcess
-from hearth_testing.bench import Result
+from hearth_testing.bench import Result, sequential
 
 TOKEN = "bench-operator-token"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
@@ -49,15 +49,6 @@ EVENTS = 20
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-async def sequential(call: Callable[[], Awaitable[Any]], count: int) -> list[float]:
-    out = []
-    for _ in range(count):
-        start = time.perf_counter()
-        await call()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 async def throughput(call: Callable[[], Awaitable[Any]]) -> float:

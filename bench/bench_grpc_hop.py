@@ -23,14 +23,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from concurrent import futures
 from typing import Any
 
 import grpc
 
-from hearth_testing.bench import Result
+from hearth_testing.bench import Result, sequential
 
 SERVICE = "bench.Echo"
 METHOD = f"/{SERVICE}/Get"
@@ -143,15 +142,6 @@ def start_edge(upstream: str, workdir: str) -> tuple[subprocess.Popen[str], str]
     # Its per-call reports are read (and dropped) as the gateway would read them.
     threading.Thread(target=process.stdout.read, daemon=True).start()
     return process, f"127.0.0.1:{port}"
-
-
-async def sequential(call: Callable[[], Awaitable[Any]], count: int) -> list[float]:
-    out = []
-    for _ in range(count):
-        began = time.perf_counter()
-        await call()
-        out.append(time.perf_counter() - began)
-    return out
 
 
 async def measure(result: Result, targets: dict[str, str]) -> None:

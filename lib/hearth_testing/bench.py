@@ -11,6 +11,7 @@ import json
 import operator
 import platform
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -80,3 +81,13 @@ def _cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0))
+
+
+async def sequential(call: Callable[[], Awaitable[object]], count: int) -> list[float]:
+    """Seconds each of ``count`` calls took, one after another."""
+    out = []
+    for _ in range(count):
+        start = time.perf_counter()
+        await call()
+        out.append(time.perf_counter() - start)
+    return out

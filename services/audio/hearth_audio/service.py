@@ -606,13 +606,18 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         sid = stream_id(stream.name)
         return self.audio._health_message(sid, self.audio.monitor.snapshot(sid))
 
+    def _zone_pair(self, name_a: str, name_b: str) -> tuple[audio_pb2.Zone, audio_pb2.Zone]:
+        """The two distinct zones a sync request names (zone_a, zone_b)."""
+        zone_a = self.desired.zone(name_a, "zone_a")
+        zone_b = self.desired.zone(name_b, "zone_b")
+        if zone_a.name == zone_b.name:
+            raise InvalidArgument("zone_b", "must differ from zone_a")
+        return zone_a, zone_b
+
     async def MeasureSync(
         self, request: audio_pb2.MeasureSyncRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.SyncMeasurement:
-        zone_a = self.desired.zone(request.zone_a, "zone_a")
-        zone_b = self.desired.zone(request.zone_b, "zone_b")
-        if zone_a.name == zone_b.name:
-            raise InvalidArgument("zone_b", "must differ from zone_a")
+        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
         seconds = 3.0
         if request.HasField("duration"):
             seconds = request.duration.ToNanoseconds() / 1e9
@@ -626,10 +631,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
     async def CalibrateSync(
         self, request: audio_pb2.CalibrateSyncRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.SyncCalibration:
-        zone_a = self.desired.zone(request.zone_a, "zone_a")
-        zone_b = self.desired.zone(request.zone_b, "zone_b")
-        if zone_a.name == zone_b.name:
-            raise InvalidArgument("zone_b", "must differ from zone_a")
+        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
         tolerance = request.tolerance_ms or 2.0
         if not 0.5 <= tolerance <= 50.0:
             raise InvalidArgument("tolerance_ms", f"{tolerance} is out of range (0.5-50)")

@@ -31,7 +31,7 @@ from typing import Any
 
 from hearth_gateway.catalog import Catalog, Method
 from hearth_gateway.config import GatewayConfig, parse_rate
-from hearth_gateway.proxy import ACTIVE_STREAMS
+from hearth_gateway.proxy import ACTIVE_STREAMS, resource_paths
 from hearth_runtime import ConfigError
 from hearth_runtime.grpc_metrics import record_handled, record_started
 from hearth_runtime.logs import kv
@@ -70,13 +70,10 @@ def _field_numbers(message: Any, path: str) -> list[int] | None:
 
 
 def resource_fields(method: Method) -> list[list[int]]:
-    """Field-number paths of what ``proxy.resource_of`` reads, for the edge's audit line."""
+    """Field-number paths of ``proxy.resource_paths``, for the edge's audit line."""
     message = method.request_cls.DESCRIPTOR
-    paths = [p for b in method.http for p in b.params.values()]
-    if not paths:
-        paths = [f.name for f in message.fields if f.name.endswith("_id")]
     out = []
-    for path in paths:
+    for path in resource_paths(method):
         numbers = _field_numbers(message, path)
         if numbers is not None:
             out.append(numbers)

@@ -92,15 +92,21 @@ def deadline(context: grpc.aio.ServicerContext) -> float | None:
     return max(0.0, float(remaining))
 
 
+def resource_paths(method: Method) -> list[str]:
+    """The request fields naming what a call is about: path parameters, else *_id fields."""
+    params = [p for b in method.http for p in b.params.values()]
+    fields = method.request_cls.DESCRIPTOR.fields
+    return params or [f.name for f in fields if f.name.endswith("_id")]
+
+
 def resource_of(method: Method, request: bytes) -> str:
-    """The resource a call is about (path parameters or *_id fields), for the audit line."""
+    """The resource a call is about, for the audit line."""
     try:
         message = method.request_cls.FromString(request)
     except Exception:
         return ""
     found = []
-    params = [p for b in method.http for p in b.params.values()]
-    for path in params or [f.name for f in message.DESCRIPTOR.fields if f.name.endswith("_id")]:
+    for path in resource_paths(method):
         value: Any = message
         for part in path.split("."):
             value = getattr(value, part, "")

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import pytest
 from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
+from prometheus_client import REGISTRY
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_gateway.auth import hash_token
@@ -48,6 +49,12 @@ async def create_host(gw: Running, host_id: str = "devbox") -> wake_pb2.Host:
         ),
         metadata=auth(OPERATOR),
     )
+
+
+def open_grpc_watches() -> float:
+    """The gateway's active-streams gauge for WatchHostEvents on its gRPC face."""
+    labels = {"face": "grpc", "method": "hearth.wake.v1.WakeService/WatchHostEvents"}
+    return REGISTRY.get_sample_value("hearth_gateway_active_streams", labels) or 0.0
 
 
 MakeGateway = Callable[..., Awaitable[Running]]

@@ -23,6 +23,7 @@ from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
     front,
     gw,
     make_gateway,
+    open_grpc_watches,
 )
 from prometheus_client import REGISTRY
 
@@ -42,11 +43,6 @@ def handled(method: str, code: str) -> float:
         "grpc_code": code,
     }
     return REGISTRY.get_sample_value("grpc_server_handled_total", labels) or 0.0
-
-
-def open_watches() -> float:
-    labels = {"face": "grpc", "method": "hearth.wake.v1.WakeService/WatchHostEvents"}
-    return REGISTRY.get_sample_value("hearth_gateway_active_streams", labels) or 0.0
 
 
 def edge_pid(gw: Running) -> int:
@@ -92,13 +88,13 @@ async def test_an_unknown_method_is_unimplemented(gw: Running) -> None:
 async def test_a_killed_edge_is_started_again_on_the_same_port(gw: Running) -> None:
     before = edge_pid(gw)
     port = gw.runtime.grpc_port
-    watches = open_watches()
+    watches = open_grpc_watches()
     stream = wake_pb2_grpc.WakeServiceStub(gw.channel).WatchHostEvents(
         wake_pb2.WatchHostEventsRequest(), metadata=auth(VIEWER)
     )
 
     async def watching() -> bool:
-        return open_watches() == watches + 1
+        return open_grpc_watches() == watches + 1
 
     await wait_for_async("the watch counted open", watching, within=5)
     os.kill(before, signal.SIGKILL)
@@ -106,7 +102,7 @@ async def test_a_killed_edge_is_started_again_on_the_same_port(gw: Running) -> N
         await asyncio.wait_for(stream.read(), 5)
 
     async def watch_ended() -> bool:
-        return open_watches() == watches
+        return open_grpc_watches() == watches
 
     await wait_for_async("the broken watch counted closed", watch_ended, within=5)
 

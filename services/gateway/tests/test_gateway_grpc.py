@@ -24,6 +24,7 @@ from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
     front,
     gw,
     make_gateway,
+    open_grpc_watches,
 )
 from google.protobuf import descriptor_pool
 from google.rpc import error_details_pb2
@@ -32,7 +33,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from grpc_status import rpc_status
-from prometheus_client import REGISTRY
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
@@ -319,12 +319,6 @@ async def test_watch_system_status_sends_current_state_first(gw: Running) -> Non
     second = await asyncio.wait_for(stream.read(), 5)  # after the next check round
     assert second.time.ToNanoseconds() > first.time.ToNanoseconds()
     stream.cancel()
-
-
-def open_grpc_watches() -> float:
-    """The gateway's active-streams gauge for WatchHostEvents on its gRPC face."""
-    labels = {"face": "grpc", "method": "hearth.wake.v1.WakeService/WatchHostEvents"}
-    return REGISTRY.get_sample_value("hearth_gateway_active_streams", labels) or 0.0
 
 
 async def test_a_cancelled_watch_cancels_the_backend_stream(gw: Running) -> None:
