@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -28,6 +27,7 @@ from prometheus_client import Gauge, Info, start_http_server
 from hearth_runtime.config import ConfigError, ServiceConfig, load_config
 from hearth_runtime.grpc_metrics import MetricsInterceptor
 from hearth_runtime.logs import kv, setup_logging
+from hearth_runtime.supervisor import CoroFactory, Supervisor
 
 log = logging.getLogger("hearth.runtime")
 
@@ -63,10 +63,11 @@ class Runtime(Generic[C]):
     service_names: list[str] = field(default_factory=list)
     grpc_port: int = 0
     metrics_port: int = 0
-    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    supervisor: Supervisor = field(default_factory=Supervisor)
     _cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _shutting_down: bool = False
     _explicit: set[str] = field(default_factory=set)
+    _wanted: dict[str, bool] = field(default_factory=dict)
     serving_gauge_follows: str = ""
     """The health name whose status ``hearth_service_serving`` reports (default: overall)."""
     binds_grpc_listen: bool = True
@@ -81,24 +82,52 @@ class Runtime(Generic[C]):
         add_fn(servicer, self.server)
         self.service_names.append(full_name)
 
+    def __post_init__(self) -> None:
+        self.supervisor.on_health_change = self._tasks_changed
+
     async def set_serving(self, serving: bool, service: str | None = None) -> None:
-        """Set health for one service (or the overall ``""`` and every service)."""
+        """Say whether one service (or the overall ``""`` and every service) can serve.
+
+        What health reports is this word AND no background task failing: a task that keeps
+        crashing makes every name NOT_SERVING until it runs stably again."""
         if self._shutting_down:
             return
-        status = SERVING if serving else NOT_SERVING
         names = [service] if service is not None else ["", *self.service_names]
         for name in names:
             self._explicit.add(name)
-            await self.health.set(name, status)
-        if self.serving_gauge_follows in names:
+            self._wanted[name] = serving
+            await self._publish(name)
+
+    async def _publish(self, name: str) -> None:
+        serving = self._wanted.get(name, True) and not self.supervisor.failing()
+        await self.health.set(name, SERVING if serving else NOT_SERVING)
+        if name == self.serving_gauge_follows:
             HEALTH_GAUGE.labels(self.spec.name).set(1 if serving else 0)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        """Run a background task for the life of the service; its crash is logged loudly."""
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(_report_crash)
-        self._tasks.append(task)
-        return task
+    def _tasks_changed(self) -> None:
+        if self._shutting_down:
+            return
+        failing = self.supervisor.failing()
+        if failing:
+            log.error("NOT_SERVING: background tasks keep failing", extra=kv(**failing))
+
+        async def publish_all() -> None:
+            for name in list(self._wanted):
+                await self._publish(name)
+
+        self.supervisor.spawn(publish_all, "health-publish", restart=False)
+
+    def spawn(
+        self,
+        factory: CoroFactory,
+        name: str,
+        *,
+        family: str | None = None,
+        restart: bool = True,
+    ) -> asyncio.Task[Any]:
+        """Run ``factory()`` under the supervisor for the life of the service: a crash is
+        logged, counted and restarted with backoff (see :mod:`hearth_runtime.supervisor`)."""
+        return self.supervisor.spawn(factory, name, family=family, restart=restart)
 
     def on_drain(self, drain: Callable[[], Awaitable[None]]) -> None:
         """Run ``drain`` at shutdown alongside the server's own grace period."""
@@ -117,24 +146,12 @@ class Runtime(Generic[C]):
         await self.health.enter_graceful_shutdown()
         grace = self.config.shutdown_grace_seconds if grace is None else grace
         await asyncio.gather(self.server.stop(grace), *(drain() for drain in self._drains))
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.supervisor.close()
         for cleanup in reversed(self._cleanups):
             try:
                 await cleanup()
             except Exception:
                 log.exception("cleanup failed during shutdown")
-
-
-def _report_crash(task: asyncio.Task[Any]) -> None:
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None:
-        log.error("background task %s crashed", task.get_name(), exc_info=exc)
 
 
 def _bind(server: grpc.aio.Server, address: str) -> int:

@@ -14,9 +14,9 @@ async def setup(runtime: Runtime[AudioConfig]) -> None:
         audio_pb2_grpc.add_AudioServiceServicer_to_server, AudioServicer(audio), SERVICE_NAME
     )
     await audio.start()
-    runtime.spawn(audio.health_loop(), "audio-health")
+    runtime.spawn(audio.health_loop, "audio-health")
     if audio.player is not None:
-        runtime.spawn(audio.player.run(), "audio-player")
+        runtime.spawn(audio.player.run, "audio-player")
     runtime.on_shutdown(audio.close)
     # Unknown until the station and the player answered: start NOT_SERVING, let them say.
     if runtime.config.station_server or audio.player is not None:

@@ -72,7 +72,7 @@ class Gateway:
                 await pool.check_all()
                 servicer.rounds.publish(None)
 
-        runtime.spawn(monitor(), "backend-checks")
+        runtime.spawn(monitor, "backend-checks")
 
         # The HTTP face (and the edge, for what it does not forward) reach this process's
         # gRPC server over a private unix socket.

@@ -150,8 +150,8 @@ class WakeApp:
                 ),
             )
         await self.refresh_sniffers()
-        runtime.spawn(self._ticker(), "wake-ticker")
-        runtime.spawn(self._monitor(), "wake-sniffer-monitor")
+        runtime.spawn(self._ticker, "wake-ticker")
+        runtime.spawn(self._monitor, "wake-sniffer-monitor")
         runtime.on_shutdown(self.stop)
 
     async def stop(self) -> None:
@@ -242,7 +242,7 @@ class WakeApp:
 
     def _schedule_refresh(self) -> None:
         if self.runtime is not None:
-            self.runtime.spawn(self.refresh_sniffers(), "wake-sniffer-refresh")
+            self.runtime.spawn(self.refresh_sniffers, "wake-sniffer-refresh", restart=False)
 
     # ----------------------------------------------------------------- events
     def _notify(self, event: Event) -> None:
