@@ -12,6 +12,12 @@ import sys
 import time
 from typing import Any
 
+from hearth_runtime.text import neutral
+
+# A value from a request or an upstream cannot make a log line longer than this.
+VALUE_LIMIT = 512
+MESSAGE_LIMIT = 2048
+
 _SERVICE = "hearth"
 
 
@@ -21,7 +27,7 @@ def kv(**values: Any) -> dict[str, dict[str, Any]]:
 
 
 def _format_value(value: Any) -> str:
-    text = str(value)
+    text = neutral(value, VALUE_LIMIT)
     if not text or any(c.isspace() for c in text) or '"' in text:
         return '"' + text.replace('"', '\\"') + '"'
     return text
@@ -38,11 +44,11 @@ class KeyValueFormatter(logging.Formatter):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         line = (
             f"{stamp}.{int(record.msecs):03d}Z {record.levelname:<5} {self.service}: "
-            f"{record.getMessage()}"
+            f"{neutral(record.getMessage(), MESSAGE_LIMIT)}"
         )
         pairs = getattr(record, "kv", None)
         if pairs:
-            line += " " + " ".join(f"{k}={_format_value(v)}" for k, v in pairs.items())
+            line += " " + " ".join(f"{neutral(k, 64)}={_format_value(v)}" for k, v in pairs.items())
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
