@@ -160,6 +160,11 @@ def _source(dash: ci_pb2.Dashboard, name: str) -> ci_pb2.SourceHealth:
     return next(s for s in dash.sources if s.source == name)
 
 
+def _matching(address: str, fresh: bool = False) -> ci_pb2.Dashboard | None:
+    dash = _dashboard(address)
+    return dash if dash.matching_items and not (fresh and dash.stale) else None
+
+
 def _all_failing(address: str) -> ci_pb2.Dashboard | None:
     dash = _dashboard(address)
     return dash if all(not s.ok for s in dash.sources) else None
@@ -207,13 +212,16 @@ def test_url_credentials_never_reach_readers_or_logs(replay_url: str, tmp_path: 
     env = _env(tmp_path, zuul, gerrit, HEARTH_CI_ALLOW_INSECURE_AUTH="true")
     control_sync(replay_url, zuul_fault="", gerrit_fault="")
     with ServiceProcess("ci", env=env) as service:
-        dash = wait_for(
-            "a dashboard", lambda: (d := _dashboard(service.grpc_address)).matching_items and d
+        dash = wait_for("a dashboard", lambda: _matching(service.grpc_address))
+        assert (
+            dash is not None
+            and dash.zuul.url.startswith("http://***@")
+            and "zuser" not in dash.zuul.url
         )
-        assert dash.zuul.url.startswith("http://***@") and "zuser" not in dash.zuul.url
         control_sync(replay_url, zuul_fault="500", gerrit_fault="500")
         try:
             bad = wait_for("both failing", lambda: _all_failing(service.grpc_address))
+            assert bad is not None
         finally:
             control_sync(replay_url, zuul_fault="", gerrit_fault="")
         seen = bad.SerializeToString().decode("utf-8", "replace") + service.output
@@ -228,9 +236,7 @@ def test_a_real_process_survives_malformed_zuul_documents(replay_url: str, tmp_p
         health_pb2.HealthCheckResponse.NOT_SERVING,
     )
     with ServiceProcess("ci", env=env) as service:
-        good = wait_for(
-            "fresh data", lambda: (d := _dashboard(service.grpc_address)).matching_items and d
-        )
+        good = wait_for("fresh data", lambda: _matching(service.grpc_address))
         try:
             control_sync(replay_url, zuul_raw='{"pipelines": [null]}')
             wait_for(
@@ -254,6 +260,7 @@ def test_a_real_process_survives_malformed_zuul_documents(replay_url: str, tmp_p
         wait_for("SERVING again", lambda: _health(service.grpc_address) == serving)
         again = wait_for(
             "fresh data again",
-            lambda: not (d := _dashboard(service.grpc_address)).stale and d.matching_items and d,
+            lambda: _matching(service.grpc_address, fresh=True),
         )
+        assert again is not None and good is not None
         assert again.matching_items == good.matching_items

@@ -50,7 +50,7 @@ BAD_WATCHES: dict[str, tuple[str, ci_pb2.Watch]] = {
     "long query": ("watch.filter.query", _watch(query="x" * 1001)),
     "query escaping its group": ("watch.filter.query", _watch(query="a) OR (b")),
     "query with a newline": ("watch.filter.query", _watch(query="a\nb")),
-    "unknown operator": ("watch.filter.operator", _watch(operator=7)),  # type: ignore[arg-type]
+    "unknown operator": ("watch.filter.operator", _watch(operator=7)),
     "too many ignored pipelines": (
         "watch.filter.ignored_pipelines",
         _watch(ignored_pipelines=[f"p{i}" for i in range(21)]),
