@@ -339,39 +339,61 @@ class GerritClient:
             raise SourceError(f"Gerrit unreachable: {detail}") from None
         data = strip_guard(body)
         self.raw = data
-        lists = data if len(queries) > 1 else [data]
-        if (
-            not isinstance(lists, list)
-            or len(lists) != len(queries)
-            or not all(isinstance(answer, list) for answer in lists)
-        ):
-            metrics.UPSTREAM_REJECTED.labels("gerrit", "shape").inc()
-            raise SourceError("Gerrit answered with an unexpected shape")
-        out = []
-        for answer in lists:
-            changes = []
-            for raw in answer:
-                if change_number(raw) is None:
-                    reader.skip("change")
-                    continue
-                changes.append(self._cached(raw, reader))
-            out.append(changes)
-        return out
+        changes = parse_changes(data, len(queries), reader, self.cache)
+        self.cache_hits += changes.hits
+        self.cache_misses += changes.misses
+        return changes.lists
 
-    def _cached(self, raw: dict[str, Any], reader: Reader) -> Change:
-        number = change_number(raw)
-        assert number is not None  # checked by the caller
-        hit = self.cache.get(number)
-        same = hit is not None and hit.updated == raw.get("updated")
-        if hit is not None and same and hit.starred == (raw.get("starred") is True):
-            self.cache_hits += 1
-            return hit
-        self.cache_misses += 1
-        change = parse_change(raw, reader)
-        if len(self.cache) >= MAX_CACHED_CHANGES and number not in self.cache:
-            self.cache.pop(next(iter(self.cache)))  # oldest first: memory stays bounded
-        self.cache[number] = change
-        return change
+
+@dataclass
+class ParsedChanges:
+    lists: list[list[Change]]
+    hits: int = 0
+    misses: int = 0
+
+
+def parse_changes(
+    data: Any, queries: int, reader: Reader, cache: dict[int, Change] | None = None
+) -> ParsedChanges:
+    """The changes per query of a ``/changes/`` answer (any JSON): one query answers a
+    list of ChangeInfo, several a list of such lists; another shape is SourceError.
+    Entries that are not ChangeInfo with a valid ``_number`` are skipped (counted).
+    ``cache`` (number -> Change, bounded) skips re-parsing changes whose ``updated`` and
+    ``starred`` did not move."""
+    lists = data if queries > 1 else [data]
+    if (
+        not isinstance(lists, list)
+        or len(lists) != queries
+        or not all(isinstance(answer, list) for answer in lists)
+    ):
+        metrics.UPSTREAM_REJECTED.labels("gerrit", "shape").inc()
+        raise SourceError("Gerrit answered with an unexpected shape")
+    out = ParsedChanges([])
+    for answer in lists:
+        changes = []
+        for raw in answer:
+            number = change_number(raw)
+            if number is None:
+                reader.skip("change")
+                continue
+            hit = cache.get(number) if cache is not None else None
+            if (
+                hit is not None
+                and hit.updated == raw.get("updated")
+                and hit.starred == (raw.get("starred") is True)
+            ):
+                out.hits += 1
+                changes.append(hit)
+                continue
+            out.misses += 1
+            change = parse_change(raw, reader)
+            if cache is not None:
+                if len(cache) >= MAX_CACHED_CHANGES and number not in cache:
+                    cache.pop(next(iter(cache)))  # oldest first: memory stays bounded
+                cache[number] = change
+            changes.append(change)
+        out.lists.append(changes)
+    return out
 
 
 _USERINFO = re.compile(r"(?i)\b(https?://)[^/@\s]*@")
