@@ -181,3 +181,43 @@ async def test_a_zuul_project_name_with_escapes_is_neutral_everywhere(
     assert "\\x1b[2J" in text  # shown, escaped, not executed
     serialized = dash.SerializeToString().decode("utf-8", "replace")
     assert "\x1b" not in serialized and "javascript:" not in serialized
+
+
+async def test_every_loop_runs_under_the_supervisor(
+    ci: Any, stub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Zuul poller and each watch's loop are supervised tasks: a crash (injected here,
+    since the parsers no longer crash) is logged, counted and the loop comes back."""
+    from prometheus_client import REGISTRY
+
+    from hearth_ci import engine as engine_module
+
+    watch = ci_pb2.Watch(filter=FLT)
+    await stub.CreateWatch(ci_pb2.CreateWatchRequest(watch_id="mine", watch=watch))
+    req = ci_pb2.GetDashboardRequest(watch="watches/mine")
+    await dashboard_when(stub, req, "fresh data", _fresh)
+    stream = stub.WatchDashboard(ci_pb2.WatchDashboardRequest(filter=FLT))
+    await stream.read()
+    for family in ("ci-zuul-poll", "ci-watch", "ci-inline-watch"):
+        assert REGISTRY.get_sample_value("hearth_task_failing", {"task": family}) == 0.0
+    before = REGISTRY.get_sample_value("hearth_task_restarts_total", {"task": "ci-watch"}) or 0
+    real = engine_module.build_dashboard
+    crashes = 0
+
+    def crashing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal crashes
+        if kwargs.get("watch") == "watches/mine" and crashes < 2:
+            crashes += 1
+            raise RuntimeError("injected")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "build_dashboard", crashing)
+    first = (await stub.GetDashboard(req)).time.ToMilliseconds()
+
+    def restarted(dash: ci_pb2.Dashboard) -> bool:
+        return crashes == 2 and dash.time.ToMilliseconds() > first
+
+    await dashboard_when(stub, req, "the watch loop back after two crashes", restarted)
+    after = REGISTRY.get_sample_value("hearth_task_restarts_total", {"task": "ci-watch"})
+    assert after == before + 2
+    stream.cancel()
