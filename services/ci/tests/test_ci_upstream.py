@@ -28,7 +28,6 @@ REFUSED_ZUUL = {
     "deep nesting": '{"pipelines": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
     "Infinity": '{"pipelines": [], "last_reconfigured": Infinity}',
     "NaN length": '{"pipelines": [], "trigger_event_queue": {"length": NaN}}',
-    "1e999": '{"pipelines": [], "last_reconfigured": 1e999}',
     "not an object": "[1, 2]",
     "pipelines null": '{"pipelines": null}',
 }
@@ -41,6 +40,7 @@ _HUGE_TIME = {
 # Accepted with the malformed parts skipped (counted, shown as the source's warning).
 SKIPPED_ZUUL = {
     "null pipeline": '{"pipelines": [null]}',
+    "1e999": '{"pipelines": [], "last_reconfigured": 1e999}',
     "wrong types": '{"pipelines": [{"name": 5, "change_queues": {"heads": 7}}, "x", 3]}',
     "huge enqueue_time": json.dumps({"pipelines": [_HUGE_TIME]}),
     "nulls in lists": '{"pipelines": [{"name": "g", "change_queues": [null, {"heads": '
