@@ -1,8 +1,8 @@
 """Total reading of what Zuul and Gerrit send: any bytes in, typed values or a refusal out.
 
 Nothing an upstream sends may end a poller. A document is *refused* as a whole (the last
-good data stays) when it cannot be trusted at all: too large, not JSON, NaN/Infinity or
-absurd number literals, nested too deep, too many nodes, or the wrong shape at the top.
+good data stays) when it cannot be trusted at all: too large, not JSON, NaN/Infinity
+literals, nested too deep, or the wrong shape at the top.
 Inside an accepted document every value is type-checked where it is read: a part of the
 wrong type is *skipped* (counted per reason), numbers are clamped to sane ranges, strings
 are bounded and made neutral (no control characters or escape sequences reach an API
