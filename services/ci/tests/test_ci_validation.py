@@ -60,6 +60,10 @@ BAD_WATCHES: dict[str, tuple[str, ci_pb2.Watch]] = {
     "negative interval": ("watch.refresh_interval", _interval(-5)),
     "nanos out of range": ("watch.refresh_interval", _interval(10, 1_000_000_000)),
     "empty filter": ("watch.filter.user", ci_pb2.Watch()),
+    # Found by the descriptor-driven fuzzer (findings/ci.md): was UNKNOWN SerializeToJsonError.
+    "seconds beyond Duration's range": ("watch.refresh_interval", _interval(10**12)),
+    "seconds at int64 max": ("watch.refresh_interval", _interval(2**63 - 1)),
+    "nanos of the other sign": ("watch.refresh_interval", _interval(60, -1)),
 }
 
 
