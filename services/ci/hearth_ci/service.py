@@ -13,7 +13,7 @@ from hearth_ci.config import CiConfig
 from hearth_ci.engine import Engine, WatchState
 from hearth_ci.watches import UPDATABLE, WatchStore, validate_watch
 from hearth_runtime.broadcast import Lagged
-from hearth_runtime.errors import FailedPrecondition, HearthError
+from hearth_runtime.errors import FailedPrecondition, HearthError, InvalidArgument
 from hearth_runtime.resources import apply_update_mask, check_id, paginate, parse_name
 
 Ctx = grpc.aio.ServicerContext
@@ -34,6 +34,14 @@ class Aborted(HearthError):
 
     code = grpc.StatusCode.ABORTED
     default_reason = "ABORTED"
+
+
+PAGE_TOKEN_LIMIT = 1000
+
+
+def _check_token(token: str) -> None:
+    if len(token) > PAGE_TOKEN_LIMIT:
+        raise InvalidArgument("page_token", f"longer than {PAGE_TOKEN_LIMIT} characters")
 
 
 class CiServicer(ci_pb2_grpc.CiServiceServicer):
@@ -59,6 +67,7 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
     async def ListWatches(
         self, request: ci_pb2.ListWatchesRequest, context: Ctx
     ) -> ci_pb2.ListWatchesResponse:
+        _check_token(request.page_token)
         page, token = paginate(self.store.list(), request.page_size, request.page_token)
         return ci_pb2.ListWatchesResponse(watches=page, next_page_token=token)
 
@@ -132,6 +141,7 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
     async def ListPipelines(
         self, request: ci_pb2.ListPipelinesRequest, context: Ctx
     ) -> ci_pb2.ListPipelinesResponse:
+        _check_token(request.page_token)
         await self.engine.fresh_zuul()
         everything = self.engine.pipelines()
         page, token = paginate(list(everything.pipelines), request.page_size, request.page_token)

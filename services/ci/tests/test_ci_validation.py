@@ -105,6 +105,8 @@ async def test_bad_watch_fields_are_refused_naming_the_field(
         (ci_pb2.ListWatchesRequest(page_size=-1), "page_size"),
         (ci_pb2.ListWatchesRequest(page_token="not a token"), "page_token"),
         (ci_pb2.ListPipelinesRequest(page_size=-1), "page_size"),
+        (ci_pb2.ListPipelinesRequest(page_token="x" * 1001), "page_token"),
+        (ci_pb2.ListWatchesRequest(page_token="x" * 1001), "page_token"),
         (ci_pb2.GetDashboardRequest(watch="watches/NO"), "watch"),
     ],
     ids=lambda v: type(v).__name__ if not isinstance(v, str) else v,
