@@ -13,7 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hearth.ci.v1 import ci_pb2
+from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.replay import ReplayServer, control
 from hearth_ci.testkit import channel, ci, dashboard_when, fixtures_dir, replay, stub  # noqa: F401  # fixtures
 from hearth_testing import wait_for_async
@@ -221,3 +221,33 @@ async def test_every_loop_runs_under_the_supervisor(
     after = REGISTRY.get_sample_value("hearth_task_restarts_total", {"task": "ci-watch"})
     assert after == before + 2
     stream.cancel()
+
+
+async def test_an_oversized_answer_is_refused_and_the_last_good_data_stays(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    from hearth_ci.main import SPEC
+    from hearth_ci.testkit import replay_config
+    from hearth_runtime import start_service
+
+    await control(replay.url, document="v2-status-basic.json")
+    # 64 KiB: the basic document fits, the gate tree (about 110 KB) does not.
+    config = replay_config(replay.url, tmp_path / "state", max_response_mib=1 / 16)
+    runtime = await start_service(SPEC, config)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as chan:
+            stub = ci_pb2_grpc.CiServiceStub(chan)
+            req = ci_pb2.GetDashboardRequest(filter=ci_pb2.Filter(user="danms"))
+            good = await dashboard_when(
+                stub, req, "the basic document", lambda d: d.zuul.message != ""
+            )
+            await control(replay.url, document="v2-status-tree.json")
+            bad = await dashboard_when(
+                stub, req, "the large one refused", lambda d: not _source(d, "zuul").ok
+            )
+            assert "Zuul answer too large" in _source(bad, "zuul").error
+            assert bad.zuul.message == good.zuul.message  # the last good data stays
+            await control(replay.url, document="v2-status-basic.json")
+            await dashboard_when(stub, req, "recovered", lambda d: _source(d, "zuul").ok)
+    finally:
+        await runtime.stop(grace=0)
