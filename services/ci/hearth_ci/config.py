@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from hearth_runtime import ServiceConfig
@@ -45,7 +45,7 @@ class CiConfig(ServiceConfig):
     runs with the service's credentials, so readers cannot make it run more."""
     max_inline_queries_per_caller: int = 4
     """Distinct inline Gerrit queries one caller (x-hearth-principal) may hold at once."""
-    allow_insecure_auth: bool = False
+    allow_insecure_auth: bool = Field(default=False, validate_default=True)
     """Allow Gerrit credentials (gerrit_user/gerrit_password or user:password@ in a URL)
     over plain http://, where anyone on the path reads them. Off: refused at start."""
 
@@ -63,25 +63,30 @@ class CiConfig(ServiceConfig):
             raise ValueError("must be between 1 and 10000")
         return value
 
-    @model_validator(mode="after")
-    def _no_cleartext_credentials(self) -> CiConfig:
-        """Basic auth over http:// gives the password to anyone on the path."""
-        if self.allow_insecure_auth:
-            return self
+    @field_validator("allow_insecure_auth")
+    @classmethod
+    def _no_cleartext_credentials(cls, allow: bool, info: ValidationInfo) -> bool:
+        """Basic auth over http:// gives the password to anyone on the path. Checked on
+        this setting (the last one, so the URLs and credentials are known) so that the
+        error names the variable that allows it."""
+        if allow:
+            return allow
         for name in ("zuul_url", "gerrit_url"):
-            parts = urlsplit(getattr(self, name))
+            parts = urlsplit(str(info.data.get(name) or ""))
             if parts.scheme == "http" and (parts.username or parts.password):
                 raise ValueError(
-                    f"{name}: credentials in a plain http:// URL are sent in clear text; use "
-                    "https:// or set allow_insecure_auth (HEARTH_CI_ALLOW_INSECURE_AUTH=true)"
+                    f"HEARTH_CI_{name.upper()} ({name}) carries credentials over plain "
+                    "http://, in clear text; use https:// or set "
+                    "HEARTH_CI_ALLOW_INSECURE_AUTH=true"
                 )
-        if self.gerrit_password and self.gerrit_url.startswith("http://"):
+        gerrit = str(info.data.get("gerrit_url") or "")
+        if info.data.get("gerrit_password") and gerrit.startswith("http://"):
             raise ValueError(
-                "gerrit_url: gerrit_user/gerrit_password would be sent in clear text over "
-                "http://; use https:// or set allow_insecure_auth "
-                "(HEARTH_CI_ALLOW_INSECURE_AUTH=true)"
+                "HEARTH_CI_GERRIT_URL (gerrit_url) is plain http://: gerrit_user/"
+                "gerrit_password would be sent in clear text; use https:// or set "
+                "HEARTH_CI_ALLOW_INSECURE_AUTH=true"
             )
-        return self
+        return allow
 
     @field_validator(
         "max_response_mib",
