@@ -26,6 +26,7 @@ from hearth_ci import filters
 from hearth_ci.dashboard import Match, build_dashboard, combine
 from hearth_ci.sources import GerritClient, SourceError, SourceHealth, ZuulClient, zuul_status_url
 from hearth_runtime import InvalidArgument
+from hearth_runtime.text import neutral
 
 RESET, BOLD = "\x1b[0m", "\x1b[1m"
 RED, GREEN, YELLOW, LIGHT_BLUE = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[94m"
@@ -112,21 +113,24 @@ def item_line(item: ci_pb2.Item, now_ms: float) -> str:
     spent = _span(now_ms - item.enqueue_time.ToMilliseconds()) if item.enqueue_time.seconds else "?"
     eta = f"rem:{_span(item.eta.ToMilliseconds())}" if item.HasField("eta") else "rem:?"
     position = f"{item.position:>3}. " if item.position else "     "
-    subject = item.subject or item.project
-    line = f"{position}({item.change}) {subject} ({spent}/{item.job_string}/{eta})"
+    subject = neutral(item.subject or item.project, 200)
+    jobs = neutral(item.job_string, 400)
+    line = f"{position}({neutral(item.change, 40)}) {subject} ({spent}/{jobs}/{eta})"
     if item.status == ci_pb2.BEHIND_FAILURE:
-        what = item.behind_change or "a failing change"
-        job = f" ({item.behind_job})" if item.behind_job else ""
+        what = neutral(item.behind_change or "a failing change", 80)
+        job = f" ({neutral(item.behind_job, 200)})" if item.behind_job else ""
         line += f" behind {what}{job}"
     if item.warning:
-        line += f" [{item.warning}]"
+        line += f" [{neutral(item.warning, 200)}]"
     return line
 
 
 def render(
     dash: ci_pb2.Dashboard, now: float | None = None, colour: bool = True, error: str = ""
 ) -> list[str]:
-    """The screen as lines (with ANSI colours when ``colour``)."""
+    """The screen as lines (with ANSI colours when ``colour``). Every text that came from
+    the service or an upstream goes through ``neutral``: only our own colour codes reach
+    the terminal, never an escape sequence in a project name or a commit subject."""
 
     def paint(code: str, text: str) -> str:
         return f"{code}{text}{RESET}" if colour and code else text
@@ -134,18 +138,20 @@ def render(
     now = time.time() if now is None else now
     now_ms = now * 1000
     clock = time.strftime("%H:%M:%S", time.localtime(now))
-    lines = [paint(BOLD, f"Zuul dashboard: {dash.filter_description}   {clock}")]
+    lines = [paint(BOLD, f"Zuul dashboard: {neutral(dash.filter_description, 400)}   {clock}")]
     if dash.zuul.message:
-        lines.append(paint(BANNER, f" {dash.zuul.message} "))
+        lines.append(paint(BANNER, f" {neutral(dash.zuul.message, 400)} "))
     trigger = dash.zuul.event_queues.get("trigger", 0)
     if trigger > 5:
         others = ", ".join(
-            f"{k} {v}" for k, v in sorted(dash.zuul.event_queues.items()) if k != "trigger"
+            f"{neutral(k, 64)} {v}"
+            for k, v in sorted(dash.zuul.event_queues.items())
+            if k != "trigger"
         )
         text = f"Event backlog: trigger {trigger}" + (f" ({others})" if others else "")
         lines.append(paint(_backlog_colour(trigger), text))
     if error:
-        lines.append(paint(YELLOW, error))
+        lines.append(paint(YELLOW, neutral(error, 400)))
     for source in dash.sources:
         if source.failed_attempts:
             since = ""
@@ -154,17 +160,19 @@ def render(
             lines.append(
                 paint(
                     YELLOW,
-                    f"{source.failed_attempts} failed attempts ({source.source}: "
-                    f"{source.error}){since}",
+                    f"{source.failed_attempts} failed attempts ({neutral(source.source, 20)}: "
+                    f"{neutral(source.error, 300)}){since}",
                 )
             )
         elif not source.ok and source.error:
-            lines.append(paint(YELLOW, f"{source.source}: {source.error}"))
+            lines.append(
+                paint(YELLOW, f"{neutral(source.source, 20)}: {neutral(source.error, 300)}")
+            )
     for pipeline in dash.pipelines:
         for queue in pipeline.queues:
-            label = pipeline.name
+            label = neutral(pipeline.name, 100)
             if len(pipeline.queues) > 1:
-                label += f": {queue.name[:40]}"
+                label += f": {neutral(queue.name, 40)}"
             lines.append("")
             lines.append(paint(BOLD, f"Queue: {label} ({len(queue.items)}/{queue.total})"))
             for item in queue.items:

@@ -280,6 +280,7 @@ def health_message(health: SourceHealth, now: float) -> ci_pb2.SourceHealth:
         error=health.error,
         failed_attempts=health.failed_attempts,
         stale=health.stale,
+        warning=health.warning,
     )
     if health.last_success is not None:
         out.last_success.FromMilliseconds(int(health.last_success * 1000))

@@ -33,6 +33,8 @@ def prepare(house: House) -> None:
             "HEARTH_CI_GERRIT_URL": local,
             "HEARTH_CI_GERRIT_USER": USER,
             "HEARTH_CI_GERRIT_PASSWORD": PASSWORD,
+            # The replay stand-in speaks plain http on loopback.
+            "HEARTH_CI_ALLOW_INSECURE_AUTH": "true",
             "HEARTH_CI_DEFAULT_REFRESH_SECONDS": "10",
         }
     )

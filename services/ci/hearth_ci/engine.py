@@ -4,6 +4,13 @@ Zuul is polled at the shortest refresh interval any watch asks for (``idle_poll_
 with no watch); each watch asks Gerrit ONE request per refresh (all its filter groups) and
 rebuilds its dashboard whenever either source brings new data. Failures back off with
 jitter; the last good data stays, marked stale; health follows Zuul's reachability.
+
+Every loop runs under the runtime's supervisor (a crash is logged, counted, restarted; one
+that keeps crashing makes the service NOT_SERVING). Inline filters (a reader's dashboard
+for a filter, not a stored watch) run Gerrit queries with the service's credentials, so
+they are shared and capped: one cached query per distinct filter for the refresh interval,
+one poll loop per distinct filter however many streams follow it, at most
+``max_inline_queries`` distinct ones and ``max_inline_queries_per_caller`` per caller.
 """
 
 from __future__ import annotations
@@ -24,9 +31,19 @@ from hearth_ci import filters, metrics
 from hearth_ci.config import CiConfig
 from hearth_ci.dashboard import Match, build_dashboard, combine
 from hearth_ci.events import diff
-from hearth_ci.sources import GerritClient, SourceError, SourceHealth, ZuulClient, zuul_status_url
+from hearth_ci.sources import (
+    GerritClient,
+    SourceError,
+    SourceHealth,
+    ZuulClient,
+    redact_url,
+    zuul_status_url,
+)
 from hearth_runtime.broadcast import Broadcaster
+from hearth_runtime.errors import ResourceExhausted
 from hearth_runtime.logs import kv
+from hearth_runtime.supervisor import Supervisor
+from hearth_runtime.text import neutral
 
 log = logging.getLogger("hearth.ci")
 
@@ -47,12 +64,28 @@ class WatchState:
     dashboard: ci_pb2.Dashboard | None = None
     broadcaster: Broadcaster[ci_pb2.DashboardEvent] = field(default_factory=Broadcaster)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[Any] | None = None
+    task: str = ""  # the supervisor's name for its loop
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    inline: InlineQuery | None = None  # set for the shared loop of an inline filter
 
     @property
     def interval(self) -> float:
         return self.watch.refresh_interval.ToNanoseconds() / 1e9
+
+
+@dataclass(eq=False)
+class InlineQuery:
+    """One distinct inline filter: its cached Gerrit answer, shared by every caller."""
+
+    key: bytes
+    filter: ci_pb2.Filter
+    owner: str  # the principal whose call created it (counted against that caller's cap)
+    touched: float  # monotonic: created or last queried
+    matches: dict[int, Match] | None = None
+    fetched: float | None = None  # monotonic time of the last Gerrit query
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    subscribers: int = 0
+    state: WatchState | None = None  # the shared poll loop while streams follow it
 
 
 class Engine:
@@ -60,20 +93,25 @@ class Engine:
         self,
         config: CiConfig,
         on_zuul_health: Callable[[bool], Awaitable[None]] | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.config = config
         self.on_zuul_health = on_zuul_health
+        self.supervisor = supervisor if supervisor is not None else Supervisor()
         self.session: aiohttp.ClientSession | None = None
         self.zuul: ZuulClient | None = None
         self.gerrit: GerritClient | None = None
         self.zuul_url = zuul_status_url(config.zuul_url, config.zuul_tenant)
+        self.zuul_url_shown = redact_url(self.zuul_url)  # what readers and logs see
         self.watches: dict[str, WatchState] = {}
-        self._inline: set[WatchState] = set()
+        self.inline: dict[bytes, InlineQuery] = {}
+        self._inline_seq = 0
         self._zuul_wake = asyncio.Event()
         self._first_poll = asyncio.Event()
         self._polled = asyncio.Event()  # replaced after every Zuul poll
-        self._zuul_task: asyncio.Task[Any] | None = None
+        self._zuul_task = ""
         self._zuul_serving: bool | None = None
+        self._logged: dict[str, tuple[str, str]] = {}  # source -> (error, warning) logged
         self._unconfigured = {
             name: SourceHealth(name, error=f"not configured (set HEARTH_CI_{name.upper()}_URL)")
             for name in ("zuul", "gerrit")
@@ -83,12 +121,14 @@ class Engine:
     async def start(self) -> None:
         self.session = aiohttp.ClientSession()
         timeout = self.config.http_timeout_seconds
+        max_bytes = int(self.config.max_response_mib * (1 << 20))
         if self.config.zuul_url:
-            self.zuul = ZuulClient(self.session, self.zuul_url, timeout)
+            self.zuul = ZuulClient(self.session, self.zuul_url, timeout, max_bytes)
             self._tune(self.zuul.health)
             zuul = self.zuul
             metrics.DATA_AGE.labels("zuul").set_function(lambda: _age(zuul.health))
-            self._zuul_task = asyncio.create_task(self._zuul_loop(), name="ci-zuul-poll")
+            self._zuul_task = "ci-zuul-poll"
+            self.supervisor.spawn(self._zuul_loop, self._zuul_task, family="ci-zuul-poll")
         else:
             self._first_poll.set()
         if self.config.gerrit_url:
@@ -98,6 +138,7 @@ class Engine:
                 self.config.gerrit_user,
                 self.config.gerrit_password,
                 timeout,
+                max_bytes,
             )
             self._tune(self.gerrit.health)
             gerrit = self.gerrit
@@ -107,16 +148,18 @@ class Engine:
         health.backoff_base = self.config.backoff_base_seconds
         health.backoff_max = self.config.backoff_max_seconds
 
+    def _states(self) -> list[WatchState]:
+        inline = [q.state for q in self.inline.values() if q.state is not None]
+        return [*self.watches.values(), *inline]
+
     async def stop(self) -> None:
-        tasks = [s.task for s in [*self.watches.values(), *self._inline] if s.task]
+        names = [s.task for s in self._states() if s.task]
         if self._zuul_task:
-            tasks.append(self._zuul_task)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for state in [*self.watches.values(), *self._inline]:
+            names.append(self._zuul_task)
+        for name in names:
+            self.supervisor.cancel(name)
+        await asyncio.sleep(0)  # let the cancelled loops unwind before the session closes
+        for state in self._states():
             state.broadcaster.close()
         if self.session:
             await self.session.close()
@@ -130,7 +173,7 @@ class Engine:
 
     # ------------------------------------------------------------------ Zuul
     def _zuul_interval(self) -> float:
-        intervals = [s.interval for s in [*self.watches.values(), *self._inline]]
+        intervals = [s.interval for s in self._states()]
         return min(intervals) if intervals else self.config.idle_poll_seconds
 
     async def _zuul_loop(self) -> None:
@@ -143,12 +186,7 @@ class Engine:
             health = self.zuul.health
             if not health.ok:
                 metrics.POLL_ERRORS.labels("zuul").inc()
-                log.warning(
-                    "Zuul poll failed",
-                    extra=kv(
-                        url=self.zuul.url, error=health.error, attempts=health.failed_attempts
-                    ),
-                )
+            self._log_change(health, url=self.zuul_url_shown)
             await self._set_zuul_serving(health.ok)
             if new and self.zuul.status:
                 for pipeline in self.zuul.status.pipelines:
@@ -158,7 +196,7 @@ class Engine:
             self._first_poll.set()
             self._polled.set()
             self._polled = asyncio.Event()
-            for state in [*self.watches.values(), *self._inline]:
+            for state in self._states():
                 state.wake.set()  # rebuild with the new data (or the new stale marking)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
@@ -168,11 +206,11 @@ class Engine:
     async def _set_zuul_serving(self, ok: bool) -> None:
         if ok == self._zuul_serving:
             return
-        self._zuul_serving = ok
+        was, self._zuul_serving = self._zuul_serving, ok
         if not ok:
-            log.warning("Zuul unreachable: serving stale data", extra=kv(url=self.zuul_url))
-        elif self._zuul_serving is not None:
-            log.info("Zuul reachable again", extra=kv(url=self.zuul_url))
+            log.warning("Zuul unreachable: serving stale data", extra=kv(url=self.zuul_url_shown))
+        elif was is not None:
+            log.info("Zuul reachable again", extra=kv(url=self.zuul_url_shown))
         if self.on_zuul_health:
             await self.on_zuul_health(ok)
 
@@ -190,6 +228,26 @@ class Engine:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(polled.wait(), self.config.http_timeout_seconds + 1)
 
+    def _log_change(self, health: SourceHealth, **fields: Any) -> None:
+        """Log a source's error or skipped parts once per change (not once per poll): a
+        broken upstream polled every few seconds must not flood the log."""
+        seen = (health.error, health.warning)
+        if self._logged.get(health.name, ("", "")) == seen:
+            return
+        self._logged[health.name] = seen
+        name = health.name.capitalize()
+        if health.error:
+            log.warning(
+                f"{name} poll failed",
+                extra=kv(**fields, error=health.error, attempts=health.failed_attempts),
+            )
+        elif health.warning:
+            log.warning(
+                f"{name} answer had malformed parts", extra=kv(**fields, warning=health.warning)
+            )
+        else:
+            log.info(f"{name} answers normally again", extra=kv(**fields))
+
     async def wait_first_poll(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_poll.wait(), self.config.http_timeout_seconds + 1)
@@ -203,13 +261,75 @@ class Engine:
         started = time.perf_counter()
         try:
             results = await self.gerrit.query(filters.gerrit_queries(flt))
-        except SourceError as exc:
+        except SourceError:
             metrics.POLL_ERRORS.labels("gerrit").inc()
-            log.warning("Gerrit query failed", extra=kv(error=str(exc)))
             return None
         finally:
             metrics.POLL_SECONDS.labels("gerrit").observe(time.perf_counter() - started)
+            self._log_change(self.gerrit.health)
         return combine(groups, results, flt.operator)
+
+    # ------------------------------------------------------------------ inline filters
+    def admit_inline(self, flt: ci_pb2.Filter, principal: str) -> InlineQuery:
+        """The shared entry of ``flt``: an existing one (free: no new upstream query), or a
+        new one within the caps (RESOURCE_EXHAUSTED beyond them)."""
+        now = time.monotonic()
+        self._prune_inline(now)
+        key = flt.SerializeToString(deterministic=True)
+        entry = self.inline.get(key)
+        if entry is not None:
+            return entry
+        cap = self.config.max_inline_queries
+        if len(self.inline) >= cap:
+            metrics.INLINE_REFUSED.labels("total").inc()
+            raise ResourceExhausted(
+                f"{cap} distinct inline dashboard queries are running already "
+                "(setting max_inline_queries); create a watch, or retry in "
+                f"{self.config.default_refresh_seconds:g} s"
+            )
+        per_caller = self.config.max_inline_queries_per_caller
+        held = sum(1 for e in self.inline.values() if e.owner == principal)
+        if held >= per_caller:
+            metrics.INLINE_REFUSED.labels("caller").inc()
+            raise ResourceExhausted(
+                f"caller {neutral(principal, 80)!r} holds {held} distinct inline dashboard "
+                f"queries, the most allowed (setting max_inline_queries_per_caller); create a "
+                f"watch, or retry in {self.config.default_refresh_seconds:g} s"
+            )
+        entry = InlineQuery(key=key, filter=flt, owner=principal, touched=now)
+        self.inline[key] = entry
+        metrics.INLINE_QUERIES.set(len(self.inline))
+        return entry
+
+    def _prune_inline(self, now: float) -> None:
+        ttl = self.config.default_refresh_seconds
+        for key, entry in list(self.inline.items()):
+            if entry.subscribers or entry.lock.locked() or now - entry.touched < ttl:
+                continue
+            del self.inline[key]
+        metrics.INLINE_QUERIES.set(len(self.inline))
+
+    async def inline_matches(
+        self, entry: InlineQuery, slack: float = 1.0
+    ) -> dict[int, Match] | None:
+        """The entry's matches, asking Gerrit at most once per refresh interval however
+        many callers ask (concurrent callers wait for the one query in flight). ``slack``
+        < 1 lets the shared poll loop refresh on time rather than one interval late."""
+        async with entry.lock:
+            fetched = entry.fetched
+            if fetched is not None and time.monotonic() - fetched < self._inline_ttl() * slack:
+                return entry.matches
+            matches = await self.query_gerrit(entry.filter)
+            entry.fetched = entry.touched = time.monotonic()
+            if matches is not None:
+                entry.matches = matches
+            return entry.matches
+
+    def _inline_ttl(self) -> float:
+        # A failing Gerrit is asked again no sooner than its backoff says.
+        if self.gerrit is not None and not self.gerrit.health.ok:
+            return self.gerrit.health.retry_delay(self.config.default_refresh_seconds)
+        return self.config.default_refresh_seconds
 
     # ------------------------------------------------------------------ dashboards
     def build(self, flt: ci_pb2.Filter, matches: dict[int, Match] | None, watch: str = "") -> Any:
@@ -219,12 +339,15 @@ class Engine:
             flt,
             watch=watch,
             health=self.healths,
-            zuul_url=self.zuul_url,
+            zuul_url=self.zuul_url_shown,
         )
 
-    async def dashboard_for_filter(self, flt: ci_pb2.Filter) -> ci_pb2.Dashboard:
+    async def dashboard_for_filter(
+        self, flt: ci_pb2.Filter, principal: str = "anonymous"
+    ) -> ci_pb2.Dashboard:
+        entry = self.admit_inline(flt, principal)
         await self.fresh_zuul()
-        return self.build(flt, await self.query_gerrit(flt))
+        return self.build(flt, await self.inline_matches(entry))
 
     async def dashboard_for_watch(self, name: str) -> ci_pb2.Dashboard:
         state = self.watches[name]
@@ -240,7 +363,7 @@ class Engine:
             {},
             ci_pb2.Filter(),
             health=self.healths,
-            zuul_url=self.zuul_url,
+            zuul_url=self.zuul_url_shown,
             everything=True,
         )
         return ci_pb2.ListPipelinesResponse(pipelines=dash.pipelines, zuul=dash.zuul)
@@ -251,9 +374,10 @@ class Engine:
         state = WatchState(watch=watch, label=watch.name.removeprefix("watches/"))
         if old is not None:
             state.broadcaster = old.broadcaster  # streams follow the updated watch
-            self._cancel(old)
         self.watches[watch.name] = state
-        state.task = asyncio.create_task(self._watch_loop(state), name=f"ci-{watch.name}")
+        # Same name: the supervisor cancels the old loop before starting the new one.
+        state.task = f"ci-{watch.name}"
+        self.supervisor.spawn(lambda: self._watch_loop(state), state.task, family="ci-watch")
         self._zuul_wake.set()  # a shorter interval may apply now
         return state
 
@@ -266,23 +390,43 @@ class Engine:
                 with contextlib.suppress(KeyError):
                     metrics.WATCHED_ITEMS.remove(state.label, status)
 
-    def add_inline(self, flt: ci_pb2.Filter) -> WatchState:
-        watch = ci_pb2.Watch(filter=flt)
-        watch.refresh_interval.FromNanoseconds(int(self.config.default_refresh_seconds * 1e9))
-        state = WatchState(watch=watch, label="inline")
-        self._inline.add(state)
-        state.task = asyncio.create_task(self._watch_loop(state), name="ci-inline-watch")
-        self._zuul_wake.set()
-        return state
+    def subscribe_inline(self, flt: ci_pb2.Filter, principal: str) -> WatchState:
+        """The shared poll loop of ``flt`` (started by its first follower); pair with
+        :meth:`unsubscribe_inline`."""
+        entry = self.admit_inline(flt, principal)
+        entry.subscribers += 1
+        if entry.state is None:
+            watch = ci_pb2.Watch(filter=flt)
+            watch.refresh_interval.FromNanoseconds(int(self.config.default_refresh_seconds * 1e9))
+            self._inline_seq += 1
+            state = WatchState(watch=watch, label="inline", inline=entry)
+            state.task = f"ci-inline-{self._inline_seq}"
+            entry.state = state
+            self.supervisor.spawn(
+                lambda: self._watch_loop(state), state.task, family="ci-inline-watch"
+            )
+            self._zuul_wake.set()
+        return entry.state
 
-    def remove_inline(self, state: WatchState) -> None:
-        self._inline.discard(state)
-        self._cancel(state)
+    def unsubscribe_inline(self, state: WatchState) -> None:
+        entry = state.inline
+        if entry is None:
+            return
+        entry.subscribers -= 1
+        if entry.subscribers <= 0 and entry.state is state:
+            entry.subscribers = 0
+            entry.state = None
+            entry.touched = time.monotonic()  # the cached answer stays for the interval
+            self._cancel(state)
+            state.broadcaster.close()
 
-    @staticmethod
-    def _cancel(state: WatchState) -> None:
-        if state.task and state.task is not asyncio.current_task():
-            state.task.cancel()
+    def _cancel(self, state: WatchState) -> None:
+        if not state.task:
+            return
+        current = asyncio.current_task()
+        if current is not None and current.get_name() == state.task:
+            return  # never cancel the loop from inside itself
+        self.supervisor.cancel(state.task)
 
     async def _watch_loop(self, state: WatchState) -> None:
         await self.wait_first_poll()
@@ -291,7 +435,10 @@ class Engine:
             now = time.monotonic()
             delay = state.interval
             if now >= next_gerrit and self.gerrit is not None:
-                matches = await self.query_gerrit(state.watch.filter)
+                if state.inline is not None:
+                    matches = await self.inline_matches(state.inline, slack=0.9)
+                else:
+                    matches = await self.query_gerrit(state.watch.filter)
                 if matches is not None:
                     state.matches = matches
                 delay = self.gerrit.health.retry_delay(state.interval)

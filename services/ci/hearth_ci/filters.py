@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from hearth.ci.v1 import ci_pb2
 from hearth_runtime import InvalidArgument
+from hearth_runtime.text import neutral
 
 _CHANGE_NUMBER = re.compile(r"^[1-9]\d{0,9}$")
 _TERM = re.compile(r"^[^\s()\"]+$")
@@ -32,25 +33,34 @@ def operator_name(op: int) -> str:
     return "AND" if op == ci_pb2.AND else "OR"
 
 
+WORD_LIMIT = 100
+QUERY_LIMIT = 1000
+LIST_LIMITS = {"owners": 20, "changes": 50, "projects": 50, "ignored_pipelines": 20}
+
+
 def validate(flt: ci_pb2.Filter, field: str = "filter") -> None:
-    """INVALID_ARGUMENT naming the field for anything the original tool would reject."""
+    """INVALID_ARGUMENT naming the field for anything outside the bounds in ci.proto."""
     if flt.operator not in (ci_pb2.OPERATOR_UNSPECIFIED, ci_pb2.OR, ci_pb2.AND):
         raise InvalidArgument(
             f"{field}.operator", f"unknown operator {flt.operator} (use AND or OR)"
         )
+    for name, limit in LIST_LIMITS.items():
+        count = len(getattr(flt, name))
+        if count > limit:
+            raise InvalidArgument(f"{field}.{name}", f"{count} entries; at most {limit}")
     for i, change in enumerate(flt.changes):
         if not _CHANGE_NUMBER.match(change):
-            raise InvalidArgument(f"{field}.changes[{i}]", f"{change!r} is not a change number")
+            raise InvalidArgument(
+                f"{field}.changes[{i}]", f"{neutral(change, 40)!r} is not a change number"
+            )
     for name in ("owners", "projects", "ignored_pipelines"):
         for i, value in enumerate(getattr(flt, name)):
-            if not _TERM.match(value):
-                raise InvalidArgument(
-                    f"{field}.{name}[{i}]", f"{value!r} must be one word without quotes"
-                )
+            _word(f"{field}.{name}[{i}]", value)
     for name in ("user", "topic"):
         value = getattr(flt, name)
-        if value and not _TERM.match(value):
-            raise InvalidArgument(f"{field}.{name}", f"{value!r} must be one word without quotes")
+        if value:
+            _word(f"{field}.{name}", value)
+    _query(f"{field}.query", flt.query)
     if (flt.watched or flt.starred) and not flt.user:
         raise InvalidArgument(
             f"{field}.user", "watched and starred need the Gerrit user whose stars/watches count"
@@ -61,6 +71,34 @@ def validate(flt: ci_pb2.Filter, field: str = "filter") -> None:
             "the filter is empty: give a user (their own changes are shown) or at least one "
             "of owners, changes, topic, query, watched, starred, projects",
         )
+
+
+def _word(field: str, value: str) -> None:
+    if len(value) > WORD_LIMIT:
+        raise InvalidArgument(field, f"{len(value)} characters; at most {WORD_LIMIT}")
+    if not _TERM.match(value) or not value.isprintable():
+        raise InvalidArgument(field, f"{neutral(value, 60)!r} must be one word without quotes")
+
+
+def _query(field: str, query: str) -> None:
+    """A raw query is joined with the other groups in parentheses: it must not be able to
+    close them early, nor carry control characters into Gerrit's logs or ours."""
+    if len(query) > QUERY_LIMIT:
+        raise InvalidArgument(field, f"{len(query)} characters; at most {QUERY_LIMIT}")
+    if not query.isprintable():
+        raise InvalidArgument(field, "must not contain control characters")
+    depth, quoted = 0, False
+    for char in query:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+            if depth < 0:
+                break
+    if depth != 0 or quoted:
+        raise InvalidArgument(field, "unbalanced parentheses or quotes")
 
 
 def groups_of(flt: ci_pb2.Filter) -> list[Group]:

@@ -21,3 +21,18 @@ WATCHED_ITEMS = Gauge(
 EVENT_QUEUE = Gauge(
     "hearth_ci_zuul_event_queue_length", "Length of a Zuul event queue.", ("queue",)
 )
+UPSTREAM_REJECTED = Counter(
+    "hearth_ci_upstream_rejected_total",
+    "Upstream answers refused whole (too_large, invalid_json, non_finite, too_deep, shape, "
+    "...) and malformed parts skipped inside accepted ones (pipeline, item, job, field_type, "
+    "time_range, ...), by source and reason.",
+    ("source", "reason"),
+)
+INLINE_QUERIES = Gauge(
+    "hearth_ci_inline_queries", "Distinct inline Gerrit queries currently cached or polled."
+)
+INLINE_REFUSED = Counter(
+    "hearth_ci_inline_refused_total",
+    "Inline dashboards refused because a cap on distinct inline queries was reached.",
+    ("cap",),
+)

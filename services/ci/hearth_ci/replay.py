@@ -16,7 +16,9 @@ Control (for tests, the demo and benchmarks): ``GET/POST /_control`` with JSON
         "500"|"noguard"|"401"|"timeout"|""}``; ``"upload": {...}`` serves a v2 document
         given in the request (a variant a test derived from a recording) until the next
         ``document``; ``"new_patchset": [N, ...]`` uploads a new patchset of those changes
-        in Gerrit (``updated`` moves on). GET also returns request counters.
+        in Gerrit (``updated`` moves on); ``"zuul_raw": "<text>"`` / ``"gerrit_raw": "<text>"``
+        serve that text verbatim as every Zuul status / Gerrit ``/changes/`` answer (any
+        bytes, malformed on purpose; ``null`` stops it). GET also returns request counters.
         :func:`control` / :func:`control_sync` and :func:`wait_until_up` are its clients.
 
 Timestamps are shifted so the recording looks as if it were taken a minute ago.
@@ -30,6 +32,7 @@ import base64
 import copy
 import hashlib
 import json
+import os
 import re
 import time
 import urllib.request
@@ -73,10 +76,13 @@ UUID_NS = uuid.UUID("6b1f4e4e-1f0b-4c36-9a3c-0c1e2a7d5c10")
 
 
 def default_fixtures() -> Path:
-    """``<repo>/../shared/fixtures/zuul`` seen from this file, if it exists."""
+    """``$HEARTH_CI_FIXTURES``, else the nearest ``shared/fixtures/zuul`` beside the checkout
+    or one of its ancestors (a worktree lives deeper than the main checkout)."""
+    if os.environ.get("HEARTH_CI_FIXTURES"):
+        return Path(os.environ["HEARTH_CI_FIXTURES"])
     for parent in Path(__file__).resolve().parents:
-        candidate = parent.parent / "shared" / "fixtures" / "zuul"
-        if (parent / "pyproject.toml").exists() and candidate.is_dir():
+        candidate = parent / "shared" / "fixtures" / "zuul"
+        if (candidate / "v2-status-tree.json").is_file():
             return candidate
     return Path("fixtures/zuul")
 
@@ -422,6 +428,8 @@ class ReplayState:
     last_modified: float = 0.0
     uploaded: dict[str, Any] | None = None
     uploads: dict[int, int] = field(default_factory=dict)  # change -> new patchsets
+    zuul_raw: str | None = None  # served verbatim instead of the document (fuzzing)
+    gerrit_raw: str | None = None
 
     def rebuild(self) -> None:
         if self.document == UPLOADED and self.uploaded is not None:
@@ -479,6 +487,8 @@ async def _zuul_fault(request: web.Request, body: bytes) -> web.StreamResponse |
 async def _serve_status(request: web.Request, shape: str) -> web.StreamResponse:
     state = request.app[STATE]
     state.count("zuul")
+    if state.zuul_raw is not None:
+        return web.Response(body=state.zuul_raw.encode(), content_type="application/json")
     body = json.dumps(state.docs[shape]).encode()
     fault = await _zuul_fault(request, body)
     if fault is not None:
@@ -548,6 +558,8 @@ async def changes(request: web.Request) -> web.StreamResponse:
         return web.Response(status=500, text="Internal server error")
     if state.gerrit_fault == "timeout":
         await asyncio.sleep(state.fault_delay)
+    if state.gerrit_raw is not None:
+        return web.Response(text=state.gerrit_raw, content_type="application/json")
     queries = request.query.getall("q", [])
     if not queries:
         return web.Response(status=400, text="missing query field")
@@ -608,6 +620,9 @@ async def control_post(request: web.Request) -> web.StreamResponse:
     for key in ("zuul_fault", "gerrit_fault"):
         if key in body:
             setattr(state, key, str(body[key] or ""))
+    for key in ("zuul_raw", "gerrit_raw"):
+        if key in body:
+            setattr(state, key, None if body[key] is None else str(body[key]))
     if isinstance(body.get("upload"), dict):
         state.document, state.uploaded, rebuild = UPLOADED, body["upload"], True
     elif state.document != UPLOADED:

@@ -13,10 +13,20 @@ from hearth_ci.config import CiConfig
 from hearth_ci.engine import Engine, WatchState
 from hearth_ci.watches import UPDATABLE, WatchStore, validate_watch
 from hearth_runtime.broadcast import Lagged
-from hearth_runtime.errors import HearthError
+from hearth_runtime.errors import FailedPrecondition, HearthError, InvalidArgument
 from hearth_runtime.resources import apply_update_mask, check_id, paginate, parse_name
 
 Ctx = grpc.aio.ServicerContext
+PRINCIPAL_HEADER = "x-hearth-principal"
+
+
+def principal_of(context: Ctx) -> str:
+    """Who asks (the gateway sets ``x-hearth-principal``); "anonymous" without it. Bounded:
+    it is a key of the per-caller cap and may appear in a message."""
+    for key, value in context.invocation_metadata() or ():
+        if key == PRINCIPAL_HEADER and isinstance(value, str) and value:
+            return value[:200]
+    return "anonymous"
 
 
 class Aborted(HearthError):
@@ -24,6 +34,14 @@ class Aborted(HearthError):
 
     code = grpc.StatusCode.ABORTED
     default_reason = "ABORTED"
+
+
+PAGE_TOKEN_LIMIT = 1000
+
+
+def _check_token(token: str) -> None:
+    if len(token) > PAGE_TOKEN_LIMIT:
+        raise InvalidArgument("page_token", f"longer than {PAGE_TOKEN_LIMIT} characters")
 
 
 class CiServicer(ci_pb2_grpc.CiServiceServicer):
@@ -49,6 +67,7 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
     async def ListWatches(
         self, request: ci_pb2.ListWatchesRequest, context: Ctx
     ) -> ci_pb2.ListWatchesResponse:
+        _check_token(request.page_token)
         page, token = paginate(self.store.list(), request.page_size, request.page_token)
         return ci_pb2.ListWatchesResponse(watches=page, next_page_token=token)
 
@@ -56,7 +75,8 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
         watch_id = parse_name("watch.name", request.watch.name, "watches")
         current = self.store.get(watch_id)
         patched = apply_update_mask(current, request.watch, request.update_mask, UPDATABLE, "watch")
-        patched = self._validate(patched)
+        patched = self._validate(patched)  # a quarantined watch leaves quarantine here
+        patched.name = f"watches/{watch_id}"
         self.store.replace(watch_id, patched)
         self.engine.add_watch(patched)
         return patched
@@ -71,9 +91,14 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
 
     def _watch_name(self, watch: str) -> str:
         name = f"watches/{parse_name('watch', watch, 'watches')}"
-        self.store.get(name.removeprefix("watches/"))  # NOT_FOUND when it does not exist
+        stored = self.store.get(name.removeprefix("watches/"))  # NOT_FOUND if it does not exist
+        if stored.quarantine_reason:
+            raise FailedPrecondition(
+                f"watch {name!r} is quarantined ({stored.quarantine_reason}); fix it with "
+                "UpdateWatch or remove it with DeleteWatch"
+            )
         if name not in self.engine.watches:
-            self.engine.add_watch(self.store.get(name.removeprefix("watches/")))
+            self.engine.add_watch(stored)
         return name
 
     async def GetDashboard(
@@ -82,7 +107,7 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
         if request.watch:
             return await self.engine.dashboard_for_watch(self._watch_name(request.watch))
         filters.validate(request.filter, "filter")
-        return await self.engine.dashboard_for_filter(request.filter)
+        return await self.engine.dashboard_for_filter(request.filter, principal_of(context))
 
     async def WatchDashboard(
         self, request: ci_pb2.WatchDashboardRequest, context: Ctx
@@ -92,7 +117,7 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
             state = self.engine.watches[self._watch_name(request.watch)]
         else:
             filters.validate(request.filter, "filter")
-            inline = state = self.engine.add_inline(request.filter)
+            inline = state = self.engine.subscribe_inline(request.filter, principal_of(context))
         try:
             async with state.broadcaster.subscribe() as sub:
                 # Subscribed first, so nothing published from here on is missed.
@@ -111,11 +136,12 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
                     raise Aborted(str(exc)) from None
         finally:
             if inline is not None:
-                self.engine.remove_inline(inline)
+                self.engine.unsubscribe_inline(inline)
 
     async def ListPipelines(
         self, request: ci_pb2.ListPipelinesRequest, context: Ctx
     ) -> ci_pb2.ListPipelinesResponse:
+        _check_token(request.page_token)
         await self.engine.fresh_zuul()
         everything = self.engine.pipelines()
         page, token = paginate(list(everything.pipelines), request.page_size, request.page_token)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import logging
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,10 +18,16 @@ from urllib.parse import quote
 
 import aiohttp
 
+from hearth_ci import metrics
+from hearth_ci.upstream import TEXT_LIMIT, Reader, Refused, load_json
 from hearth_ci.zuul import ZuulFormatError, ZuulStatus, parse_status
+from hearth_runtime.logs import kv
+from hearth_runtime.text import neutral
 
 GERRIT_GUARD = ")]}'"
 GERRIT_OPTIONS = ("DETAILED_ACCOUNTS", "CURRENT_REVISION", "STAR")
+MAX_CACHED_CHANGES = 10_000
+log = logging.getLogger("hearth.ci")
 
 
 class SourceError(Exception):
@@ -34,6 +41,8 @@ class SourceHealth:
     name: str
     ok: bool = False
     error: str = ""
+    warning: str = ""
+    """Set when the last accepted answer had malformed parts that were skipped."""
     failed_attempts: int = 0
     last_success: float | None = None  # wall clock
     last_attempt: float | None = None
@@ -50,8 +59,9 @@ class SourceHealth:
             return None
         return max(0.0, (now or time.time()) - self.last_success)
 
-    def succeeded(self) -> None:
+    def succeeded(self, warning: str = "") -> None:
         self.ok, self.error, self.failed_attempts = True, "", 0
+        self.warning = warning
         self.last_success = self.last_attempt = time.time()
 
     def failed(self, error: str) -> None:
@@ -79,10 +89,17 @@ def zuul_status_url(base: str, tenant: str) -> str:
 class ZuulClient:
     """Polls one Zuul status URL with conditional requests (If-Modified-Since)."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        timeout: float = 10.0,
+        max_bytes: int = 32 << 20,
+    ) -> None:
         self.session = session
         self.url = url
         self.timeout = timeout
+        self.max_bytes = max_bytes
         self.health = SourceHealth("zuul")
         self.status: ZuulStatus | None = None
         self.raw: Any = None
@@ -91,32 +108,45 @@ class ZuulClient:
         self.not_modified = 0
 
     async def fetch(self) -> bool:
-        """One poll; True when new data arrived. Errors are recorded, never raised."""
+        """One poll; True when new data arrived. Errors are recorded, never raised: any
+        answer at all (any bytes, any JSON) ends as new data or as an error in health."""
+        try:
+            return await self._fetch()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a parser bug must not end the poller either
+            log.exception("Zuul answer could not be read", extra=kv(url=redact_url(self.url)))
+            metrics.UPSTREAM_REJECTED.labels("zuul", "internal").inc()
+            self.health.failed(f"Zuul answer could not be read: {type(exc).__name__}")
+            return False
+
+    async def _fetch(self) -> bool:
         headers = {"Accept": "application/json"}
         if self.last_modified and self.status is not None:
             headers["If-Modified-Since"] = self.last_modified
         self.requests += 1
+        reader = Reader("zuul")
         try:
             async with self.session.get(
                 self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
             ) as resp:
                 if resp.status == 304:
                     self.not_modified += 1
-                    self.health.succeeded()
+                    self.health.succeeded(self.health.warning)
                     return False
                 if resp.status != 200:
-                    raise SourceError(f"Zuul answered HTTP {resp.status} {resp.reason or ''}")
-                body = await resp.read()
-                last_modified = resp.headers.get("Last-Modified", "")
+                    raise SourceError(
+                        f"Zuul answered HTTP {resp.status} {neutral(resp.reason or '', 80)}"
+                    )
+                body = await read_limited(resp, self.max_bytes, "zuul")
+                last_modified = neutral(resp.headers.get("Last-Modified", ""), 64)
             try:
-                raw = json.loads(body)
-            except ValueError as exc:
-                raise SourceError(
-                    f"Zuul sent invalid JSON ({len(body)} bytes, truncated?): {exc}"
-                ) from None
-            try:
-                status = parse_status(raw)
+                raw = load_json(body, "zuul")
+                status = parse_status(raw, reader)
+            except Refused as exc:
+                raise SourceError(f"Zuul sent {exc}") from None
             except ZuulFormatError as exc:
+                metrics.UPSTREAM_REJECTED.labels("zuul", "shape").inc()
                 raise SourceError(f"Zuul: {exc}") from None
         except SourceError as exc:
             self.health.failed(str(exc))
@@ -125,11 +155,29 @@ class ZuulClient:
             self.health.failed(f"Zuul did not answer within {self.timeout:g} s")
             return False
         except aiohttp.ClientError as exc:
-            self.health.failed(f"Zuul unreachable: {exc or type(exc).__name__}")
+            self.health.failed(f"Zuul unreachable: {redact_text(str(exc) or type(exc).__name__)}")
             return False
         self.raw, self.status, self.last_modified = raw, status, last_modified
-        self.health.succeeded()
+        self.health.succeeded(reader.finish())
         return True
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int, source: str) -> bytes:
+    """The body, refused (SourceError, counted) when it is larger than ``limit`` bytes: the
+    declared length is checked first, the bytes read never exceed the limit (+1 chunk)."""
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        metrics.UPSTREAM_REJECTED.labels(source, "too_large").inc()
+        raise SourceError(f"{source.capitalize()} answer too large ({declared} bytes > {limit})")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            metrics.UPSTREAM_REJECTED.labels(source, "too_large").inc()
+            raise SourceError(f"{source.capitalize()} answer too large (over {limit} bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @dataclass(slots=True)
@@ -150,36 +198,62 @@ class Change:
     starred: bool
 
 
-def strip_guard(text: str) -> Any:
-    """Gerrit's JSON after its XSSI guard; an answer without the guard is not Gerrit's."""
+def strip_guard(body: bytes | str) -> Any:
+    """Gerrit's JSON after its XSSI guard; an answer without the guard is not Gerrit's.
+    Refused JSON (NaN, too deep, ...) raises SourceError too."""
+    text = body if isinstance(body, str) else body.decode("utf-8", "replace")
     if not text.startswith(GERRIT_GUARD):
+        metrics.UPSTREAM_REJECTED.labels("gerrit", "no_guard").inc()
         raise SourceError(
             "Gerrit answer lacks the )]}' guard: not a Gerrit REST answer "
-            f"(starts with {text[:20]!r})"
+            f"(starts with {neutral(repr(text[:20]), 60)})"
         )
     try:
-        return json.loads(text[len(GERRIT_GUARD) :])
-    except ValueError as exc:
-        raise SourceError(f"Gerrit sent invalid JSON: {exc}") from None
+        return load_json(text[len(GERRIT_GUARD) :], "gerrit")
+    except Refused as exc:
+        raise SourceError(f"Gerrit sent {exc}") from None
 
 
-def parse_change(raw: dict[str, Any]) -> Change:
-    owner = raw.get("owner") or {}
-    current = raw.get("current_revision") or ""
-    revision = (raw.get("revisions") or {}).get(current) or {}
+def change_number(raw: Any) -> int | None:
+    """A ChangeInfo's ``_number`` when it is a plausible one (1 .. 2^31-1), else None."""
+    if not isinstance(raw, dict):
+        return None
+    number = raw.get("_number")
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 2**31:
+        return None
+    return number
+
+
+def parse_change(raw: dict[str, Any], reader: Reader | None = None) -> Change:
+    """A Change from a ChangeInfo whose ``_number`` is valid (see change_number); every
+    other field is type-checked, bounded and neutral."""
+    r = reader or Reader("gerrit")
+    number = change_number(raw)
+    if number is None:
+        raise ValueError("not a ChangeInfo with a valid _number")
+    owner = r.obj(raw.get("owner"), "field_type") or {}
+    current = raw.get("current_revision")
+    revisions = r.obj(raw.get("revisions"), "field_type") or {}
+    revision = (revisions.get(current) if isinstance(current, str) else None) or {}
+    if not isinstance(revision, dict):
+        r.skip("field_type")
+        revision = {}
+    patchset = revision.get("_number")
+    if isinstance(patchset, bool) or not isinstance(patchset, int) or not 0 < patchset < 2**31:
+        patchset = 0
     return Change(
-        number=int(raw["_number"]),
-        project=str(raw.get("project") or ""),
-        branch=str(raw.get("branch") or ""),
-        topic=str(raw.get("topic") or ""),
-        subject=str(raw.get("subject") or ""),
-        status=str(raw.get("status") or ""),
-        updated=str(raw.get("updated") or ""),
-        owner_name=str(owner.get("name") or owner.get("username") or ""),
-        owner_username=str(owner.get("username") or ""),
-        owner_email=str(owner.get("email") or ""),
-        current_patchset=int(revision.get("_number") or 0),
-        starred=bool(raw.get("starred", False)),
+        number=number,
+        project=r.text(raw.get("project")),
+        branch=r.text(raw.get("branch")),
+        topic=r.text(raw.get("topic")),
+        subject=r.text(raw.get("subject"), TEXT_LIMIT),
+        status=r.text(raw.get("status"), 32),
+        updated=r.text(raw.get("updated"), 64),
+        owner_name=r.text(owner.get("name") or owner.get("username")),
+        owner_username=r.text(owner.get("username")),
+        owner_email=r.text(owner.get("email")),
+        current_patchset=patchset,
+        starred=r.flag(raw.get("starred"), False),
     )
 
 
@@ -197,8 +271,10 @@ class GerritClient:
         user: str = "",
         password: str = "",
         timeout: float = 10.0,
+        max_bytes: int = 32 << 20,
     ) -> None:
         self.session = session
+        self.max_bytes = max_bytes
         self.base_url = base_url.rstrip("/")
         self.auth = ""
         if user and password:
@@ -220,17 +296,27 @@ class GerritClient:
         return f"{self.base_url}{prefix}/changes/?{params}"
 
     async def query(self, queries: list[str]) -> list[list[Change]]:
-        """Changes per query, in order; raises SourceError (also recorded in health)."""
+        """Changes per query, in order; raises SourceError (also recorded in health).
+        Any answer at all ends as changes or as a SourceError, never another exception."""
         async with self._lock:
+            reader = Reader("gerrit")
             try:
-                result = await self._query(queries)
+                result = await self._query(queries, reader)
             except SourceError as exc:
                 self.health.failed(str(exc))
                 raise
-            self.health.succeeded()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a parser bug must not end a watch
+                log.exception("Gerrit answer could not be read")
+                metrics.UPSTREAM_REJECTED.labels("gerrit", "internal").inc()
+                message = f"Gerrit answer could not be read: {type(exc).__name__}"
+                self.health.failed(message)
+                raise SourceError(message) from None
+            self.health.succeeded(reader.finish())
             return result
 
-    async def _query(self, queries: list[str]) -> list[list[Change]]:
+    async def _query(self, queries: list[str], reader: Reader) -> list[list[Change]]:
         self.requests += 1
         try:
             async with self.session.get(
@@ -239,31 +325,85 @@ class GerritClient:
                 | ({"Authorization": self.auth} if self.auth else {}),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as resp:
-                text = await resp.text()
+                body = await read_limited(resp, self.max_bytes, "gerrit")
                 if resp.status == 401:
                     raise SourceError("Gerrit refused the credentials (HTTP 401): check -u/-P")
                 if resp.status != 200:
-                    detail = text.strip().splitlines()[0][:200] if text.strip() else ""
+                    text = body.decode("utf-8", "replace").strip()
+                    detail = neutral(text.splitlines()[0], 200) if text else ""
                     raise SourceError(f"Gerrit answered HTTP {resp.status}: {detail}")
         except TimeoutError:
             raise SourceError(f"Gerrit did not answer within {self.timeout:g} s") from None
         except aiohttp.ClientError as exc:
-            raise SourceError(f"Gerrit unreachable: {exc or type(exc).__name__}") from None
-        data = strip_guard(text)
+            detail = redact_text(str(exc) or type(exc).__name__)
+            raise SourceError(f"Gerrit unreachable: {detail}") from None
+        data = strip_guard(body)
         self.raw = data
-        lists = data if len(queries) > 1 else [data]
-        if not isinstance(lists, list) or len(lists) != len(queries):
-            raise SourceError("Gerrit answered with an unexpected shape")
-        return [[self._cached(raw) for raw in answer if "_number" in raw] for answer in lists]
+        changes = parse_changes(data, len(queries), reader, self.cache)
+        self.cache_hits += changes.hits
+        self.cache_misses += changes.misses
+        return changes.lists
 
-    def _cached(self, raw: dict[str, Any]) -> Change:
-        number = int(raw["_number"])
-        hit = self.cache.get(number)
-        same = hit is not None and hit.updated == raw.get("updated")
-        if hit is not None and same and hit.starred == bool(raw.get("starred", False)):
-            self.cache_hits += 1
-            return hit
-        self.cache_misses += 1
-        change = parse_change(raw)
-        self.cache[number] = change
-        return change
+
+@dataclass
+class ParsedChanges:
+    lists: list[list[Change]]
+    hits: int = 0
+    misses: int = 0
+
+
+def parse_changes(
+    data: Any, queries: int, reader: Reader, cache: dict[int, Change] | None = None
+) -> ParsedChanges:
+    """The changes per query of a ``/changes/`` answer (any JSON): one query answers a
+    list of ChangeInfo, several a list of such lists; another shape is SourceError.
+    Entries that are not ChangeInfo with a valid ``_number`` are skipped (counted).
+    ``cache`` (number -> Change, bounded) skips re-parsing changes whose ``updated`` and
+    ``starred`` did not move."""
+    lists = data if queries > 1 else [data]
+    if (
+        not isinstance(lists, list)
+        or len(lists) != queries
+        or not all(isinstance(answer, list) for answer in lists)
+    ):
+        metrics.UPSTREAM_REJECTED.labels("gerrit", "shape").inc()
+        raise SourceError("Gerrit answered with an unexpected shape")
+    out = ParsedChanges([])
+    for answer in lists:
+        changes = []
+        for raw in answer:
+            number = change_number(raw)
+            if number is None:
+                reader.skip("change")
+                continue
+            hit = cache.get(number) if cache is not None else None
+            if (
+                hit is not None
+                and hit.updated == raw.get("updated")
+                and hit.starred == (raw.get("starred") is True)
+            ):
+                out.hits += 1
+                changes.append(hit)
+                continue
+            out.misses += 1
+            change = parse_change(raw, reader)
+            if cache is not None:
+                if len(cache) >= MAX_CACHED_CHANGES and number not in cache:
+                    cache.pop(next(iter(cache)))  # oldest first: memory stays bounded
+                cache[number] = change
+            changes.append(change)
+        out.lists.append(changes)
+    return out
+
+
+_USERINFO = re.compile(r"(?i)\b(https?://)[^/@\s]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any user:password part shown as ``***`` (never give it to readers)."""
+    return _USERINFO.sub(r"\1***@", url)
+
+
+def redact_text(text: str) -> str:
+    """``text`` (an error message, say) with URL credentials redacted, and neutral."""
+    return neutral(redact_url(text), 300)

@@ -32,6 +32,7 @@ def replay_config(url: str, state_dir: Path, **overrides: Any) -> CiConfig:
         "gerrit_url": url,
         "gerrit_user": "danms",
         "gerrit_password": "secret",
+        "allow_insecure_auth": True,  # the replay server speaks plain http on loopback
         "http_timeout_seconds": 1.0,
         "default_refresh_seconds": 0.3,
         "min_refresh_seconds": 0.1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from google.protobuf import duration_pb2, json_format
@@ -11,6 +12,7 @@ from hearth_ci import filters
 from hearth_runtime import AlreadyExists, InvalidArgument
 from hearth_runtime.errors import not_found
 from hearth_runtime.store import Store
+from hearth_runtime.text import neutral
 
 MIGRATIONS = [
     """
@@ -24,14 +26,36 @@ MIGRATIONS = [
 UPDATABLE = ("display_name", "filter", "refresh_interval")
 
 
+MAX_REFRESH_SECONDS = 86_400
+DISPLAY_NAME_LIMIT = 200
+
+
 def validate_watch(
     watch: ci_pb2.Watch, min_refresh: float, default_refresh: float, field: str = "watch"
 ) -> ci_pb2.Watch:
-    """Checked copy with the default refresh interval filled in."""
+    """Checked copy with the default refresh interval filled in (bounds: ci.proto)."""
     filters.validate(watch.filter, f"{field}.filter")
+    if len(watch.display_name) > DISPLAY_NAME_LIMIT:
+        raise InvalidArgument(
+            f"{field}.display_name",
+            f"{len(watch.display_name)} characters; at most {DISPLAY_NAME_LIMIT}",
+        )
+    if not watch.display_name.isprintable():
+        raise InvalidArgument(f"{field}.display_name", "must not contain control characters")
     out = ci_pb2.Watch()
     out.CopyFrom(watch)
-    if not out.HasField("refresh_interval") or out.refresh_interval.ToNanoseconds() == 0:
+    out.ClearField("quarantine_reason")  # output only
+    interval = out.refresh_interval
+    if not 0 <= interval.nanos < 1_000_000_000 or interval.seconds < 0:
+        raise InvalidArgument(
+            f"{field}.refresh_interval", "seconds must not be negative, nanos 0..999999999"
+        )
+    if interval.seconds > MAX_REFRESH_SECONDS:
+        raise InvalidArgument(
+            f"{field}.refresh_interval",
+            f"{interval.seconds} s is above the maximum of {MAX_REFRESH_SECONDS} s",
+        )
+    if not out.HasField("refresh_interval") or interval.ToNanoseconds() == 0:
         out.refresh_interval.CopyFrom(_seconds(default_refresh))
     seconds = out.refresh_interval.ToNanoseconds() / 1e9
     if seconds < min_refresh:
@@ -48,8 +72,15 @@ def _seconds(value: float) -> duration_pb2.Duration:
 
 
 class WatchStore:
-    def __init__(self, path: Path | str) -> None:
+    """Watches in SQLite. A stored watch that no longer parses or validates (written by an
+    older version, edited by hand, a bound tightened) is *quarantined*, never fatal: it is
+    returned with ``quarantine_reason`` set, not polled, and can be updated or deleted."""
+
+    def __init__(
+        self, path: Path | str, check: Callable[[ci_pb2.Watch], ci_pb2.Watch] | None = None
+    ) -> None:
         self.store = Store(path, MIGRATIONS)
+        self.check = check
 
     def create(self, watch_id: str, watch: ci_pb2.Watch) -> ci_pb2.Watch:
         if self.store.query_one("SELECT 1 FROM watches WHERE id = ?", (watch_id,)):
@@ -62,15 +93,37 @@ class WatchStore:
         )
         return watch
 
+    def _load(self, watch_id: str, body: object) -> ci_pb2.Watch:
+        name = f"watches/{watch_id}"
+        try:
+            if not isinstance(body, str):
+                raise ValueError(f"stored body is {type(body).__name__}, not JSON text")
+            watch = json_format.Parse(body, ci_pb2.Watch(), ignore_unknown_fields=True)
+        except Exception as exc:  # any stored bytes at all: quarantined, never fatal
+            reason = f"stored form does not parse: {neutral(exc, 200)}"
+            return ci_pb2.Watch(name=name, quarantine_reason=reason)
+        watch.name = name
+        watch.ClearField("quarantine_reason")
+        if self.check is not None:
+            try:
+                checked = self.check(watch)
+            except InvalidArgument as exc:
+                watch.quarantine_reason = f"no longer valid: {neutral(exc, 300)}"
+                return watch
+            checked.name, checked.create_time.seconds = name, watch.create_time.seconds
+            checked.create_time.nanos = watch.create_time.nanos
+            return checked
+        return watch
+
     def get(self, watch_id: str) -> ci_pb2.Watch:
         row = self.store.query_one("SELECT body FROM watches WHERE id = ?", (watch_id,))
         if row is None:
             raise not_found("watch", f"watches/{watch_id}")
-        return json_format.Parse(row["body"], ci_pb2.Watch())
+        return self._load(watch_id, row["body"])
 
     def list(self) -> list[ci_pb2.Watch]:
-        rows = self.store.query("SELECT body FROM watches ORDER BY id")
-        return [json_format.Parse(r["body"], ci_pb2.Watch()) for r in rows]
+        rows = self.store.query("SELECT id, body FROM watches ORDER BY id")
+        return [self._load(str(r["id"]), r["body"]) for r in rows]
 
     def replace(self, watch_id: str, watch: ci_pb2.Watch) -> None:
         count = self.store.execute(

@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_CHANGE = re.compile(r"^(\d+),(\d+)$")
+from hearth_ci.upstream import NAME_LIMIT, TEXT_LIMIT, Reader
+
+_CHANGE = re.compile(r"^(\d{1,10}),(\d{1,10})$")
 
 # Results that mean a job failed (Zuul 3+ adds several to Jenkins' FAILURE/UNSTABLE).
 FAILED_RESULTS = frozenset(
@@ -147,126 +149,141 @@ def detect_generation(doc: dict[str, Any]) -> str:
 
 
 def _iter_raw_items(doc: dict[str, Any]) -> Any:
-    for pipeline in doc.get("pipelines") or []:
-        for queue in pipeline.get("change_queues") or []:
-            for head in queue.get("heads") or []:
-                yield from head
+    """Every dict that sits where an item belongs (anything else is ignored here)."""
+    for pipeline in _list(doc.get("pipelines")):
+        if not isinstance(pipeline, dict):
+            continue
+        for queue in _list(pipeline.get("change_queues")):
+            if not isinstance(queue, dict):
+                continue
+            for head in _list(queue.get("heads")):
+                yield from (i for i in _list(head) if isinstance(i, dict))
 
 
-def parse_status(doc: Any) -> ZuulStatus:
-    """Parse any generation of Zuul's status document."""
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def parse_status(doc: Any, reader: Reader | None = None) -> ZuulStatus:
+    """Parse any generation of Zuul's status document, whatever JSON it is.
+
+    Total: a document that is not an object with a ``pipelines`` list raises
+    ZuulFormatError; anything malformed inside is skipped and counted in ``reader``."""
     if not isinstance(doc, dict) or not isinstance(doc.get("pipelines"), list):
         raise ZuulFormatError("not a Zuul status document (no 'pipelines' list)")
+    r = reader or Reader("zuul")
     generation = detect_generation(doc)
     status = ZuulStatus(
         generation=generation,
-        version=str(doc.get("zuul_version") or ""),
-        message=str(doc.get("message") or ""),
-        last_reconfigured_ms=_int(doc.get("last_reconfigured")),
-        event_queues=_event_queues(doc),
+        version=r.text(doc.get("zuul_version"), NAME_LIMIT),
+        message=r.text(doc.get("message"), TEXT_LIMIT),
+        last_reconfigured_ms=r.time_ms(doc.get("last_reconfigured")),
+        event_queues=_event_queues(doc, r),
     )
-    for raw in doc["pipelines"]:
-        status.pipelines.append(_pipeline(raw, generation))
+    for raw in r.objs(doc["pipelines"], "pipeline"):
+        status.pipelines.append(_pipeline(raw, generation, r))
     return status
 
 
-def _event_queues(doc: dict[str, Any]) -> dict[str, int]:
+MAX_EVENT_QUEUES = 64
+QUEUE_NAME_LIMIT = 20_000
+
+
+def _event_queues(doc: dict[str, Any], r: Reader) -> dict[str, int]:
     out: dict[str, int] = {}
     for key, value in doc.items():
         if key.endswith("_event_queue") and isinstance(value, dict):
-            out[key.removesuffix("_event_queue")] = int(value.get("length") or 0)
-    for conn, value in (doc.get("connection_event_queues") or {}).items():
+            name = r.text(key.removesuffix("_event_queue"), 64)
+            out[name] = min(r.count(value.get("length")), 2**31 - 1)
+    connections = r.obj(doc.get("connection_event_queues"), "event_queue") or {}
+    for conn, value in connections.items():
         if isinstance(value, dict):
-            out[f"connection:{conn}"] = int(value.get("length") or 0)
+            out[f"connection:{r.text(conn, 64)}"] = min(r.count(value.get("length")), 2**31 - 1)
+        else:
+            r.skip("event_queue")
+    if len(out) > MAX_EVENT_QUEUES:
+        r.skip("event_queue")
+        out = dict(sorted(out.items())[:MAX_EVENT_QUEUES])
     return out
 
 
-def _pipeline(raw: dict[str, Any], generation: str) -> ZPipeline:
-    manager = str(raw.get("manager") or "")
+def _pipeline(raw: dict[str, Any], generation: str, r: Reader) -> ZPipeline:
+    manager = r.text(raw.get("manager"))
     pipeline = ZPipeline(
-        name=str(raw.get("name") or ""), description=str(raw.get("description") or ""), queues=[]
+        name=r.text(raw.get("name")),
+        description=r.text(raw.get("description"), TEXT_LIMIT),
+        queues=[],
     )
-    for rq in raw.get("change_queues") or []:
-        items = [_item(ri, generation) for head in rq.get("heads") or [] for ri in head]
+    for rq in r.objs(raw.get("change_queues"), "queue"):
+        items = [
+            item
+            for head in r.items(rq.get("heads"), "head")
+            for ri in r.objs(head, "item")
+            if (item := _item(ri, generation, r)) is not None
+        ]
         dependent = manager == "dependent" or any(i.item_ahead for i in items)
         pipeline.queues.append(
             ZQueue(
-                name=str(rq.get("name") or ""),
+                # Zuul 2 names a shared queue after all its projects: thousands of chars.
+                name=r.text(rq.get("name"), QUEUE_NAME_LIMIT),
                 items=items,
-                branch=str(rq.get("branch") or ""),
+                branch=r.text(rq.get("branch")),
                 dependent=dependent,
             )
         )
     return pipeline
 
 
-def _item(raw: dict[str, Any], generation: str) -> ZItem:
-    key = str(raw.get("id") or "")
-    if generation == "v10" and raw.get("refs"):
-        refs = [_ref(r, str(r.get("id") or "")) for r in raw["refs"]]
-    else:
-        refs = [_ref(raw, key)]
+def _item(raw: dict[str, Any], generation: str, r: Reader) -> ZItem | None:
+    key = r.text(raw.get("id"))
+    refs_raw = r.objs(raw.get("refs"), "ref") if generation == "v10" else []
+    refs = [_ref(ref, r.text(ref.get("id")), r) for ref in refs_raw] or [_ref(raw, key, r)]
+    ahead = r.text(raw.get("item_ahead"))
     return ZItem(
         key=key,
         refs=refs,
-        project=refs[0].project if refs else str(raw.get("project") or ""),
-        enqueue_ms=_int(raw.get("enqueue_time")),
-        remaining_ms=_int(raw.get("remaining_time")),
-        item_ahead=raw.get("item_ahead") or None,
-        items_behind=[str(b) for b in raw.get("items_behind") or []],
-        failing_reasons=[str(r) for r in raw.get("failing_reasons") or []],
-        jobs=[_job(rj) for rj in raw.get("jobs") or []],
-        live=bool(raw.get("live", True)),
-        active=bool(raw.get("active", True)),
+        project=refs[0].project or r.text(raw.get("project")),
+        enqueue_ms=r.time_ms(raw.get("enqueue_time")),
+        remaining_ms=r.duration_ms(raw.get("remaining_time")),
+        item_ahead=ahead or None,
+        items_behind=r.texts(raw.get("items_behind")),
+        failing_reasons=r.texts(raw.get("failing_reasons"), TEXT_LIMIT),
+        jobs=[_job(rj, r) for rj in r.objs(raw.get("jobs"), "job")],
+        live=r.flag(raw.get("live"), True),
+        active=r.flag(raw.get("active"), True),
     )
 
 
-def _ref(raw: dict[str, Any], change_id: str) -> ZRef:
+def _ref(raw: dict[str, Any], change_id: str, r: Reader) -> ZRef:
     match = _CHANGE.match(change_id)
-    owner = raw.get("owner") or {}
-    if not isinstance(owner, dict):
-        owner = {}
+    owner = r.obj(raw.get("owner"), "field_type") or {}
+    number, patchset = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if number > 2**31 - 1 or patchset > 2**31 - 1:  # proto int32 fields
+        r.skip("number_range")
+        match, number, patchset = None, 0, 0
     return ZRef(
         change=change_id if match else "",
-        number=int(match.group(1)) if match else 0,
-        patchset=int(match.group(2)) if match else 0,
-        project=str(raw.get("project") or ""),
-        url=str(raw.get("url") or ""),
-        ref=str(raw.get("ref") or ""),
-        owner_name=str(owner.get("name") or ""),
-        owner_username=str(owner.get("username") or ""),
+        number=number,
+        patchset=patchset,
+        project=r.text(raw.get("project")),
+        url=r.url(raw.get("url")),
+        ref=r.text(raw.get("ref")),
+        owner_name=r.text(owner.get("name")),
+        owner_username=r.text(owner.get("username")),
     )
 
 
-def _job(raw: dict[str, Any]) -> ZJob:
-    elapsed = _int(raw.get("elapsed_time"))
-    result = raw.get("result")
+def _job(raw: dict[str, Any], r: Reader) -> ZJob:
+    elapsed = r.duration_ms(raw.get("elapsed_time"))
+    result = r.text(raw.get("result"), 64)
     return ZJob(
-        name=str(raw.get("name") or ""),
-        result=str(result) if result else None,
-        voting=bool(raw.get("voting", True)),
+        name=r.text(raw.get("name")),
+        result=result or None,
+        voting=r.flag(raw.get("voting"), True),
         elapsed_ms=elapsed,
-        remaining_ms=_int(raw.get("remaining_time")),
-        estimated_s=_float(raw.get("estimated_time")),
-        url=str(raw.get("url") or ""),
-        started=elapsed is not None or raw.get("start_time") is not None,
-        pre_fail=bool(raw.get("pre_fail", False)),
+        remaining_ms=r.duration_ms(raw.get("remaining_time")),
+        estimated_s=r.duration_s(raw.get("estimated_time")),
+        url=r.url(raw.get("url")),
+        started=elapsed is not None or r.time_s(raw.get("start_time")) is not None,
+        pre_fail=r.flag(raw.get("pre_fail"), False),
     )
-
-
-def _int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None

@@ -156,6 +156,7 @@ def test_dash_against_the_ci_service(replay_url: str, tmp_path: Path) -> None:
         "HEARTH_CI_GERRIT_URL": replay_url,
         "HEARTH_CI_GERRIT_USER": "danms",
         "HEARTH_CI_GERRIT_PASSWORD": "secret",
+        "HEARTH_CI_ALLOW_INSECURE_AUTH": "true",
         "HEARTH_CI_IDLE_POLL_SECONDS": "0.5",
     }
     with ServiceProcess("ci", env=env) as service:
