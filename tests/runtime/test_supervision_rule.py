@@ -31,7 +31,6 @@ PENDING = {
     "services/audio/hearth_audio/reconcile.py: create_task",
     "services/audio/hearth_audio/service.py: create_task",
     "services/audio/hearth_audio/sync.py: Thread",
-    "services/ci/hearth_ci/engine.py: create_task",
     "services/gateway/hearth_gateway/edge.py: create_task",
     "services/gateway/hearth_gateway/http.py: create_task",
     "services/wake/hearth_wake/sniffer.py: Thread",
