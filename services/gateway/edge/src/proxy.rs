@@ -20,6 +20,8 @@ use crate::wire::{first_message, string_at};
 
 /// Request headers that belong to this hop, or that only the edge may set.
 const HOP_HEADERS: [&str; 3] = ["host", "x-forwarded-for", "x-hearth-principal"];
+/// Every header under this prefix is the front door's to set: a caller's is dropped.
+const INTERNAL_PREFIX: &str = "x-hearth-";
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Copy)]
@@ -134,7 +136,7 @@ impl Proxy {
             request
                 .headers()
                 .get("authorization")
-                .and_then(|v| v.to_str().ok()),
+                .map(HeaderValue::as_bytes),
         );
         let principal = match self.authorizer.authorize(method, token.as_deref(), started) {
             Ok(principal) => principal,
@@ -226,6 +228,14 @@ impl Proxy {
 fn set_forwarding(headers: &mut http::HeaderMap, client: &str, principal: Option<&Principal>) {
     for name in HOP_HEADERS {
         headers.remove(name);
+    }
+    let internal: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(INTERNAL_PREFIX))
+        .cloned()
+        .collect();
+    for name in internal {
+        headers.remove(&name);
     }
     if let Ok(value) = HeaderValue::from_str(client) {
         headers.insert("x-forwarded-for", value);
