@@ -77,6 +77,16 @@ def bearer(value: str | bytes | None) -> str | None:
     return token
 
 
+def normalized_authorization(value: str | bytes | None) -> str | None:
+    """``value`` as a hop to the other front door sends it: parsed by ``bearer`` and written
+    again, so a value gRPC metadata cannot carry (a tab, non-ASCII) arrives as what it is,
+    a malformed credential ("Bearer" without a token)."""
+    token = bearer(value)
+    if token is None:
+        return None
+    return f"Bearer {token}" if token else "Bearer"
+
+
 @dataclass
 class TokenBucket:
     capacity: int

@@ -27,7 +27,7 @@ import grpc
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from hearth_gateway.auth import bearer
+from hearth_gateway.auth import normalized_authorization
 from hearth_gateway.catalog import Catalog, HttpBinding, Method
 from hearth_gateway.http_limits import LimitedRunner, Limits
 from hearth_gateway.openapi import openapi_document
@@ -282,16 +282,16 @@ class HttpFace:
     # -- the API -----------------------------------------------------------------------------
 
     def _route(self, request: web.Request) -> tuple[HttpBinding, Method, dict[str, str]]:
-        path_matched = False
+        allowed: list[str] = []
         for binding, method in self.routes:
             params = binding.match(request.path)
             if params is None:
                 continue
-            path_matched = True
+            allowed.append(binding.verb)
             if binding.verb == request.method:
                 return binding, method, params
-        if path_matched:
-            raise web.HTTPMethodNotAllowed(request.method, [])
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, sorted(set(allowed)))
         raise LookupError(request.path)
 
     def _metadata(self, request: web.Request) -> list[tuple[str, str]]:
@@ -301,10 +301,10 @@ class HttpFace:
             header = "Bearer " + request.query["access_token"]
         # The credential goes on as parsed by the one grammar of both front doors, so a
         # value gRPC metadata cannot carry (non-ASCII, control characters) is refused by the
-        # gRPC face like every other malformed one: "Bearer" without a token.
-        token = bearer(header)
-        if token is not None:
-            metadata.append(("authorization", f"Bearer {token}" if token else "Bearer"))
+        # gRPC face like every other malformed one.
+        value = normalized_authorization(header)
+        if value is not None:
+            metadata.append(("authorization", value))
         return metadata
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
@@ -313,12 +313,17 @@ class HttpFace:
         except LookupError:
             request[ROUTE] = "unmatched"  # never the raw path: scanners would blow up the labels
             return _json_error(grpc.StatusCode.NOT_FOUND, f"no API route for {request.path}")
-        except web.HTTPMethodNotAllowed:
+        except web.HTTPMethodNotAllowed as exc:
+            # 405 (HTTP's word for it; the body's code stays gRPC's UNIMPLEMENTED), naming
+            # the methods that the path does take.
             request[ROUTE] = "method-not-allowed"
-            return _json_error(
+            response = _json_error(
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"{request.method} is not supported on {request.path}",
+                status=405,
             )
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+            return response
         request[ROUTE] = binding.template
         try:
             timeout = self._timeout(request)
@@ -351,10 +356,10 @@ class HttpFace:
             response_deserializer=method.response_cls.FromString,
         )
         try:
-            response = await call(message, timeout=timeout, metadata=metadata)
+            answer = await call(message, timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             return _rpc_error(exc)
-        return web.json_response(to_json(response))
+        return web.json_response(to_json(answer))
 
     def _timeout(self, request: web.Request) -> float:
         """The call's deadline: ``?timeout=SECONDS`` (``2.5`` or ``2.5s``), at most the default."""

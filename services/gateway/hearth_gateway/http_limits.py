@@ -56,11 +56,14 @@ _METHOD_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 
 
 def _is_request_line(line: object) -> bool:
-    """Whether a too-long line is the request line ("GET /..."), not a header."""
+    """Whether a too-long line is the request line or its URL, not a header: aiohttp's C
+    parser reports the URL ("/v1/..."), its Python one the whole line ("GET /v1/...")."""
     if isinstance(line, str):
         line = line.encode(errors="replace")
     if not isinstance(line, bytes):
         return False
+    if line.startswith((b"/", b"*", b"http://", b"https://")):
+        return True
     method, space, _ = line.partition(b" ")
     return bool(space) and bool(method) and all(c in _METHOD_CHARS for c in method)
 
@@ -107,7 +110,16 @@ class LimitedHandler(RequestHandler):
     ) -> web.StreamResponse:
         if isinstance(exc, LineTooLong):
             line = exc.args[0] if exc.args else b""
-            if _is_request_line(line):
+            limit = exc.args[1] if len(exc.args) > 1 else None
+            limits = self._limits
+            if limits.max_url_bytes != limits.max_header_bytes and limit in (
+                limits.max_url_bytes,
+                limits.max_header_bytes,
+            ):
+                url = limit == limits.max_url_bytes
+            else:
+                url = _is_request_line(line)
+            if url:
                 response = error_response(414, INVALID_ARGUMENT, "the URL is too long", "url")
             else:
                 response = error_response(

@@ -20,7 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from prometheus_client import Gauge
 
-from hearth_gateway.auth import Authorizer, Principal, bearer
+from hearth_gateway.auth import Authorizer, Principal, bearer, normalized_authorization
 from hearth_gateway.backends import Backend, BackendPool
 from hearth_gateway.catalog import Catalog, Method
 from hearth_runtime.errors import HearthError
@@ -188,7 +188,9 @@ class Forwarder(grpc.GenericRpcHandler):
         out: list[tuple[str, Any]] = caller_metadata(context)
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
-                out.append((key, value))
+                normalized = normalized_authorization(value)
+                if normalized is not None:
+                    out.append((key, normalized))
                 break
         out.append(("x-forwarded-for", client_address(context)))
         return out

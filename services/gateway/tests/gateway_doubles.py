@@ -34,6 +34,9 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
         self.hosts: dict[str, wake_pb2.Host] = {}
         self.events: Broadcaster[wake_pb2.HostEvent] = Broadcaster()
         self.metadata_seen: list[dict[str, str]] = []
+        # Every (key, value) pair, repeats kept: a forged header forwarded beside the real one
+        # shows here, not in the dict above.
+        self.metadata_pairs: list[list[tuple[str, str]]] = []
         self.deadlines_seen: list[float | None] = []
         self.waiting = asyncio.Event()  # a WaitUntilAwake call is in the backend
         self.cancelled = asyncio.Event()  # ... and its cancellation arrived
@@ -63,6 +66,7 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
         self, request: wake_pb2.GetHostRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
         self.metadata_seen.append({k: str(v) for k, v in context.invocation_metadata() or ()})
+        self.metadata_pairs.append([(k, str(v)) for k, v in context.invocation_metadata() or ()])
         await context.send_initial_metadata((("x-served-by", "fake-wake"),))
         self.deadlines_seen.append(context.time_remaining())
         return self._get(request.name)

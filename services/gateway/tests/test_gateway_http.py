@@ -79,7 +79,7 @@ async def test_errors_follow_google_rpc_code(gw: Running) -> None:
     code, body = await request(gw, "GET", "/v1/nothing/here")
     assert code == 404
     code, body = await request(gw, "PUT", "/v1/hosts/devbox")
-    assert code == 501 and body["code"] == 12
+    assert code == 405 and body["code"] == 12  # HTTP's Method Not Allowed, gRPC's UNIMPLEMENTED
 
 
 async def test_http_auth_codes(gw: Running) -> None:

@@ -140,7 +140,13 @@ impl Proxy {
         );
         let principal = match self.authorizer.authorize(method, token.as_deref(), started) {
             Ok(principal) => principal,
-            Err(error) => return self.refuse(method, &client, error, started),
+            Err(error) => {
+                // Read the (small, unary) request before answering: a refusal sent while the
+                // caller is still sending makes some HTTP/2 clients (curl/nghttp2) report a
+                // stream error instead of the status.
+                drain(request.into_body()).await;
+                return self.refuse(method, &client, error, started);
+            }
         };
         if method.server_streaming {
             self.reporter.stream_started(&method.full_name);
@@ -245,6 +251,13 @@ fn set_forwarding(headers: &mut http::HeaderMap, client: &str, principal: Option
             headers.insert("x-hearth-principal", value);
         }
     }
+}
+
+/// Reads and drops a refused call's request: at most 1 MiB, for at most a second.
+async fn drain(body: Incoming) {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, 1 << 20);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), limited.collect()).await;
 }
 
 async fn send(
