@@ -171,7 +171,7 @@ class Gateway:
         # on a socket of its own where the edge trusts the caller's x-forwarded-for.
         edge_socket = f"unix:{private / 'edge.sock'}"
         settings = edge_config(config, catalog, BACKENDS, socket, edge_socket)
-        edge = Edge(binary, settings, private)
+        edge = Edge(binary, settings, private, runtime.supervisor)
         try:
             runtime.grpc_port = await edge.start()
         except EdgeUnavailable as exc:
