@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
 from gateway_wire import GrpcAnswer, curl_grpc, decode_status, raw_http  # type: ignore[import-not-found]
 
 from hearth.wake.v1 import wake_pb2
-from hearth_testing import free_port
+from hearth_runtime.logs import KeyValueFormatter
+from hearth_testing import free_port, wait_for_async
 
 WAKE = "hearth.wake.v1.WakeService"
 RATES = {f"{WAKE}/WakeHost": "1000/min", f"{WAKE}/WaitUntilAwake": "0/min"}
@@ -276,3 +278,31 @@ async def test_one_rate_limit_bucket_per_caller_across_ports_and_faces(door: Doo
 test_one_rate_limit_bucket_per_caller_across_ports_and_faces.rates = {  # type: ignore[attr-defined]
     f"{WAKE}/WakeHost": "3/min"
 }
+
+
+@pytest.mark.parametrize("door", ["edge-grpc", "python-grpc", "edge-tls"], indirect=True)
+async def test_audit_lines_are_neutral_text(door: Door, caplog: pytest.LogCaptureFixture) -> None:
+    """A resource name with an escape sequence and a newline (a forged second line) is
+    written escaped, on one line, whichever door took the call."""
+    hostile = "hosts/\x1b[2J\u202e\nFAKE audit who=root"
+    stub = door.channel.unary_unary(
+        f"/{WAKE}/WakeHost",
+        request_serializer=wake_pb2.WakeHostRequest.SerializeToString,
+        response_deserializer=bytes,
+    )
+    with caplog.at_level(logging.INFO, logger="hearth.audit"):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub(
+                wake_pb2.WakeHostRequest(name=hostile),
+                metadata=[("authorization", f"Bearer {OPERATOR}")],
+            )
+
+        async def audited() -> list[logging.LogRecord] | None:
+            found = [r for r in caplog.records if r.name == "hearth.audit"]
+            return found or None
+
+        records = await wait_for_async("the audit line", audited, within=5)
+    assert records is not None
+    line = KeyValueFormatter("gateway").format(records[-1])
+    assert "\x1b" not in line and "\n" not in line and "\u202e" not in line, line
+    assert "\\x1b[2J" in line and "FAKE audit" in line
