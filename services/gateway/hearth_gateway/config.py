@@ -94,7 +94,7 @@ class GatewayConfig(ServiceConfig):
     first byte, else the connection is closed (slow clients cannot hold connections)."""
     http_idle_timeout_seconds: float = 60.0
     """An idle keep-alive HTTP connection is closed after this many seconds."""
-    http_max_connections: int = 256
+    http_max_connections: int = 1024
     """Open HTTP connections at most (SSE streams included); the next one is answered 503."""
     http_max_body_bytes: int = 256 * 1024
     """Largest HTTP request body (413 beyond)."""

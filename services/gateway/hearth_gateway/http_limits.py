@@ -34,7 +34,7 @@ UNAVAILABLE = 14
 class Limits:
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
-    max_connections: int = 256
+    max_connections: int = 1024
     max_url_bytes: int = 8190
     max_header_bytes: int = 8190
     max_headers: int = 100

@@ -193,6 +193,8 @@ class Forwarder(grpc.GenericRpcHandler):
                     out.append((key, normalized))
                 break
         out.append(("x-forwarded-for", client_address(context)))
+        # This server has counted the call in grpc_server_*: the edge does not count it again.
+        out.append(("x-hearth-relayed", "1"))
         return out
 
     async def _relay_unary(
@@ -219,6 +221,8 @@ class Forwarder(grpc.GenericRpcHandler):
         assert self.relay is not None
         relayed: Any = self.relay.unary_stream(method.path)
         call = relayed(request, timeout=deadline(context), metadata=self._relayed_metadata(context))
+        gauge = ACTIVE_STREAMS.labels("grpc", method.full_name)
+        gauge.inc()
         try:
             await _pass_initial(call, context)
             async for message in call:
@@ -231,6 +235,7 @@ class Forwarder(grpc.GenericRpcHandler):
             await context.abort(exc.code(), exc.details() or "", trailing_metadata=trailers)
         finally:
             call.cancel()
+            gauge.dec()
 
     def _admit(self, method: Method, context: grpc.aio.ServicerContext) -> Principal:
         try:

@@ -8,6 +8,7 @@ Every case must give the same gRPC code, ErrorInfo reason and message everywhere
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -27,6 +28,7 @@ from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
     make_gateway,
 )
 from gateway_wire import GrpcAnswer, curl_grpc, decode_status, raw_http  # type: ignore[import-not-found]
+from prometheus_client import REGISTRY
 
 from hearth.wake.v1 import wake_pb2
 from hearth_runtime.logs import KeyValueFormatter
@@ -306,3 +308,23 @@ async def test_audit_lines_are_neutral_text(door: Door, caplog: pytest.LogCaptur
     line = KeyValueFormatter("gateway").format(records[-1])
     assert "\x1b" not in line and "\n" not in line and "\u202e" not in line, line
     assert "\\x1b[2J" in line and "FAKE audit" in line
+
+
+@pytest.mark.parametrize("door", ["edge-tls"], indirect=True)
+async def test_a_relayed_tls_call_is_counted_once(door: Door) -> None:
+    """The gateway relays gRPC with TLS through the edge; the call is in grpc_server_handled
+    once for the gateway (plus once for the backend double, which runs in this process)."""
+    labels = {
+        "grpc_type": "unary",
+        "grpc_service": WAKE,
+        "grpc_method": "ListHosts",
+        "grpc_code": "OK",
+    }
+
+    def handled() -> float:
+        return REGISTRY.get_sample_value("grpc_server_handled_total", labels) or 0.0
+
+    before = handled()
+    assert (await door.call("read", b"Bearer " + V)).code == 0
+    await asyncio.sleep(0.5)  # the edge reports its calls within 50 ms
+    assert handled() - before == 2

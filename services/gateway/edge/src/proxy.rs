@@ -22,6 +22,9 @@ use crate::wire::{first_message, string_at};
 const HOP_HEADERS: [&str; 3] = ["host", "x-forwarded-for", "x-hearth-principal"];
 /// Every header under this prefix is the front door's to set: a caller's is dropped.
 const INTERNAL_PREFIX: &str = "x-hearth-";
+/// Set by the gateway on a call it relays from gRPC with TLS (trusted only on the private
+/// socket): the gateway has counted it already.
+const RELAYED_HEADER: &str = "x-hearth-relayed";
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Copy)]
@@ -94,8 +97,11 @@ impl Proxy {
                 .unwrap_or("unix:")
                 .to_string(),
         };
+        // A call the gateway relayed (gRPC with TLS) is already in its grpc_server_* metrics.
+        let counted =
+            !(matches!(peer, Peer::Trusted) && request.headers().contains_key(RELAYED_HEADER));
         match self.routes.get(request.uri().path()) {
-            Some(route) => Ok(self.forward(route, request, client).await),
+            Some(route) => Ok(self.forward(route, request, client, counted).await),
             None => Ok(self.pass_to_gateway(request, client).await),
         }
     }
@@ -129,6 +135,7 @@ impl Proxy {
         route: &Route,
         request: Request<Incoming>,
         client: String,
+        counted: bool,
     ) -> Response<Observed> {
         let started = Instant::now();
         let method = &route.method;
@@ -145,10 +152,10 @@ impl Proxy {
                 // caller is still sending makes some HTTP/2 clients (curl/nghttp2) report a
                 // stream error instead of the status.
                 drain(request.into_body()).await;
-                return self.refuse(method, &client, error, started);
+                return self.refuse(method, &client, error, started, counted);
             }
         };
-        if method.server_streaming {
+        if method.server_streaming && counted {
             self.reporter.stream_started(&method.full_name);
         }
         let report = Report {
@@ -162,6 +169,7 @@ impl Proxy {
             started,
             seen: Arc::new(RequestSeen::default()),
             reported: false,
+            counted,
         };
         let (mut parts, body) = request.into_parts();
         parts.headers.remove("authorization");
@@ -199,6 +207,7 @@ impl Proxy {
         client: &str,
         error: EdgeError,
         started: Instant,
+        counted: bool,
     ) -> Response<Observed> {
         let code = code_name(error.code);
         if method.mutating {
@@ -215,18 +224,20 @@ impl Proxy {
                 ],
             );
         }
-        if method.server_streaming {
-            self.reporter.stream_started(&method.full_name);
+        if counted {
+            if method.server_streaming {
+                self.reporter.stream_started(&method.full_name);
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            self.reporter.call_ended(
+                &method.full_name,
+                method.server_streaming,
+                code,
+                seconds,
+                0,
+                0,
+            );
         }
-        let seconds = started.elapsed().as_secs_f64();
-        self.reporter.call_ended(
-            &method.full_name,
-            method.server_streaming,
-            code,
-            seconds,
-            0,
-            0,
-        );
         error.response()
     }
 }
@@ -296,6 +307,8 @@ struct Report {
     started: Instant,
     seen: Arc<RequestSeen>,
     reported: bool,
+    /// Whether the call goes into the metrics (not when the gateway relayed it).
+    counted: bool,
 }
 
 impl OnEnd for Report {
@@ -322,14 +335,16 @@ impl Report {
             .seen
             .messages
             .load(std::sync::atomic::Ordering::Relaxed);
-        self.reporter.call_ended(
-            &self.method_name,
-            self.streaming,
-            code,
-            seconds,
-            received,
-            sent,
-        );
+        if self.counted {
+            self.reporter.call_ended(
+                &self.method_name,
+                self.streaming,
+                code,
+                seconds,
+                received,
+                sent,
+            );
+        }
         if !self.mutating {
             return;
         }
