@@ -50,6 +50,7 @@ HTTP_SECONDS = Histogram(
 )
 
 WEB = Path(str(resources.files("hearth_gateway") / "web"))
+STATIC_FILES = frozenset(p.name for p in WEB.iterdir() if p.is_file() and p.name != "index.html")
 SSE_HEARTBEAT_SECONDS = 15.0
 FRAME_CACHE = 256
 FRAME_CACHE_MAX_BYTES = 64 * 1024
@@ -166,6 +167,7 @@ class HttpFace:
         supervisor: Supervisor | None = None,
         allowed_hosts: list[str] | None = None,
         max_body_bytes: int = 256 * 1024,
+        body_timeout: float = 10.0,
     ) -> None:
         self.catalog = catalog
         self.routes = catalog.http_routes()
@@ -178,6 +180,7 @@ class HttpFace:
         self.supervisor = supervisor or Supervisor()
         self.allowed_hosts = allowed_hosts or default_allowed_hosts()
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -196,7 +199,8 @@ class HttpFace:
         )
         app.on_response_prepare.append(self._secure)
         app.router.add_get("/", self._index)
-        app.router.add_static("/static/", WEB, show_index=False)
+        # Only the page's own files: a made-up name (too long, "..", encoded) is a plain 404.
+        app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/openapi.json", self._openapi)
         app.router.add_route("*", "/v1/{tail:.*}", self._api)
         return app
@@ -276,6 +280,12 @@ class HttpFace:
     async def _index(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
 
+    async def _static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in STATIC_FILES:
+            raise web.HTTPNotFound()
+        return web.FileResponse(WEB / name, headers={"Cache-Control": "no-cache"})
+
     async def _openapi(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.openapi)
 
@@ -334,7 +344,18 @@ class HttpFace:
                 field="timeout",
             )
         try:
-            body = await request.read()
+            # A body that trickles in would hold the connection: it has the head's deadline.
+            async with asyncio.timeout(self.body_timeout):
+                body = await request.read()
+        except TimeoutError:
+            response = _json_error(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"body: not received within {self.body_timeout:g} s",
+                status=408,
+                field="body",
+            )
+            response.force_close()
+            return response
         except web.HTTPRequestEntityTooLarge:
             return _json_error(
                 grpc.StatusCode.INVALID_ARGUMENT,

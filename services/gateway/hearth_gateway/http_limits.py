@@ -78,21 +78,23 @@ class LimitedHandler(RequestHandler):
         self._limits = limits
         self._head_timer: asyncio.TimerHandle | None = None
 
+    def _between_requests(self) -> bool:
+        return not self._request_in_progress and not self._messages
+
     def data_received(self, data: bytes) -> None:
-        waiting = self._waiter is not None and not self._waiter.done()
-        if waiting and self._head_timer is None and data:
+        if data and self._head_timer is None and self._between_requests():
             # The first byte of a head: all of it must follow within header_timeout.
             self._head_timer = self._loop.call_later(
                 self._limits.header_timeout, self._head_too_slow
             )
         super().data_received(data)
-        if self._head_timer is not None and (self._messages or not waiting):
-            self._head_timer.cancel()
+        if self._head_timer is not None and not self._between_requests():
+            self._head_timer.cancel()  # the head is complete
             self._head_timer = None
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
-        if self._waiter is not None and not self._waiter.done():
+        if self._between_requests() and self.transport is not None:
             self.force_close()  # still no complete head: the client is too slow
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -176,6 +178,9 @@ class LimitedRunner(web.AppRunner):
             max_line_size=limits.max_url_bytes,
             max_field_size=limits.max_header_bytes,
             max_headers=limits.max_headers,
+            # After an answer sent before the whole body came (413, 408), the rest is read
+            # and dropped for this long, not aiohttp's 10 s.
+            lingering_time=2.0,
             **kwargs,
         )
         self._limits = limits

@@ -124,6 +124,7 @@ class Gateway:
             supervisor=runtime.supervisor,
             allowed_hosts=config.allowed_hosts,
             max_body_bytes=config.http_max_body_bytes,
+            body_timeout=config.http_header_timeout_seconds,
         )
         limits = Limits(
             header_timeout=config.http_header_timeout_seconds,

@@ -20,7 +20,7 @@ from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
     make_gateway,
 )
 from gateway_wire import HttpAnswer, parse_http, raw_http  # type: ignore[import-not-found]
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hearth_gateway.http import SECURITY_HEADERS, host_allowed
@@ -64,6 +64,24 @@ async def test_a_slow_request_head_is_cut_off(make_gateway: MakeGateway) -> None
         writer.close()
     assert closed, "a head still incomplete after 6 s was not cut off"
     assert time.monotonic() - started < 4
+
+
+async def test_a_slow_request_body_is_answered_408(make_gateway: MakeGateway) -> None:
+    gw = await make_gateway(http_header_timeout_seconds=1.0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.http_port)
+    request = f"POST /v1/hosts?host_id=slow HTTP/1.1\r\nHost: 127.0.0.1\r\n{AUTH}"
+    writer.write(request.encode() + b"Content-Length: 100\r\n\r\n{")
+    await writer.drain()
+    started = time.monotonic()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 6)
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    answer = parse_http(head + await reader.readexactly(length))
+    assert answer.status == 408 and _violation(answer) == "body", answer
+    # After a short grace for the rest of the body, the connection is closed.
+    assert await closed_within(reader, 5)
+    writer.close()
+    assert time.monotonic() - started < 4
+    assert not gw.backends.wake.hosts
 
 
 async def test_an_idle_keepalive_connection_is_closed(make_gateway: MakeGateway) -> None:
@@ -294,6 +312,8 @@ async def test_generated_malformed_requests_never_get_a_server_error(gw: Running
         suppress_health_check=list(HealthCheck),
     )
     @given(malformed_requests())
+    # Found by this test: a static file name too long for the file system was a 500.
+    @example(f"GET /static/{'a' * 300} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     def property(request: bytes) -> None:
         answer = _send(port, request)
         if answer.status == 501 and b"Method not implemented" in answer.body:
