@@ -28,6 +28,8 @@ from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
     make_gateway,
 )
 from gateway_wire import GrpcAnswer, curl_grpc, decode_status, raw_http  # type: ignore[import-not-found]
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from hearth.wake.v1 import wake_pb2
@@ -328,3 +330,41 @@ async def test_a_relayed_tls_call_is_counted_once(door: Door) -> None:
     assert (await door.call("read", b"Bearer " + V)).code == 0
     await asyncio.sleep(0.5)  # the edge reports its calls within 50 ms
     assert handled() - before == 2
+
+
+_AUTH_PARTS = st.sampled_from(
+    ["Bearer", "bearer", "BEARER", "Basic", " ", "  ", "\t", "=", "==", VIEWER, OPERATOR,
+     "not-a-token", "é", "ü", "a" * 1020, "/+._~-", '"', ",", ";"]
+) | st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("\té€"),
+    max_size=12,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("door", ["edge-grpc"], indirect=True)
+async def test_generated_authorization_values_answer_the_same_at_every_front_door(
+    door: Door, make_gateway: MakeGateway
+) -> None:
+    """Any Authorization value gets the same code, reason and message from the edge, the
+    Python front door and the HTTP face (hypothesis makes the values up)."""
+    python = await make_gateway(grpc_front="python", rate_limits=RATES)
+    doors = {
+        "edge": door,
+        "python": Door(python, "grpc", door.cert, 0),
+        "http": Door(door.gw, "http", door.cert, 0),
+    }
+    loop = asyncio.get_running_loop()
+
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(st.lists(_AUTH_PARTS, min_size=1, max_size=4), st.sampled_from(["read", "write"]))
+    def same_everywhere(parts: list[str], rpc: str) -> None:
+        value = "".join(parts).encode()
+        answers = {
+            name: asyncio.run_coroutine_threadsafe(way.call(rpc, value), loop).result(30)
+            for name, way in doors.items()
+        }
+        seen = {(a.code, a.reason, a.message) for a in answers.values()}
+        assert len(seen) == 1, (value, answers)
+
+    await asyncio.to_thread(same_everywhere)
