@@ -28,6 +28,9 @@ from hearth_runtime import (
 from hearth_runtime.broadcast import Broadcaster
 from hearth_runtime.errors import not_found
 
+HUGE_ANSWER = "hosts/huge-answer"
+"""GetHost of this name answers with 20 kB of grpc-message."""
+
 
 class FakeWake(wake_pb2_grpc.WakeServiceServicer):
     def __init__(self) -> None:
@@ -67,6 +70,10 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
     ) -> wake_pb2.Host:
         self.metadata_seen.append({k: str(v) for k, v in context.invocation_metadata() or ()})
         self.metadata_pairs.append([(k, str(v)) for k, v in context.invocation_metadata() or ()])
+        if request.name == HUGE_ANSWER:
+            # An error whose trailers are larger than gRPC's 16 KiB metadata limit, sent
+            # trailers-only (no headers first), as a backend's early error is.
+            await context.abort(grpc.StatusCode.NOT_FOUND, "x" * 20_000)
         await context.send_initial_metadata((("x-served-by", "fake-wake"),))
         self.deadlines_seen.append(context.time_remaining())
         return self._get(request.name)

@@ -14,7 +14,7 @@ use crate::auth::{bearer, Authorizer, Principal};
 use crate::body::{status_of, Counted, Observed, OnEnd, RequestSeen};
 use crate::config::{Config, MethodConfig};
 use crate::report::Reporter;
-use crate::status::{code_name, EdgeError, CANCELLED, UNAVAILABLE};
+use crate::status::{code_name, EdgeError, CANCELLED, INTERNAL, UNAVAILABLE};
 use crate::upstream::Upstream;
 use crate::wire::{first_message, string_at};
 
@@ -121,12 +121,14 @@ impl Proxy {
                 let code = status_of(response.headers());
                 response.map(|body| Observed::new(body, code, None))
             }
-            Err(details) => EdgeError::new(
-                UNAVAILABLE,
-                format!("the gateway's own gRPC server is unavailable: {details}"),
-                "GATEWAY_UNAVAILABLE",
-            )
-            .response(),
+            Err(SendError::Unreachable(details) | SendError::Unreadable(details)) => {
+                EdgeError::new(
+                    UNAVAILABLE,
+                    format!("the gateway's own gRPC server is unavailable: {details}"),
+                    "GATEWAY_UNAVAILABLE",
+                )
+                .response()
+            }
         }
     }
 
@@ -183,7 +185,7 @@ impl Proxy {
                 let code = status_of(response.headers());
                 response.map(|body| Observed::new(body, code, Some(Box::new(report))))
             }
-            Err(details) => {
+            Err(SendError::Unreachable(details)) => {
                 let upstream = &route.upstream;
                 let error = EdgeError::new(
                     UNAVAILABLE,
@@ -196,6 +198,22 @@ impl Proxy {
                 .with("backend", upstream.name.clone())
                 .with("address", upstream.address.clone());
                 Box::new(report).ended(Some(UNAVAILABLE), 0);
+                error.response()
+            }
+            Err(SendError::Unreadable(details)) => {
+                // The backend is up (its connection lives) but this call's answer could not
+                // be read: not UNAVAILABLE, which clients retry as "backend down".
+                let upstream = &route.upstream;
+                let error = EdgeError::new(
+                    INTERNAL,
+                    format!(
+                        "backend {} ({}) answered, but its answer could not be read: {details}",
+                        upstream.name, upstream.address
+                    ),
+                    "BACKEND_ANSWER_UNREADABLE",
+                )
+                .with("backend", upstream.name.clone());
+                Box::new(report).ended(Some(INTERNAL), 0);
                 error.response()
             }
         }
@@ -271,10 +289,30 @@ async fn drain(body: Incoming) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), limited.collect()).await;
 }
 
+/// Why a call could not be sent on, or its answer not read.
+enum SendError {
+    /// No connection to the backend (it is down, or not listening).
+    Unreachable(String),
+    /// The connection lives, but this call's stream failed (e.g. an answer too large).
+    Unreadable(String),
+}
+
+/// An error with its causes ("http2 error: stream error detected: ...").
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 async fn send(
     upstream: &Upstream,
     mut request: Request<Counted>,
-) -> Result<Response<Incoming>, String> {
+) -> Result<Response<Incoming>, SendError> {
     let path = request
         .uri()
         .path_and_query()
@@ -286,13 +324,17 @@ async fn send(
         .authority(upstream.authority.as_str())
         .path_and_query(path)
         .build()
-        .map_err(|e| e.to_string())?;
-    let mut sender = upstream.sender().await?;
-    sender.ready().await.map_err(|e| e.to_string())?;
+        .map_err(|e| SendError::Unreachable(e.to_string()))?;
+    let mut sender = upstream.sender().await.map_err(SendError::Unreachable)?;
     sender
-        .send_request(request)
+        .ready()
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| SendError::Unreachable(describe(&e)))?;
+    match sender.send_request(request).await {
+        Ok(response) => Ok(response),
+        Err(error) if sender.is_closed() => Err(SendError::Unreachable(describe(&error))),
+        Err(error) => Err(SendError::Unreadable(describe(&error))),
+    }
 }
 
 /// Reported when a forwarded call ends: metrics, and the audit line for a change.
