@@ -33,7 +33,9 @@ from hearth_gateway.http_limits import LimitedRunner, Limits
 from hearth_gateway.openapi import openapi_document
 from hearth_gateway.proxy import ACTIVE_STREAMS, DETAILS_KEY, EDGE_CHANNEL_OPTIONS
 from hearth_gateway.transcode import HTTP_STATUS, BadRequest, build_request, error_body, to_json
+from hearth_runtime.logs import kv
 from hearth_runtime.supervisor import Supervisor
+from hearth_runtime.text import neutral
 
 log = logging.getLogger("hearth.gateway.http")
 
@@ -181,6 +183,7 @@ class HttpFace:
         self.allowed_hosts = allowed_hosts or default_allowed_hosts()
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
+        self._refused_hosts: set[str] = set()
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -233,11 +236,21 @@ class HttpFace:
 
     @web.middleware
     async def _host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not host_allowed(request.headers.get("Host"), self.allowed_hosts):
+        host = request.headers.get("Host")
+        if not host_allowed(host, self.allowed_hosts):
             request[ROUTE] = "host-refused"
+            shown = neutral(host or "", 100)
+            if len(self._refused_hosts) < 100 and shown not in self._refused_hosts:
+                # Once per name: an owner reaching the page by a name not yet allowed sees why.
+                self._refused_hosts.add(shown)
+                log.warning(
+                    "HTTP request for a host name that is not allowed (DNS rebinding guard)",
+                    extra=kv(host=shown, setting="allowed_hosts", allowed=self.allowed_hosts),
+                )
             return _json_error(
                 grpc.StatusCode.PERMISSION_DENIED,
-                "this gateway does not answer for that Host (see allowed_hosts)",
+                f"this gateway does not answer for host {shown!r}: add it to allowed_hosts "
+                "(HEARTH_GATEWAY_ALLOWED_HOSTS)",
                 status=403,
                 field="Host",
             )
