@@ -222,6 +222,7 @@ async def door(
         tls_key_file=key,
         grpc_tls_listen=f"127.0.0.1:{tls_port}",
         rate_limits=getattr(request.function, "rates", RATES),
+        anonymous_read=getattr(request.function, "anonymous_read", False),
     )
     name: str = request.param
     opened = Door(gw, name.split("-")[1], cert, tls_port)
@@ -244,6 +245,36 @@ async def test_golden_auth_cases_answer_the_same_at_every_door(door: Door) -> No
         ):
             wrong.append(f"{case.name}: got {got}, want {want} {case.message!r}")
     assert not wrong, "\n".join(wrong)
+
+
+# With anonymous_read, no token (or a blank one) reads; a malformed one is still refused.
+GOLDEN_ANONYMOUS_READ = [
+    Case("no header", "read", None, grpc.StatusCode.OK),
+    Case("blank", "read", b"  ", grpc.StatusCode.OK),
+    Case("scheme only", "read", b"Bearer", grpc.StatusCode.UNAUTHENTICATED, "INVALID_TOKEN",
+         INVALID),
+    Case("unknown", "read", b"Bearer nope", grpc.StatusCode.UNAUTHENTICATED, "INVALID_TOKEN",
+         INVALID),
+    Case("anonymous writes", "write", None, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REQUIRED",
+         NEEDS_OPERATOR),
+    Case("viewer writes", "write", b"Bearer " + V, grpc.StatusCode.PERMISSION_DENIED,
+         "ROLE_REQUIRED", f"victor (viewer) may not call {WAKE}/WakeHost: needs role operator"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("door", DOORS, indirect=True)
+async def test_golden_cases_with_anonymous_read(door: Door) -> None:
+    wrong = []
+    for case in GOLDEN_ANONYMOUS_READ:
+        got = await door.call(case.rpc, case.authorization)
+        if (got.code, got.reason) != (case.code.value[0], case.reason) or (
+            case.message is not None and got.message != case.message
+        ):
+            wrong.append(f"{case.name}: got {got}, want {case.code} {case.reason}")
+    assert not wrong, "\n".join(wrong)
+
+
+test_golden_cases_with_anonymous_read.anonymous_read = True  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("door", DOORS, indirect=True)
