@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 
@@ -23,7 +24,7 @@ from gateway_wire import HttpAnswer, parse_http, raw_http  # type: ignore[import
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from hearth_gateway.http import SECURITY_HEADERS, host_allowed
+from hearth_gateway.http import SECURITY_HEADERS, WEB, host_allowed
 
 AUTH = f"Authorization: Bearer {OPERATOR}\r\n"
 
@@ -328,3 +329,17 @@ async def test_generated_malformed_requests_never_get_a_server_error(gw: Running
     assert not bad
     answer = await raw_http(port, f"GET /v1/zones HTTP/1.1\r\nHost: 127.0.0.1\r\n{AUTH}".encode())
     assert answer.status == 200
+
+
+def test_the_page_script_has_no_html_or_eval_sinks() -> None:
+    """The page's JS builds every node with createElement/textContent: none of the calls
+    that parse a string as HTML or code appears (the browser test shows the result)."""
+    script = (WEB / "app.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "new Function", "setTimeout(\"", "javascript:"):  # fmt: skip
+        assert sink not in script, sink
+    page = (WEB / "index.html").read_text()
+    # What the CSP would block anyway: inline scripts, inline handlers, style attributes.
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page)
+    assert not re.search(r"\son[a-z]+\s*=", page, re.IGNORECASE)
+    assert not re.search(r"\sstyle\s*=", page, re.IGNORECASE)
