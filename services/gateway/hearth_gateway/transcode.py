@@ -71,11 +71,16 @@ class BadRequest(Exception):
         self.field = field
 
 
+def _shown(text: str) -> str:
+    """A caller's value quoted in an error message: repr'd (no control characters), bounded."""
+    return repr(text if len(text) <= 100 else text[:99] + "…")
+
+
 def _field(descriptor: Any, name: str) -> Any:
     for field in descriptor.fields:
         if name in (field.name, field.json_name):
             return field
-    raise BadRequest(f"{descriptor.full_name} has no field {name!r}", field=name)
+    raise BadRequest(f"{descriptor.full_name} has no field {_shown(name)}", field=name[:100])
 
 
 def _scalar(field: Any, text: str) -> Any:
@@ -84,13 +89,13 @@ def _scalar(field: Any, text: str) -> Any:
     if kind == FieldDescriptor.TYPE_BOOL:
         lowered = text.lower()
         if lowered not in ("true", "false", "1", "0"):
-            raise BadRequest(f"{field.name}: {text!r} is not true or false", field.name)
+            raise BadRequest(f"{field.name}: {_shown(text)} is not true or false", field.name)
         return lowered in ("true", "1")
     if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         try:
             return float(text)
         except ValueError:
-            raise BadRequest(f"{field.name}: {text!r} is not a number", field.name) from None
+            raise BadRequest(f"{field.name}: {_shown(text)} is not a number", field.name) from None
     if kind == FieldDescriptor.TYPE_ENUM:
         return int(text) if text.lstrip("-").isdigit() else text
     if kind in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
@@ -100,7 +105,7 @@ def _scalar(field: Any, text: str) -> Any:
     try:
         return int(text)
     except ValueError:
-        raise BadRequest(f"{field.name}: {text!r} is not an integer", field.name) from None
+        raise BadRequest(f"{field.name}: {_shown(text)} is not an integer", field.name) from None
 
 
 def _set_path(tree: dict[str, Any], descriptor: Any, path: str, values: list[str]) -> None:
