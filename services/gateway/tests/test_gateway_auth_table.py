@@ -399,3 +399,23 @@ async def test_generated_authorization_values_answer_the_same_at_every_front_doo
         assert len(seen) == 1, (value, answers)
 
     await asyncio.to_thread(same_everywhere)
+
+
+@pytest.mark.parametrize("door", ["edge-tls"], indirect=True)
+async def test_a_watch_over_tls_is_relayed_and_ends_with_its_caller(door: Door) -> None:
+    await create_host(door.gw)
+    stream = door.channel.unary_stream(
+        f"/{WAKE}/WatchHostEvents",
+        request_serializer=wake_pb2.WatchHostEventsRequest.SerializeToString,
+        response_deserializer=wake_pb2.HostEvent.FromString,
+    )(wake_pb2.WatchHostEventsRequest(), metadata=[("authorization", f"Bearer {VIEWER}")])
+    first = await asyncio.wait_for(stream.read(), 5)
+    assert first.kind == wake_pb2.HostEvent.CURRENT and first.host.name == "hosts/devbox"
+    events = door.gw.backends.wake.events
+    assert events.subscribers == 1
+    stream.cancel()
+
+    async def ended() -> bool:
+        return events.subscribers == 0
+
+    await wait_for_async("the backend's watch to end", ended, within=5)
