@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import socket
 import time
@@ -343,3 +344,26 @@ def test_the_page_script_has_no_html_or_eval_sinks() -> None:
     assert not re.search(r"<script(?![^>]*\bsrc=)", page)
     assert not re.search(r"\son[a-z]+\s*=", page, re.IGNORECASE)
     assert not re.search(r"\sstyle\s*=", page, re.IGNORECASE)
+
+
+async def test_malformed_heads_leave_no_error_or_traceback_in_the_log(
+    gw: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the contract fuzzer: an over-long URL was answered 400, but each one left an
+    ERROR line with a traceback quoting the client's URL (anyone could fill the log)."""
+    port = gw.gateway.http_port
+    heads = [
+        f"GET /v1/streams/{'a' * 9000} HTTP/1.1\r\nHost: h".encode(),
+        f"GET / HTTP/1.1\r\nHost: h\r\nX-Big: {'b' * 9000}".encode(),
+        b"GET / HTTP/1.1\r\nHost: h\r\nBad Header\x01: x",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # TLS to the plain port
+    ]
+    with caplog.at_level(logging.DEBUG):
+        for head in heads:
+            try:
+                answer = await raw_http(port, head)
+            except AssertionError:
+                continue  # no HTTP answer at all (the TLS hello) is fine too
+            assert 400 <= answer.status < 500, (head[:40], answer)
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert not loud, [(r.name, r.getMessage()[:200]) for r in loud]
