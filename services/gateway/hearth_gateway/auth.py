@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -41,14 +43,48 @@ class Principal:
 ANONYMOUS = Principal("anonymous", "anonymous")
 
 
-def bearer(value: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` value (None if absent)."""
+# The one grammar of an Authorization value, the same in hearth-edge (edge/src/auth.rs) and
+# pinned by tests/test_gateway_auth_table.py: optional spaces/tabs around, the scheme
+# "Bearer" in any case (RFC 7235: schemes are case-insensitive), one or more spaces, then a
+# token68 (RFC 6750: letters, digits, - . _ ~ + /, trailing =) of at most MAX_TOKEN_CHARS.
+# Anything else that is present is malformed: refused as a wrong token (INVALID_TOKEN).
+MAX_TOKEN_CHARS = 1024
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_OWS = " \t"
+
+
+def bearer(value: str | bytes | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value.
+
+    None when there is none (absent, or only spaces: anonymous), "" when the value is
+    malformed (a wrong scheme, no token, a space inside it, non-ASCII, too long)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return ""
+    value = value.strip(_OWS)
     if not value:
         return None
-    scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return ""  # present but malformed: treated as a wrong token
-    return token.strip()
+    scheme, _, token = value.partition(" ")
+    token = token.lstrip(" ")
+    if scheme.lower() != "bearer" or not scheme.isascii():
+        return ""
+    if len(token) > MAX_TOKEN_CHARS or not _TOKEN68.fullmatch(token):
+        return ""
+    return token
+
+
+def normalized_authorization(value: str | bytes | None) -> str | None:
+    """``value`` as a hop to the other front door sends it: parsed by ``bearer`` and written
+    again, so a value gRPC metadata cannot carry (a tab, non-ASCII) arrives as what it is,
+    a malformed credential ("Bearer" without a token)."""
+    token = bearer(value)
+    if token is None:
+        return None
+    return f"Bearer {token}" if token else "Bearer"
 
 
 @dataclass
@@ -59,7 +95,9 @@ class TokenBucket:
     stamp: float = field(default_factory=time.monotonic)
 
     def take(self, now: float) -> float:
-        """0 if a call may go now, else the seconds until one may."""
+        """0 if a call may go now, else the seconds until one may (inf: never, 0/min)."""
+        if self.capacity <= 0:
+            return math.inf
         rate = self.capacity / self.per_seconds
         if self.tokens < 0:
             self.tokens = float(self.capacity)
@@ -121,6 +159,11 @@ class Authorizer:
         key = (method.full_name, principal.name)
         bucket = self._buckets.setdefault(key, TokenBucket(*rate))
         wait = bucket.take(time.monotonic())
+        if wait == math.inf:
+            raise ResourceExhausted(
+                f"{method.name} is switched off: its rate limit is 0 per {rate[1]:g} s",
+                reason="RATE_LIMITED",
+            )
         if wait > 0:
             raise ResourceExhausted(
                 f"too many {method.name} calls by {principal.name}: limit "

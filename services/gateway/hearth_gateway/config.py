@@ -89,6 +89,24 @@ class GatewayConfig(ServiceConfig):
     """How often each backend's health, version and round-trip time are checked."""
     http_timeout_seconds: float = 60.0
     """Deadline of an HTTP call to a unary method (streams have none)."""
+    http_header_timeout_seconds: float = 10.0
+    """An HTTP request's line and headers must arrive within this many seconds of their
+    first byte, else the connection is closed (slow clients cannot hold connections)."""
+    http_idle_timeout_seconds: float = 60.0
+    """An idle keep-alive HTTP connection is closed after this many seconds."""
+    http_max_connections: int = 1024
+    """Open HTTP connections at most (SSE streams included); the next one is answered 503."""
+    http_max_body_bytes: int = 256 * 1024
+    """Largest HTTP request body (413 beyond)."""
+    http_max_url_bytes: int = 8190
+    """Longest HTTP request line (414 beyond)."""
+    http_max_header_bytes: int = 8190
+    """Longest HTTP request header (431 beyond; at most 100 headers)."""
+    allowed_hosts: list[str] = []
+    """Host names the HTTP face answers for (the Host header; anything else is refused with
+    403, which stops DNS rebinding). Empty: localhost and *.localhost, this machine's host
+    name and fully qualified name, and any IP address literal. "*" allows every name;
+    "*.example.org" a domain and its subdomains."""
 
     @field_validator("http_listen", "grpc_tls_listen")
     @classmethod
@@ -102,7 +120,16 @@ class GatewayConfig(ServiceConfig):
             parse_rate(rate)
         return value
 
-    @field_validator("check_interval_seconds", "http_timeout_seconds")
+    @field_validator(
+        "check_interval_seconds",
+        "http_timeout_seconds",
+        "http_header_timeout_seconds",
+        "http_idle_timeout_seconds",
+        "http_max_connections",
+        "http_max_body_bytes",
+        "http_max_url_bytes",
+        "http_max_header_bytes",
+    )
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:

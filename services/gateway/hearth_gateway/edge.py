@@ -35,11 +35,13 @@ from hearth_gateway.proxy import ACTIVE_STREAMS, resource_paths
 from hearth_runtime import ConfigError
 from hearth_runtime.grpc_metrics import record_handled, record_started
 from hearth_runtime.logs import kv
+from hearth_runtime.supervisor import Supervisor
 
 log = logging.getLogger("hearth.gateway.edge")
 
 BINARY = "hearth-edge"
 RESTART_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+SUPERVISOR_TASK = "edge-supervisor"
 
 
 class EdgeUnavailable(Exception):
@@ -124,8 +126,17 @@ def _split(full_name: str) -> tuple[str, str]:
 class Edge:
     """The edge process: started, read, restarted when it dies, stopped with the gateway."""
 
-    def __init__(self, binary: str, settings: dict[str, Any], state_dir: Path) -> None:
+    def __init__(
+        self,
+        binary: str,
+        settings: dict[str, Any],
+        state_dir: Path,
+        supervisor: Supervisor | None = None,
+    ) -> None:
         self.binary = binary
+        # The runtime's: the watcher of the edge process is logged, counted and restarted
+        # like every other background task (its own crash is not the edge's).
+        self.supervisor = supervisor or Supervisor()
         self.settings = settings
         self.config_file = state_dir / "edge.json"
         self.port = 0
@@ -139,7 +150,9 @@ class Edge:
     async def start(self) -> int:
         """Start the edge; its port (raises ConfigError or EdgeUnavailable if it cannot)."""
         await self._spawn()
-        self._supervisor = asyncio.create_task(self._supervise(), name="edge-supervisor")
+        self._supervisor = self.supervisor.spawn(
+            self._supervise, SUPERVISOR_TASK, family="edge", restart=True
+        )
         return self.port
 
     async def _spawn(self) -> None:
@@ -273,6 +286,6 @@ class Edge:
     async def close(self) -> None:
         await self.drain()
         if self._supervisor is not None:
-            self._supervisor.cancel()
+            self.supervisor.cancel(SUPERVISOR_TASK)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor

@@ -20,6 +20,7 @@ from hearth_gateway.catalog import Catalog, build_catalog
 from hearth_gateway.config import GatewayConfig
 from hearth_gateway.edge import Edge, EdgeUnavailable, edge_config, find_binary
 from hearth_gateway.http import HttpFace, serve
+from hearth_gateway.http_limits import Limits
 from hearth_gateway.proxy import Forwarder
 from hearth_gateway.service import SERVICE, GatewayServicer
 from hearth_runtime import ConfigError, Runtime, ServiceSpec, run_service
@@ -38,6 +39,7 @@ class Gateway:
         self.pool: BackendPool | None = None
         self.servicer: GatewayServicer | None = None
         self.edge: Edge | None = None
+        self.forwarder: Forwarder | None = None
 
     async def setup(self, runtime: Runtime[GatewayConfig]) -> None:
         config = runtime.config
@@ -56,7 +58,8 @@ class Gateway:
         )
         servicer = self.servicer = GatewayServicer(catalog, pool, authorizer, runtime.spec.version)
         runtime.add_servicer(gateway_pb2_grpc.add_GatewayServicer_to_server, servicer, SERVICE)
-        runtime.server.add_generic_rpc_handlers((Forwarder(catalog, pool, authorizer),))
+        forwarder = self.forwarder = Forwarder(catalog, pool, authorizer)
+        runtime.server.add_generic_rpc_handlers((forwarder,))
         # Reflection lists (and describes, from the default pool) every backend service too.
         for backend in BACKENDS:
             for name in catalog.backend_services(backend):
@@ -93,6 +96,7 @@ class Gateway:
                 await self.edge.close()
             await runner.cleanup()
             await face.close()
+            await forwarder.close()
             await pool.close()
             with contextlib.suppress(OSError):
                 shutil.rmtree(private)
@@ -117,13 +121,26 @@ class Gateway:
             config.cors_origins,
             config.http_timeout_seconds,
             version=runtime.spec.version,
+            supervisor=runtime.supervisor,
+            allowed_hosts=config.allowed_hosts,
+            max_body_bytes=config.http_max_body_bytes,
+            body_timeout=config.http_header_timeout_seconds,
+        )
+        limits = Limits(
+            header_timeout=config.http_header_timeout_seconds,
+            idle_timeout=config.http_idle_timeout_seconds,
+            max_connections=config.http_max_connections,
+            max_url_bytes=config.http_max_url_bytes,
+            max_header_bytes=config.http_max_header_bytes,
         )
         ssl_context = None
         if tls is not None and config.tls_cert_file and config.tls_key_file:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
         try:
-            runner, self.http_port = await serve(face.app(), config.http_listen, ssl_context)
+            runner, self.http_port = await serve(
+                face.app(), config.http_listen, ssl_context, limits
+            )
         except OSError as exc:
             await face.close()
             raise ConfigError(f"cannot listen on {config.http_listen}: {exc.strerror}") from None
@@ -155,7 +172,7 @@ class Gateway:
         # on a socket of its own where the edge trusts the caller's x-forwarded-for.
         edge_socket = f"unix:{private / 'edge.sock'}"
         settings = edge_config(config, catalog, BACKENDS, socket, edge_socket)
-        edge = Edge(binary, settings, private)
+        edge = Edge(binary, settings, private, runtime.supervisor)
         try:
             runtime.grpc_port = await edge.start()
         except EdgeUnavailable as exc:
@@ -166,6 +183,10 @@ class Gateway:
             )
             return socket
         self.edge = edge
+        if self.forwarder is not None:
+            # gRPC with TLS (served here) goes through the edge too: one set of rate-limit
+            # buckets and one audit trail for every port.
+            self.forwarder.relay_to(edge_socket)
         runtime.binds_grpc_listen = False
         runtime.on_drain(edge.drain)
         return edge_socket

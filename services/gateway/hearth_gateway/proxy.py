@@ -20,7 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from prometheus_client import Gauge
 
-from hearth_gateway.auth import Authorizer, Principal, bearer
+from hearth_gateway.auth import Authorizer, Principal, bearer, normalized_authorization
 from hearth_gateway.backends import Backend, BackendPool
 from hearth_gateway.catalog import Catalog, Method
 from hearth_runtime.errors import HearthError
@@ -36,8 +36,20 @@ ACTIVE_STREAMS = Gauge(
 )
 
 DETAILS_KEY = "grpc-status-details-bin"
+EDGE_CHANNEL_OPTIONS = [
+    # gRPC's default :authority for a unix socket is its path, which HTTP/2 servers other than
+    # grpc's own (hearth-edge's) refuse as malformed.
+    ("grpc.default_authority", "localhost"),
+    # Back quickly after the edge was restarted (gRPC's default backoff grows to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 # Request metadata that belongs to this hop, not to the backend call.
 _HOP_KEYS = {"authorization", "user-agent", "content-type", "te", "host", "x-forwarded-for"}
+# Headers only a front door sets (x-hearth-principal names the authorized caller to the
+# backend): whatever a caller sent under this prefix is dropped, never forwarded.
+INTERNAL_PREFIX = "x-hearth-"
 # The HTTP face reaches the gRPC face over this process's private unix socket; only there
 # is an x-forwarded-for header trusted.
 _TRUSTED_PEER_PREFIX = "unix:"
@@ -62,14 +74,19 @@ def client_address(context: grpc.aio.ServicerContext) -> str:
 def forwarded_metadata(
     context: grpc.aio.ServicerContext, principal: Principal
 ) -> list[tuple[str, str | bytes]]:
-    out: list[tuple[str, str | bytes]] = [
-        (key, value)
-        for key, value in context.invocation_metadata() or ()
-        if key not in _HOP_KEYS and not key.startswith(("grpc-", ":"))
-    ]
+    out = caller_metadata(context)
     out.append(("x-forwarded-for", client_address(context)))
     out.append(("x-hearth-principal", principal.name))
     return out
+
+
+def caller_metadata(context: grpc.aio.ServicerContext) -> list[tuple[str, str | bytes]]:
+    """The caller's metadata that may go on: not this hop's, not one only we may set."""
+    return [
+        (key, value)
+        for key, value in context.invocation_metadata() or ()
+        if key not in _HOP_KEYS and not key.startswith(("grpc-", ":", INTERNAL_PREFIX))
+    ]
 
 
 def passable_metadata(
@@ -138,6 +155,10 @@ class Forwarder(grpc.GenericRpcHandler):
         self.catalog = catalog
         self.pool = pool
         self.authorizer = authorizer
+        # With hearth-edge running, the calls this server takes (gRPC with TLS) go through
+        # the edge's private socket: one rate-limit bucket per caller, one audit trail and
+        # one set of auth rules, whatever port a call came in on.
+        self.relay: grpc.aio.Channel | None = None
         # Built once: looking a handler up is all a call costs before it is forwarded.
         self._handlers = {
             path: self._handler(method)
@@ -150,10 +171,71 @@ class Forwarder(grpc.GenericRpcHandler):
     ) -> grpc.RpcMethodHandler | None:
         return self._handlers.get(handler_call_details.method)
 
+    def relay_to(self, target: str) -> None:
+        """Send every call to hearth-edge at ``target`` (its trusted unix socket)."""
+        self.relay = grpc.aio.insecure_channel(target, EDGE_CHANNEL_OPTIONS)
+
+    async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+
     def _handler(self, method: Method) -> grpc.RpcMethodHandler:
         if method.server_streaming:
             return grpc.unary_stream_rpc_method_handler(self._stream(method))
         return grpc.unary_unary_rpc_method_handler(self._unary(method))
+
+    def _relayed_metadata(self, context: grpc.aio.ServicerContext) -> list[tuple[str, Any]]:
+        out: list[tuple[str, Any]] = caller_metadata(context)
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                normalized = normalized_authorization(value)
+                if normalized is not None:
+                    out.append((key, normalized))
+                break
+        out.append(("x-forwarded-for", client_address(context)))
+        # This server has counted the call in grpc_server_*: the edge does not count it again.
+        out.append(("x-hearth-relayed", "1"))
+        return out
+
+    async def _relay_unary(
+        self, method: Method, request: bytes, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        assert self.relay is not None
+        relayed: Any = self.relay.unary_unary(method.path)
+        call = relayed(request, timeout=deadline(context), metadata=self._relayed_metadata(context))
+        try:
+            response: bytes = await call
+            await _pass_initial(call, context)
+            trailers = passable_metadata(await call.trailing_metadata())
+            if trailers:
+                context.set_trailing_metadata(trailers)
+            return response
+        except grpc.aio.AioRpcError as exc:
+            trailers = passable_metadata(exc.trailing_metadata())
+            await context.abort(exc.code(), exc.details() or "", trailing_metadata=trailers)
+            raise
+
+    async def _relay_stream(
+        self, method: Method, request: bytes, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        assert self.relay is not None
+        relayed: Any = self.relay.unary_stream(method.path)
+        call = relayed(request, timeout=deadline(context), metadata=self._relayed_metadata(context))
+        gauge = ACTIVE_STREAMS.labels("grpc", method.full_name)
+        gauge.inc()
+        try:
+            await _pass_initial(call, context)
+            async for message in call:
+                yield message
+            trailers = passable_metadata(await call.trailing_metadata())
+            if trailers:
+                context.set_trailing_metadata(trailers)
+        except grpc.aio.AioRpcError as exc:
+            trailers = passable_metadata(exc.trailing_metadata())
+            await context.abort(exc.code(), exc.details() or "", trailing_metadata=trailers)
+        finally:
+            call.cancel()
+            gauge.dec()
 
     def _admit(self, method: Method, context: grpc.aio.ServicerContext) -> Principal:
         try:
@@ -211,6 +293,8 @@ class Forwarder(grpc.GenericRpcHandler):
         call_backend: Any = backend.channel.unary_unary(method.path)
 
         async def forward(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            if self.relay is not None:
+                return await self._relay_unary(method, request, context)
             principal = self._admit(method, context)
             started = time.perf_counter()
             code = "OK"
@@ -245,6 +329,10 @@ class Forwarder(grpc.GenericRpcHandler):
         async def forward(
             request: bytes, context: grpc.aio.ServicerContext
         ) -> AsyncIterator[bytes]:
+            if self.relay is not None:
+                async for message in self._relay_stream(method, request, context):
+                    yield message
+                return
             principal = self._admit(method, context)
             started = time.perf_counter()
             call = call_backend(

@@ -9,6 +9,7 @@ JSON body ``{code, message, details}``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -41,19 +42,45 @@ HTTP_STATUS = {
     grpc.StatusCode.DATA_LOSS: 500,
 }
 
+# Message types whose JSON form is a string, so a query or path string can set them.
+_STRING_TYPES = {
+    "google.protobuf.Duration",
+    "google.protobuf.Timestamp",
+    "google.protobuf.FieldMask",
+    "google.protobuf.StringValue",
+    "google.protobuf.BytesValue",
+    "google.protobuf.Int64Value",
+    "google.protobuf.UInt64Value",
+}
+
 # Query parameters the gateway itself reads, never request fields.
 RESERVED_QUERY = {"access_token", "timeout"}
 
 
+_PARSE_FIELD = re.compile(r"Failed to parse ([A-Za-z0-9_.]+) field")
+_NO_FIELD = re.compile(r'has no field named "([^"]{1,100})"')
+
+
 class BadRequest(Exception):
-    """The HTTP request cannot become the method's request message (-> INVALID_ARGUMENT)."""
+    """The HTTP request cannot become the method's request message (-> INVALID_ARGUMENT).
+
+    ``field`` names what was wrong: a request field's path, or "body"."""
+
+    def __init__(self, message: str, field: str = "body") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _shown(text: str) -> str:
+    """A caller's value quoted in an error message: repr'd (no control characters), bounded."""
+    return repr(text if len(text) <= 100 else text[:99] + "…")
 
 
 def _field(descriptor: Any, name: str) -> Any:
     for field in descriptor.fields:
         if name in (field.name, field.json_name):
             return field
-    raise BadRequest(f"{descriptor.full_name} has no field {name!r}")
+    raise BadRequest(f"{descriptor.full_name} has no field {_shown(name)}", field=name[:100])
 
 
 def _scalar(field: Any, text: str) -> Any:
@@ -62,13 +89,13 @@ def _scalar(field: Any, text: str) -> Any:
     if kind == FieldDescriptor.TYPE_BOOL:
         lowered = text.lower()
         if lowered not in ("true", "false", "1", "0"):
-            raise BadRequest(f"{field.name}: {text!r} is not true or false")
+            raise BadRequest(f"{field.name}: {_shown(text)} is not true or false", field.name)
         return lowered in ("true", "1")
     if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         try:
             return float(text)
         except ValueError:
-            raise BadRequest(f"{field.name}: {text!r} is not a number") from None
+            raise BadRequest(f"{field.name}: {_shown(text)} is not a number", field.name) from None
     if kind == FieldDescriptor.TYPE_ENUM:
         return int(text) if text.lstrip("-").isdigit() else text
     if kind in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
@@ -78,7 +105,7 @@ def _scalar(field: Any, text: str) -> Any:
     try:
         return int(text)
     except ValueError:
-        raise BadRequest(f"{field.name}: {text!r} is not an integer") from None
+        raise BadRequest(f"{field.name}: {_shown(text)} is not an integer", field.name) from None
 
 
 def _set_path(tree: dict[str, Any], descriptor: Any, path: str, values: list[str]) -> None:
@@ -87,11 +114,17 @@ def _set_path(tree: dict[str, Any], descriptor: Any, path: str, values: list[str
     desc = descriptor
     for part in parts[:-1]:
         field = _field(desc, part)
-        if field.type != FieldDescriptor.TYPE_MESSAGE:
-            raise BadRequest(f"{path}: {part} is not a message")
+        if field.type != FieldDescriptor.TYPE_MESSAGE or field.is_repeated:
+            raise BadRequest(f"{path}: {part} is not a message", path)
         node = node.setdefault(field.name, {})
+        if not isinstance(node, dict):
+            raise BadRequest(f"{path}: {part} is given twice, as a value and by parts", path)
         desc = field.message_type
     field = _field(desc, parts[-1])
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name not in (
+        _STRING_TYPES
+    ):
+        raise BadRequest(f"{path}: a message, not a value (set its fields)", path)
     if field.is_repeated:
         node[field.name] = [_scalar(field, v) for v in values]
     else:
@@ -111,8 +144,8 @@ def build_request(
     if binding.body and body.strip():
         try:
             parsed = json.loads(body)
-        except ValueError as exc:
-            raise BadRequest(f"the body is not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest(f"the body is not JSON: {str(exc)[:200]}") from None
         if binding.body == "*":
             if not isinstance(parsed, dict):
                 raise BadRequest("the body must be a JSON object")
@@ -132,8 +165,20 @@ def build_request(
     try:
         json_format.ParseDict(tree, message)
     except json_format.ParseError as exc:
-        raise BadRequest(str(exc)) from None
+        raise BadRequest(str(exc)[:500], _parse_error_field(str(exc))) from None
+    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+        # json_format's own checks miss a few shapes (e.g. a list where a map goes).
+        raise BadRequest(f"the request does not fit {desc.full_name}: {str(exc)[:200]}") from None
     return message
+
+
+def _parse_error_field(text: str) -> str:
+    """The field json_format's message names ("Failed to parse host field: ..."), or body."""
+    match = _PARSE_FIELD.search(text)
+    if match:
+        return match.group(1)
+    match = _NO_FIELD.search(text)
+    return match.group(1) if match else "body"
 
 
 def to_json(message: Message) -> dict[str, Any]:

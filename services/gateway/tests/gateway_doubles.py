@@ -28,12 +28,18 @@ from hearth_runtime import (
 from hearth_runtime.broadcast import Broadcaster
 from hearth_runtime.errors import not_found
 
+HUGE_ANSWER = "hosts/huge-answer"
+"""GetHost of this name answers with 20 kB of grpc-message."""
+
 
 class FakeWake(wake_pb2_grpc.WakeServiceServicer):
     def __init__(self) -> None:
         self.hosts: dict[str, wake_pb2.Host] = {}
         self.events: Broadcaster[wake_pb2.HostEvent] = Broadcaster()
         self.metadata_seen: list[dict[str, str]] = []
+        # Every (key, value) pair, repeats kept: a forged header forwarded beside the real one
+        # shows here, not in the dict above.
+        self.metadata_pairs: list[list[tuple[str, str]]] = []
         self.deadlines_seen: list[float | None] = []
         self.waiting = asyncio.Event()  # a WaitUntilAwake call is in the backend
         self.cancelled = asyncio.Event()  # ... and its cancellation arrived
@@ -63,6 +69,11 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
         self, request: wake_pb2.GetHostRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
         self.metadata_seen.append({k: str(v) for k, v in context.invocation_metadata() or ()})
+        self.metadata_pairs.append([(k, str(v)) for k, v in context.invocation_metadata() or ()])
+        if request.name == HUGE_ANSWER:
+            # An error whose trailers are larger than gRPC's 16 KiB metadata limit, sent
+            # trailers-only (no headers first), as a backend's early error is.
+            await context.abort(grpc.StatusCode.NOT_FOUND, "x" * 20_000)
         await context.send_initial_metadata((("x-served-by", "fake-wake"),))
         self.deadlines_seen.append(context.time_remaining())
         return self._get(request.name)

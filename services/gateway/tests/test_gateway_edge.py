@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import grpc
 import pytest
+from gateway_doubles import HUGE_ANSWER  # type: ignore[import-not-found]
 from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
     OPERATOR,
     VIEWER,
@@ -232,3 +233,25 @@ async def test_a_failed_start_leaves_no_edge_running(gw: Running, tmp_path: Path
         await start_service(spec(gateway), _config(tmp_path, grpc_front="edge", http_listen=taken))
     assert gateway.edge is not None and gateway.edge.process is not None
     assert gateway.edge.process.returncode is not None
+
+
+async def test_an_answer_too_large_to_pass_is_not_called_a_backend_down(
+    make_gateway: MakeGateway,
+) -> None:
+    """Found by the contract fuzzer: a backend error with 20 kB of trailers came back from
+    the edge as UNAVAILABLE "backend wake is unavailable", though wake was up. The caller
+    now gets what it gets straight from the backend or through the Python front door."""
+    request = wake_pb2.GetHostRequest(name=HUGE_ANSWER)
+    codes = {}
+    for door in ("edge", "python"):
+        gw = await make_gateway(grpc_front=door)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await wake_pb2_grpc.WakeServiceStub(gw.channel).GetHost(request, metadata=auth(VIEWER))
+        codes[door] = caught.value.code()
+        assert "unavailable" not in (caught.value.details() or ""), caught.value.details()
+    async with grpc.aio.insecure_channel(gw.backends.address("wake")) as direct:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await wake_pb2_grpc.WakeServiceStub(direct).GetHost(request)
+    codes["direct"] = caught.value.code()
+    assert codes["edge"] == codes["python"] == codes["direct"], codes
+    assert codes["edge"] is not grpc.StatusCode.UNAVAILABLE

@@ -79,7 +79,7 @@ async def test_errors_follow_google_rpc_code(gw: Running) -> None:
     code, body = await request(gw, "GET", "/v1/nothing/here")
     assert code == 404
     code, body = await request(gw, "PUT", "/v1/hosts/devbox")
-    assert code == 501 and body["code"] == 12
+    assert code == 405 and body["code"] == 12  # HTTP's Method Not Allowed, gRPC's UNIMPLEMENTED
 
 
 async def test_http_auth_codes(gw: Running) -> None:
@@ -201,6 +201,8 @@ async def test_a_closed_event_stream_ends_the_backend_watch(gw: Running) -> None
         (current,) = await asyncio.wait_for(read_events(response, 1), 5)
         assert current["kind"] == "CURRENT" and gw.backends.audio.events.subscribers == 1
         assert sample("hearth_gateway_active_streams", face="sse") == 1
+        # The stream's heartbeat runs under the runtime's supervisor, named for the stream.
+        assert heartbeats() == 1
         response.close()
 
     async def backend_watch_ended() -> bool:
@@ -208,3 +210,17 @@ async def test_a_closed_event_stream_ends_the_backend_watch(gw: Running) -> None
 
     await wait_for_async("the backend's WatchAudio to end", backend_watch_ended, within=5)
     assert sample("hearth_gateway_active_streams", face="sse") == 0
+
+    async def heartbeat_ended() -> bool:
+        return heartbeats() == 0
+
+    await wait_for_async("the heartbeat to end", heartbeat_ended, within=5)
+
+
+def heartbeats() -> int:
+    """SSE heartbeat tasks alive (the supervisor names each "sse-heartbeat-N")."""
+    return sum(
+        1
+        for task in asyncio.all_tasks()
+        if task.get_name().startswith("sse-heartbeat-") and not task.done()
+    )

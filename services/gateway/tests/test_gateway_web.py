@@ -191,3 +191,59 @@ async def test_ci_progress_eta_and_earlier_wakes_are_shown(gw: Running) -> None:
         await item.locator(".eta:text-is('75% · ETA 45.0 s')").wait_for(timeout=10_000)
         assert await bar.evaluate("b => b.style.width") == "75%"
         await page.screenshot(path=artifact("gateway-page-ci.png"), full_page=True)
+
+
+HOSTILE = "<img src=x onerror=window.__pwned=1>"
+
+
+async def test_upstream_text_and_links_stay_inert(gw: Running) -> None:
+    """A host named like HTML and a CI item whose link is javascript: are shown as text;
+    nothing runs, nothing is clickable, and the page breaks none of its own CSP."""
+    gw.backends.wake.hosts[f"hosts/{HOSTILE}"] = wake_pb2.Host(
+        name=f"hosts/{HOSTILE}", state=wake_pb2.ASLEEP
+    )
+    hostile = copy.deepcopy(DASHBOARD)
+    item = hostile.pipelines[0].queues[0].items[0]
+    item.url = "javascript:window.__pwned=2"
+    item.subject = "<b id=bold>not bold</b>"
+    item.project = "javascript:window.__pwned=3"
+    item.change = "666,1"
+    async with browser() as chromium:
+        page = await chromium.new_page(viewport={"width": 1200, "height": 900})
+        violations: list[str] = []
+        page.on(
+            "console",
+            lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        await page.goto(gw.http + "/")
+        await page.fill("#token", OPERATOR)
+        await page.click("#token-form button[type=submit]")
+        await page.wait_for_selector("#role:text('operator')", timeout=10_000)
+        await page.wait_for_selector("#hosts tr[data-host]", timeout=10_000)
+        cell = page.locator("#hosts tr td").first
+        assert await cell.inner_text() == HOSTILE
+        assert await page.locator("#hosts img").count() == 0
+        gw.backends.ci.events.publish(
+            ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=hostile)
+        )
+        shown = page.locator(".item[data-change='666,1']")
+        await shown.wait_for(timeout=10_000)
+        assert "<b id=bold>not bold</b>" in await shown.inner_text()
+        assert await page.locator("#bold").count() == 0
+        assert await shown.locator("a").count() == 0  # no link for a javascript: URL
+        await shown.locator(".change").click()
+        await page.wait_for_timeout(300)
+        assert await page.evaluate("window.__pwned") is None
+        # A real http(s) link stays a link.
+        good = copy.deepcopy(hostile)
+        good.pipelines[0].queues[0].items[0].url = "https://review.example/666"
+        gw.backends.ci.events.publish(
+            ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=good)
+        )
+        link = shown.locator("a")
+        await link.wait_for(timeout=10_000)
+        assert await link.get_attribute("href") == "https://review.example/666"
+        # The progress bar's width is set through the CSSOM, which the CSP allows.
+        assert await shown.locator(".progress > div").evaluate("b => b.style.width") == "50%"
+        await page.screenshot(path=artifact("gateway-page-hostile.png"), full_page=True)
+    assert violations == []

@@ -45,17 +45,40 @@ pub struct Authorizer {
     buckets: Mutex<HashMap<(String, String), Bucket>>,
 }
 
-/// The token of an `authorization: Bearer <token>` value; "" when present but malformed.
-pub fn bearer(value: Option<&str>) -> Option<String> {
-    let value = value?.trim();
+/// The longest token accepted (longer ones are malformed): as `MAX_TOKEN_CHARS` in Python.
+pub const MAX_TOKEN_CHARS: usize = 1024;
+
+fn token68(token: &str) -> bool {
+    // RFC 6750's b64token: letters, digits, - . _ ~ + /, then any number of "=".
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// The token of an `authorization: Bearer <token>` value, by the grammar of Python's
+/// `hearth_gateway.auth.bearer` (both pinned by tests/test_gateway_auth_table.py): None when
+/// absent or blank (anonymous), "" when malformed (wrong scheme, no token, a space inside
+/// it, non-ASCII, longer than `MAX_TOKEN_CHARS`), else the token.
+pub fn bearer(value: Option<&[u8]>) -> Option<String> {
+    let value = value?;
+    let Ok(value) = std::str::from_utf8(value) else {
+        return Some(String::new());
+    };
+    if !value.is_ascii() {
+        return Some(String::new());
+    }
+    let value = value.trim_matches(|c| c == ' ' || c == '\t');
     if value.is_empty() {
         return None;
     }
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+    let token = token.trim_start_matches(' ');
+    if !scheme.eq_ignore_ascii_case("bearer") || token.len() > MAX_TOKEN_CHARS || !token68(token) {
         return Some(String::new());
     }
-    Some(token.trim().to_string())
+    Some(token.to_string())
 }
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
@@ -169,6 +192,21 @@ impl Authorizer {
         let (Some(calls), Some(per)) = (method.rate_calls, method.rate_per_seconds) else {
             return Ok(());
         };
+        let name = method
+            .full_name
+            .rsplit('/')
+            .next()
+            .unwrap_or(&method.full_name);
+        if calls == 0 {
+            return Err(EdgeError::new(
+                RESOURCE_EXHAUSTED,
+                format!(
+                    "{name} is switched off: its rate limit is 0 per {} s",
+                    trim_float(per)
+                ),
+                "RATE_LIMITED",
+            ));
+        }
         let capacity = f64::from(calls);
         let rate = capacity / per;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -186,11 +224,6 @@ impl Authorizer {
             return Ok(());
         }
         let wait = (1.0 - bucket.tokens) / rate;
-        let name = method
-            .full_name
-            .rsplit('/')
-            .next()
-            .unwrap_or(&method.full_name);
         Err(EdgeError::new(
             RESOURCE_EXHAUSTED,
             format!(
@@ -262,11 +295,22 @@ mod tests {
 
     #[test]
     fn bearer_parses_the_header() {
+        let b = |v: &str| bearer(Some(v.as_bytes()));
         assert_eq!(bearer(None), None);
-        assert_eq!(bearer(Some("Bearer abc ")), Some("abc".into()));
-        assert_eq!(bearer(Some("bearer abc")), Some("abc".into()));
-        assert_eq!(bearer(Some("Basic abc")), Some(String::new()));
-        assert_eq!(bearer(Some("Bearer")), Some(String::new()));
+        assert_eq!(b(" \t"), None);
+        assert_eq!(b("Bearer abc "), Some("abc".into()));
+        assert_eq!(b("bearer  abc"), Some("abc".into()));
+        assert_eq!(b("Basic abc"), Some(String::new()));
+        assert_eq!(b("Bearer"), Some(String::new()));
+        assert_eq!(b("Bearer\tabc"), Some(String::new()));
+        assert_eq!(b("Bearer a b"), Some(String::new()));
+        assert_eq!(b("Bearer ab=="), Some("ab==".into()));
+        assert_eq!(b("Bearer =="), Some(String::new()));
+        assert_eq!(bearer(Some(b"Bearer \xc3\xa9")), Some(String::new()));
+        assert_eq!(
+            b(&format!("Bearer {}", "a".repeat(1025))),
+            Some(String::new())
+        );
     }
 
     #[test]
@@ -324,5 +368,12 @@ mod tests {
         assert!(auth
             .authorize(&limited, Some("o-token"), now + Duration::from_secs(31))
             .is_ok());
+        let closed = method(true, Some((0, 60.0)));
+        let refused = auth.authorize(&closed, Some("o-token"), now).unwrap_err();
+        assert_eq!(refused.code, RESOURCE_EXHAUSTED);
+        assert_eq!(
+            refused.message,
+            "WakeHost is switched off: its rate limit is 0 per 60 s"
+        );
     }
 }

@@ -14,12 +14,17 @@ use crate::auth::{bearer, Authorizer, Principal};
 use crate::body::{status_of, Counted, Observed, OnEnd, RequestSeen};
 use crate::config::{Config, MethodConfig};
 use crate::report::Reporter;
-use crate::status::{code_name, EdgeError, CANCELLED, UNAVAILABLE};
+use crate::status::{code_name, EdgeError, CANCELLED, INTERNAL, UNAVAILABLE};
 use crate::upstream::Upstream;
 use crate::wire::{first_message, string_at};
 
 /// Request headers that belong to this hop, or that only the edge may set.
 const HOP_HEADERS: [&str; 3] = ["host", "x-forwarded-for", "x-hearth-principal"];
+/// Every header under this prefix is the front door's to set: a caller's is dropped.
+const INTERNAL_PREFIX: &str = "x-hearth-";
+/// Set by the gateway on a call it relays from gRPC with TLS (trusted only on the private
+/// socket): the gateway has counted it already.
+const RELAYED_HEADER: &str = "x-hearth-relayed";
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Copy)]
@@ -92,8 +97,11 @@ impl Proxy {
                 .unwrap_or("unix:")
                 .to_string(),
         };
+        // A call the gateway relayed (gRPC with TLS) is already in its grpc_server_* metrics.
+        let counted =
+            !(matches!(peer, Peer::Trusted) && request.headers().contains_key(RELAYED_HEADER));
         match self.routes.get(request.uri().path()) {
-            Some(route) => Ok(self.forward(route, request, client).await),
+            Some(route) => Ok(self.forward(route, request, client, counted).await),
             None => Ok(self.pass_to_gateway(request, client).await),
         }
     }
@@ -113,12 +121,14 @@ impl Proxy {
                 let code = status_of(response.headers());
                 response.map(|body| Observed::new(body, code, None))
             }
-            Err(details) => EdgeError::new(
-                UNAVAILABLE,
-                format!("the gateway's own gRPC server is unavailable: {details}"),
-                "GATEWAY_UNAVAILABLE",
-            )
-            .response(),
+            Err(SendError::Unreachable(details) | SendError::Unreadable(details)) => {
+                EdgeError::new(
+                    UNAVAILABLE,
+                    format!("the gateway's own gRPC server is unavailable: {details}"),
+                    "GATEWAY_UNAVAILABLE",
+                )
+                .response()
+            }
         }
     }
 
@@ -127,6 +137,7 @@ impl Proxy {
         route: &Route,
         request: Request<Incoming>,
         client: String,
+        counted: bool,
     ) -> Response<Observed> {
         let started = Instant::now();
         let method = &route.method;
@@ -134,13 +145,19 @@ impl Proxy {
             request
                 .headers()
                 .get("authorization")
-                .and_then(|v| v.to_str().ok()),
+                .map(HeaderValue::as_bytes),
         );
         let principal = match self.authorizer.authorize(method, token.as_deref(), started) {
             Ok(principal) => principal,
-            Err(error) => return self.refuse(method, &client, error, started),
+            Err(error) => {
+                // Read the (small, unary) request before answering: a refusal sent while the
+                // caller is still sending makes some HTTP/2 clients (curl/nghttp2) report a
+                // stream error instead of the status.
+                drain(request.into_body()).await;
+                return self.refuse(method, &client, error, started, counted);
+            }
         };
-        if method.server_streaming {
+        if method.server_streaming && counted {
             self.reporter.stream_started(&method.full_name);
         }
         let report = Report {
@@ -154,6 +171,7 @@ impl Proxy {
             started,
             seen: Arc::new(RequestSeen::default()),
             reported: false,
+            counted,
         };
         let (mut parts, body) = request.into_parts();
         parts.headers.remove("authorization");
@@ -167,7 +185,7 @@ impl Proxy {
                 let code = status_of(response.headers());
                 response.map(|body| Observed::new(body, code, Some(Box::new(report))))
             }
-            Err(details) => {
+            Err(SendError::Unreachable(details)) => {
                 let upstream = &route.upstream;
                 let error = EdgeError::new(
                     UNAVAILABLE,
@@ -182,6 +200,22 @@ impl Proxy {
                 Box::new(report).ended(Some(UNAVAILABLE), 0);
                 error.response()
             }
+            Err(SendError::Unreadable(details)) => {
+                // The backend is up (its connection lives) but this call's answer could not
+                // be read: not UNAVAILABLE, which clients retry as "backend down".
+                let upstream = &route.upstream;
+                let error = EdgeError::new(
+                    INTERNAL,
+                    format!(
+                        "backend {} ({}) answered, but its answer could not be read: {details}",
+                        upstream.name, upstream.address
+                    ),
+                    "BACKEND_ANSWER_UNREADABLE",
+                )
+                .with("backend", upstream.name.clone());
+                Box::new(report).ended(Some(INTERNAL), 0);
+                error.response()
+            }
         }
     }
 
@@ -191,6 +225,7 @@ impl Proxy {
         client: &str,
         error: EdgeError,
         started: Instant,
+        counted: bool,
     ) -> Response<Observed> {
         let code = code_name(error.code);
         if method.mutating {
@@ -207,18 +242,20 @@ impl Proxy {
                 ],
             );
         }
-        if method.server_streaming {
-            self.reporter.stream_started(&method.full_name);
+        if counted {
+            if method.server_streaming {
+                self.reporter.stream_started(&method.full_name);
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            self.reporter.call_ended(
+                &method.full_name,
+                method.server_streaming,
+                code,
+                seconds,
+                0,
+                0,
+            );
         }
-        let seconds = started.elapsed().as_secs_f64();
-        self.reporter.call_ended(
-            &method.full_name,
-            method.server_streaming,
-            code,
-            seconds,
-            0,
-            0,
-        );
         error.response()
     }
 }
@@ -226,6 +263,14 @@ impl Proxy {
 fn set_forwarding(headers: &mut http::HeaderMap, client: &str, principal: Option<&Principal>) {
     for name in HOP_HEADERS {
         headers.remove(name);
+    }
+    let internal: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(INTERNAL_PREFIX))
+        .cloned()
+        .collect();
+    for name in internal {
+        headers.remove(&name);
     }
     if let Ok(value) = HeaderValue::from_str(client) {
         headers.insert("x-forwarded-for", value);
@@ -237,10 +282,37 @@ fn set_forwarding(headers: &mut http::HeaderMap, client: &str, principal: Option
     }
 }
 
+/// Reads and drops a refused call's request: at most 1 MiB, for at most a second.
+async fn drain(body: Incoming) {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, 1 << 20);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), limited.collect()).await;
+}
+
+/// Why a call could not be sent on, or its answer not read.
+enum SendError {
+    /// No connection to the backend (it is down, or not listening).
+    Unreachable(String),
+    /// The connection lives, but this call's stream failed (e.g. an answer too large).
+    Unreadable(String),
+}
+
+/// An error with its causes ("http2 error: stream error detected: ...").
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 async fn send(
     upstream: &Upstream,
     mut request: Request<Counted>,
-) -> Result<Response<Incoming>, String> {
+) -> Result<Response<Incoming>, SendError> {
     let path = request
         .uri()
         .path_and_query()
@@ -252,13 +324,17 @@ async fn send(
         .authority(upstream.authority.as_str())
         .path_and_query(path)
         .build()
-        .map_err(|e| e.to_string())?;
-    let mut sender = upstream.sender().await?;
-    sender.ready().await.map_err(|e| e.to_string())?;
+        .map_err(|e| SendError::Unreachable(e.to_string()))?;
+    let mut sender = upstream.sender().await.map_err(SendError::Unreachable)?;
     sender
-        .send_request(request)
+        .ready()
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| SendError::Unreachable(describe(&e)))?;
+    match sender.send_request(request).await {
+        Ok(response) => Ok(response),
+        Err(error) if sender.is_closed() => Err(SendError::Unreachable(describe(&error))),
+        Err(error) => Err(SendError::Unreadable(describe(&error))),
+    }
 }
 
 /// Reported when a forwarded call ends: metrics, and the audit line for a change.
@@ -273,6 +349,8 @@ struct Report {
     started: Instant,
     seen: Arc<RequestSeen>,
     reported: bool,
+    /// Whether the call goes into the metrics (not when the gateway relayed it).
+    counted: bool,
 }
 
 impl OnEnd for Report {
@@ -299,14 +377,16 @@ impl Report {
             .seen
             .messages
             .load(std::sync::atomic::Ordering::Relaxed);
-        self.reporter.call_ended(
-            &self.method_name,
-            self.streaming,
-            code,
-            seconds,
-            received,
-            sent,
-        );
+        if self.counted {
+            self.reporter.call_ended(
+                &self.method_name,
+                self.streaming,
+                code,
+                seconds,
+                received,
+                sent,
+            );
+        }
         if !self.mutating {
             return;
         }

@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderValue, Response};
 
 pub const CANCELLED: u32 = 1;
 pub const UNKNOWN: u32 = 2;
+pub const INTERNAL: u32 = 13;
 pub const PERMISSION_DENIED: u32 = 7;
 pub const RESOURCE_EXHAUSTED: u32 = 8;
 pub const UNAVAILABLE: u32 = 14;

@@ -69,7 +69,11 @@ impl Upstream {
         builder
             .timer(TokioTimer::new())
             .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(1 << 22);
+            .initial_connection_window_size(1 << 22)
+            // hyper's default (16 KiB) refuses a backend's answer with large trailers (an
+            // error quoting a long field) as if the backend were down; read it and pass it on,
+            // and the caller's gRPC library applies its own limit, as it would to the backend.
+            .max_header_list_size(1 << 20);
         let fail = |e: std::io::Error| e.to_string();
         if let Some(path) = self.address.strip_prefix("unix:") {
             let stream = UnixStream::connect(path).await.map_err(fail)?;

@@ -16,10 +16,17 @@ const state = {
 
 // ---------------------------------------------------------------- helpers
 
+// Every text from the gateway or an upstream goes in as a text node or an attribute value,
+// never as HTML; "style" goes through the CSSOM (the page's CSP allows no style attributes).
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (key === "class") node.className = value;
+    else if (key === "style") node.style.cssText = value;
+    else if (key === "href") {
+      const url = safeUrl(value);
+      if (url) node.setAttribute("href", url);
+    }
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (value === true) node.setAttribute(key, "");
     else if (value !== false && value != null) node.setAttribute(key, value);
@@ -29,6 +36,18 @@ function el(tag, attrs, ...children) {
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return node;
+}
+
+// An absolute http(s) URL, else null: a javascript:, data: or relative link from an
+// upstream (a CI server's change URL) is shown as text, never made clickable.
+function safeUrl(value) {
+  if (typeof value !== "string" || !/^https?:\/\//i.test(value)) return null;
+  try {
+    const url = new URL(value);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch (e) {
+    return null;
+  }
 }
 
 function seconds(duration) {
@@ -313,7 +332,10 @@ function renderItem(item) {
   const eta = seconds(item.eta);
   return el("div", { class: `item ${item.status}`, "data-change": item.change },
     el("div", { class: "subject" },
-      el("a", { href: item.url || "#", target: "_blank", rel: "noopener" }, item.change), " ",
+      safeUrl(item.url)
+        ? el("a", { href: item.url, target: "_blank", rel: "noopener noreferrer" }, item.change)
+        : el("span", { class: "change" }, item.change),
+      " ",
       item.subject || item.project,
       item.status === "BEHIND_FAILURE" ? el("span", { class: "muted" }, ` behind ${item.behindChange}`) : null),
     el("div", { class: "eta" }, `${pct}%`, eta ? ` · ETA ${span(eta)}` : ""),
