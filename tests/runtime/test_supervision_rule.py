@@ -31,8 +31,6 @@ PENDING = {
     "services/audio/hearth_audio/reconcile.py: create_task",
     "services/audio/hearth_audio/service.py: create_task",
     "services/audio/hearth_audio/sync.py: Thread",
-    "services/gateway/hearth_gateway/edge.py: create_task",
-    "services/gateway/hearth_gateway/http.py: create_task",
     "services/wake/hearth_wake/sniffer.py: Thread",
 }
 FORBIDDEN_CALLS = {"create_task", "ensure_future", "Thread", "start_new_thread"}
