@@ -1,0 +1,247 @@
+"""Every hearth service as a real process, in one network namespace, for the fuzz tests.
+
+The backends (wake, audio, ci) and two gateways (one with hearth-edge as its gRPC front door,
+one with the Python front door) run inside one lab host (``hearth_lab``), linked to the
+test by a /30 veth and nothing else: whatever a generated request makes a service send
+(magic packets, multicast RTP, HTTP to a Zuul URL, PulseAudio connections) stays inside
+namespaces this test created. wake runs as root there (raw sockets), audio without
+PulseAudio (it degrades), ci without a Zuul.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from hearth.audio.v1 import audio_pb2
+from hearth.ci.v1 import ci_pb2
+from hearth.wake.v1 import wake_pb2
+from hearth_gateway.auth import hash_token
+from hearth_lab import Lab
+from hearth_testing import ServiceProcess
+
+BACKENDS = ("wake", "audio", "ci")
+GATEWAYS = ("edge", "python")  # grpc_front of each gateway process
+OPERATOR = "fuzz-operator-token"
+AUTH = (("authorization", f"Bearer {OPERATOR}"),)
+_HTTP_LINE = re.compile(r"http=http://(\S+?)/")
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """Peak resident set size (VmHWM) of a process, KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+class House:
+    def __init__(self, lab: Lab, state_root: Path) -> None:
+        self.lab = lab
+        self.hub = lab.add_host("hearth")
+        self.address = self.hub.expose()
+        self.state_root = state_root
+        self.procs: dict[str, ServiceProcess] = {}
+        self.http: dict[str, str] = {}  # gateway name -> host:port of its HTTP face
+        self.baseline_kib: dict[str, int] = {}
+        self._channels: dict[str, grpc.Channel] = {}
+        net = ipaddress.ip_interface(f"{self.hub.ipv4}/{self.hub.ipv4_prefix}").network
+        self.seed_ipv4 = str(net[200])
+
+    # ------------------------------------------------------------------ processes
+
+    def env(self, name: str) -> dict[str, str]:
+        service = "gateway" if name in GATEWAYS else name
+        prefix = f"HEARTH_{service.upper()}_"
+        env = {
+            prefix + "GRPC_LISTEN": f"{self.address}:0",
+            prefix + "METRICS_LISTEN": f"{self.address}:0",
+            prefix + "STATE_DIR": str(self.state_root / name),
+            prefix + "SHUTDOWN_GRACE_SECONDS": "2",
+        }
+        if service == "gateway":
+            env.update(
+                {
+                    prefix + "HTTP_LISTEN": f"{self.address}:0",
+                    prefix + "GRPC_FRONT": name,
+                    prefix + "TOKENS": json.dumps(
+                        [{"name": "fuzz", "role": "operator", "sha256": hash_token(OPERATOR)}]
+                    ),
+                    prefix + "ANONYMOUS_READ": "false",
+                    # The fuzz run calls WakeHost hundreds of times: no per-caller limit.
+                    prefix + "RATE_LIMITS": "{}",
+                    prefix + "CHECK_INTERVAL_SECONDS": "0.5",
+                    # Below the test's own HTTP timeout, so that a call meant to wait ends
+                    # with the gateway's 504 rather than the test's read timeout.
+                    prefix + "HTTP_TIMEOUT_SECONDS": "8",
+                }
+            )
+            for backend in BACKENDS:
+                env[f"{prefix}{backend.upper()}_ADDRESS"] = self.procs[backend].grpc_address
+        return env
+
+    def start(self, name: str) -> ServiceProcess:
+        service = "gateway" if name in GATEWAYS else name
+        proc = ServiceProcess(
+            service,
+            env=self.env(name),
+            prefix=["ip", "netns", "exec", self.hub.netns],
+            log_path=self.state_root / f"{name}.log",
+        )
+        proc.start(timeout=60)
+        self.procs[name] = proc
+        self._channels.pop(name, None)
+        if service == "gateway":
+            line = proc.wait_for_line(r"http=http://", timeout=30)
+            match = _HTTP_LINE.search(line)
+            assert match, line
+            self.http[name] = match.group(1)
+        return proc
+
+    def start_all(self) -> None:
+        for name in (*BACKENDS, *GATEWAYS):
+            self.start(name)
+        for name in self.procs:
+            self.wait_serving(name, timeout=60)
+            self.baseline_kib[name] = self.peak_rss_kib(name)
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.procs[name].stop()
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def restart_all(self) -> None:
+        self.stop_all()
+        for name in (*BACKENDS, *GATEWAYS):
+            self.start(name)
+        for name in self.procs:
+            self.wait_serving(name, timeout=60)
+
+    def peak_rss_kib(self, name: str) -> int:
+        proc = self.procs[name].proc
+        assert proc is not None
+        return vm_hwm_kib(proc.pid)
+
+    def alive(self, name: str) -> bool:
+        proc = self.procs[name].proc
+        return proc is not None and proc.poll() is None
+
+    # -------------------------------------------------------------------- talking
+
+    def channel(self, name: str) -> grpc.Channel:
+        if name not in self._channels:
+            self._channels[name] = grpc.insecure_channel(
+                self.procs[name].grpc_address,
+                options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+            )
+        return self._channels[name]
+
+    def health(self, name: str) -> int | str:
+        """grpc.health.v1 overall status of a process, or the error's code name."""
+        md = AUTH if name in GATEWAYS else None
+        try:
+            reply = health_pb2_grpc.HealthStub(self.channel(name)).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=5, metadata=md
+            )
+        except grpc.RpcError as exc:
+            return str(exc.code().name)
+        return int(reply.status)
+
+    def wait_serving(self, name: str, timeout: float = 15.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.health(name) == health_pb2.HealthCheckResponse.SERVING:
+                return True
+            if time.monotonic() > deadline or not self.alive(name):
+                return False
+            time.sleep(0.2)
+
+    def log_excerpt(self, name: str, since: int, limit: int = 40) -> str:
+        """Error lines and tracebacks a process logged after line ``since``."""
+        lines = self.procs[name].lines[since:]
+        keep: list[str] = []
+        in_tb = False
+        for line in lines:
+            if "Traceback" in line or " ERROR " in line:
+                in_tb = True
+            elif line[:4].isdigit():
+                in_tb = False
+            if in_tb or " ERROR " in line:
+                keep.append(line)
+        return "\n".join(keep[-limit:])
+
+    # ------------------------------------------------------------- stored items
+
+    def seed(self) -> None:
+        """One valid item of each kind (again if a fuzzed Delete took it away)."""
+        for service, path, request in self._seeds():
+            rpc: Any = self.channel(service).unary_unary(
+                path, request_serializer=type(request).SerializeToString
+            )
+            try:
+                rpc(request, timeout=10)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                    raise AssertionError(f"seeding {path}: {exc.code()} {exc.details()}") from None
+
+    def seed_requests(self, service: str) -> list[Any]:
+        """The seeding requests of ``service``: valid examples for the generators."""
+        return [request for s, _, request in self._seeds() if s == service]
+
+    def _seeds(self) -> list[tuple[str, str, Any]]:
+        return [
+            (
+                "wake",
+                "/hearth.wake.v1.WakeService/CreateHost",
+                wake_pb2.CreateHostRequest(
+                    host_id="fuzz-seed",
+                    host=wake_pb2.Host(
+                        mac="02:00:00:00:00:c8", ipv4=self.seed_ipv4, interface="eth0"
+                    ),
+                ),
+            ),
+            (
+                "audio",
+                "/hearth.audio.v1.AudioService/CreateStream",
+                audio_pb2.CreateStreamRequest(
+                    stream_id="fuzz-seed", stream=audio_pb2.Stream(source="fuzz_seed")
+                ),
+            ),
+            (
+                "audio",
+                "/hearth.audio.v1.AudioService/CreateZone",
+                audio_pb2.CreateZoneRequest(
+                    zone_id="fuzz-seed",
+                    zone=audio_pb2.Zone(server="tcp:127.0.0.1:4713", stream="streams/fuzz-seed"),
+                ),
+            ),
+            (
+                "ci",
+                "/hearth.ci.v1.CiService/CreateWatch",
+                ci_pb2.CreateWatchRequest(
+                    watch_id="fuzz-seed",
+                    watch=ci_pb2.Watch(display_name="seed", filter=ci_pb2.Filter(topic="x")),
+                ),
+            ),
+        ]
+
+
+def house_at(state_root: Path) -> Iterator[House]:
+    with Lab(prefix="fz") as lab:
+        house = House(lab, state_root)
+        try:
+            house.start_all()
+            house.seed()
+            yield house
+        finally:
+            house.stop_all()
