@@ -43,6 +43,22 @@ def vm_hwm_kib(pid: int) -> int:
     raise RuntimeError(f"no VmHWM for {pid}")
 
 
+def child_named(pid: int, comm: str) -> int | None:
+    """PID of a direct child of ``pid`` whose command name is ``comm`` (None if none)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                if Path(f"/proc/{child}/comm").read_text().strip() == comm:
+                    return int(child)
+            except OSError:
+                continue
+    return None
+
+
 class House:
     def __init__(self, lab: Lab, state_root: Path) -> None:
         self.lab = lab
@@ -111,6 +127,7 @@ class House:
             self.start(name)
         for name in self.procs:
             self.wait_serving(name, timeout=60)
+        for name in self.measured():
             self.baseline_kib[name] = self.peak_rss_kib(name)
 
     def stop_all(self) -> None:
@@ -128,9 +145,20 @@ class House:
             self.wait_serving(name, timeout=60)
 
     def peak_rss_kib(self, name: str) -> int:
+        """VmHWM of a process; for "hearth-edge", of the edge gateway's edge child."""
+        if name == "hearth-edge":
+            gateway = self.procs["edge"].proc
+            assert gateway is not None
+            child = child_named(gateway.pid, "hearth-edge")
+            assert child is not None, "the edge gateway runs no hearth-edge"
+            return vm_hwm_kib(child)
         proc = self.procs[name].proc
         assert proc is not None
         return vm_hwm_kib(proc.pid)
+
+    def measured(self) -> list[str]:
+        """The processes whose peak memory is watched: every service and the Rust edge."""
+        return [*self.procs, "hearth-edge"]
 
     def alive(self, name: str) -> bool:
         proc = self.procs[name].proc

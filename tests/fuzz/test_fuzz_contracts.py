@@ -53,6 +53,8 @@ HTTP_TIMEOUT = 15.0  # the gateway's own HTTP deadline is 8 s (fuzz_house)
 # Peak RSS may grow this much over the whole run (KiB) before it counts as unbounded.
 RSS_GROWTH_LIMIT_KIB = 256 * 1024
 MAX_HTTP_LINE = 8190
+# The gateways' UNAVAILABLE for a backend they cannot reach (hearth_gateway.backends, edge).
+_BACKEND_DOWN = re.compile(r"^backend \w+ \(.*\) is unavailable")
 BAD = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
 
 # RPCs that wait by design, with the request field that bounds the wait (None: no field).
@@ -159,8 +161,18 @@ def grpc_problem(house: House, door: str, rpc: Rpc, request: Message) -> tuple[s
             )(request, timeout=timeout, metadata=metadata)
     except grpc.RpcError as exc:
         code = exc.code()
+        details = exc.details() or ""
         if code in BAD:
-            return f"status {code.name}: {exc.details()!r}", code.name
+            return f"status {code.name}: {details[:300]!r}", code.name
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "metadata size exceeds" in details:
+            # grpc's client refused the answer's trailers (over 8/16 KiB): the service's own
+            # status never arrived (an error message echoing a huge request field).
+            return f"answer unreadable: {details[:200]!r}", "TRAILERS_TOO_LARGE"
+        if code == grpc.StatusCode.UNAVAILABLE and _BACKEND_DOWN.match(details):
+            # The gateway says the backend is down: true only if it is not alive and serving.
+            backend = rpc.service
+            if backend in BACKENDS and house.alive(backend) and house.wait_serving(backend, 2):
+                return f"gateway said {details[:200]!r}, the backend is up", "FALSE_UNAVAILABLE"
         if code == grpc.StatusCode.DEADLINE_EXCEEDED and not may_expire:
             took = time.monotonic() - started
             return f"DEADLINE_EXCEEDED after {took:.1f} s (deadline {timeout:.1f} s)", code.name
@@ -348,6 +360,35 @@ def test_generated_requests_keep_the_contract(house: House, rpc: Rpc, door: str)
         figures.record("rpcs", f"{door} {rpc.full_name}", stats)
 
 
+def huge_request(rpc: Rpc, size: int = 70_000) -> Message:
+    """The RPC's request with every top-level string field (and a message's name) huge."""
+    request = rpc.request_class()
+    for f in request.DESCRIPTOR.fields:
+        if f.type == f.TYPE_STRING and not f.is_repeated:
+            setattr(request, f.name, "a" * size)
+        elif f.type == f.TYPE_MESSAGE and not f.is_repeated:
+            sub = getattr(request, f.name)
+            if "name" in sub.DESCRIPTOR.fields_by_name:
+                sub.name = "a" * size
+    return request
+
+
+@pytest.mark.parametrize("door", ["direct", *GATEWAYS])
+def test_huge_strings_get_a_readable_status(house: House, door: str) -> None:
+    """A 70 000-character value in every string field of every request: the answer is the
+    service's own status (its message may quote the value, but not so much that the client
+    drops the trailers), and a gateway does not call the backend down for it. Regression
+    test of the first finding of this harness (fixed in hearth_runtime.errors)."""
+    problems = []
+    for rpc in RPCS:
+        if door == "direct" and rpc.service == "gateway":
+            continue
+        problem, _ = grpc_problem(house, door, rpc, huge_request(rpc))
+        if problem:
+            problems.append(f"{rpc.full_name}: {problem}")
+    assert not problems, "\n".join(problems)
+
+
 LIST_CALLS: dict[str, list[tuple[str, dict[str, str], str]]] = {
     "wake": [("ListHosts", {}, "hosts"), ("ListWakes", {"parent": "hosts/-"}, "wakes")],
     "audio": [("ListStreams", {}, "streams"), ("ListZones", {}, "zones")],
@@ -419,9 +460,10 @@ def test_memory_bounded_serving_and_every_item_loads_after_restart(house: House)
     for name in house.procs:
         if not house.alive(name):
             problems.append(f"{name} died:\n{house.log_excerpt(name, 0)}")
-            continue
-        if not house.wait_serving(name):
+        elif not house.wait_serving(name):
             problems.append(f"{name} not SERVING: {house.health(name)}")
+    assert not problems, problems
+    for name in house.measured():
         peak = house.peak_rss_kib(name)
         figures.record(
             "peak_rss_kib",
