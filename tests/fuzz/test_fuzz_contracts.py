@@ -318,8 +318,15 @@ def test_generated_requests_keep_the_contract(house: House, rpc: Rpc, door: str)
 
     def check(request: Message) -> None:
         stats["examples"] += 1
+        writes = rpc.service in BACKENDS and rpc.method.name.startswith(WRITES)
+        before = stored_settings(house, rpc.service) if writes else {}
         problem, outcome = call_problem(house, door, rpc, request)
         stats[outcome] = stats.get(outcome, 0) + 1
+        if writes and not problem and outcome in REJECTED:
+            after = stored_settings(house, rpc.service)
+            if after != before:
+                changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+                problem = f"rejected with {outcome}, yet stored items changed: {changed[:5]}"
         dead = [name for name in watched if not house.alive(name)]
         if dead:
             problem = (problem or "") + f" process(es) died: {dead}"
@@ -371,6 +378,32 @@ def huge_request(rpc: Rpc, size: int = 70_000) -> Message:
             if "name" in sub.DESCRIPTOR.fields_by_name:
                 sub.name = "a" * size
     return request
+
+
+# A write rejected with one of these must leave the stored items as they were.
+WRITES = ("Create", "Update", "Delete", "Enable", "Disable", "Subscribe", "Unsubscribe")
+REJECTED = {
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "FAILED_PRECONDITION",
+    "RESOURCE_EXHAUSTED",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "HTTP_400",
+    "HTTP_404",
+    "HTTP_409",
+    "HTTP_413",
+    "HTTP_414",
+    "HTTP_429",
+}
+
+
+def stored_settings(house: House, service: str) -> dict[str, str]:
+    """The stored items of ``service`` other than wake history, name -> settings."""
+    return {
+        name: text for name, text in list_items(house, service).items() if "/wakes/" not in name
+    }
 
 
 @pytest.mark.parametrize("door", ["direct", *GATEWAYS])
