@@ -1,6 +1,11 @@
-"""Error statuses stay small whatever the request quoted in them (hearth_runtime.errors)."""
+"""Generic runtime bounds: error statuses stay small whatever the request quoted in them
+(hearth_runtime.errors); forged page tokens are INVALID_ARGUMENT (hearth_runtime.resources)."""
 
 from __future__ import annotations
+
+import base64
+
+import pytest
 
 from hearth_runtime.errors import (
     MESSAGE_LIMIT,
@@ -9,6 +14,7 @@ from hearth_runtime.errors import (
     clip,
     not_found,
 )
+from hearth_runtime.resources import paginate
 
 
 def test_clip_keeps_short_text_and_cuts_long_text_at_a_character() -> None:
@@ -32,3 +38,14 @@ def test_a_huge_name_makes_a_small_status() -> None:
     assert len(bad.message.encode()) <= MESSAGE_LIMIT
     assert all(len(v.encode()) <= VALUE_LIMIT for v in bad.metadata.values())
     assert len(bad.to_status("wake.hearth").SerializeToString()) < 4096
+
+
+def test_forged_page_tokens_are_invalid_argument() -> None:
+    """A page token of the services' shape whose offset is not an integer."""
+    _, token = paginate([1, 2, 3], 1, "")
+    assert paginate([1, 2, 3], 1, token) == ([2], paginate([1, 2, 3], 2, "")[1])
+    for doc in ('{"o":Infinity}', '{"o":-1e400}', '{"o":NaN}', '{"o":"1"}', '{"o":1.5}', "[1]"):
+        forged = base64.urlsafe_b64encode(doc.encode()).decode()
+        with pytest.raises(InvalidArgument) as err:
+            paginate([1, 2, 3], 1, forged)
+        assert err.value.field == "page_token"
