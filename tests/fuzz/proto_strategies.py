@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import json
 import math
 import pkgutil
 from collections.abc import Mapping, Sequence
@@ -115,6 +116,38 @@ def text_strategy(names: Sequence[str] = ()) -> st.SearchStrategy[str]:
         # Weighted twice: most requests that matter name something that exists.
         parts.append(known)
     return st.one_of(parts)
+
+
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e400, -1e400, 1e20, -1]),  # json.dumps writes Infinity for 1e400
+    st.text(max_size=10),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def token_strategy() -> st.SearchStrategy[str]:
+    """Page tokens that look like the ones a service hands out (URL-safe base64 of JSON,
+    padding stripped) but carry values it never wrote: forged offsets of any JSON type."""
+    offsets = st.sampled_from([1e400, -1e400, 1e20, -1, 0, 2**63, "12", None, [1], {}, True])
+    doc = st.one_of(
+        st.fixed_dictionaries({"o": offsets, "c": st.just("")}),
+        st.fixed_dictionaries({"o": JSON_VALUES, "c": JSON_VALUES}),
+        st.fixed_dictionaries({"o": JSON_VALUES}),
+        JSON_VALUES,
+    )
+    return st.builds(
+        lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("="), doc
+    )
 
 
 def int_strategy(field_type: int) -> st.SearchStrategy[int]:
@@ -224,6 +257,8 @@ def _field_value(
 ) -> st.SearchStrategy[Any]:
     t = field.type
     if t == F.TYPE_STRING:
+        if field.name.endswith("_token"):
+            return st.one_of(text_strategy(names), token_strategy())
         return text_strategy(names)
     if t == F.TYPE_BYTES:
         return st.one_of(
