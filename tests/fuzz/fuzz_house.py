@@ -33,6 +33,9 @@ GATEWAYS = ("edge", "python")  # grpc_front of each gateway process
 OPERATOR = "fuzz-operator-token"
 AUTH = (("authorization", f"Bearer {OPERATOR}"),)
 _HTTP_LINE = re.compile(r"http=http://(\S+?)/")
+# The one log format (tests/runtime/test_service_processes.py) and what may not be in it.
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO |DEBUG|WARNING|ERROR) \w+: ")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def vm_hwm_kib(pid: int) -> int:
@@ -207,6 +210,25 @@ class House:
             if in_tb or " ERROR " in line:
                 keep.append(line)
         return "\n".join(keep[-limit:])
+
+    def log_problems(self, name: str, since: int) -> list[str]:
+        """Log lines written after line ``since`` that break the rule for text leaving
+        hearth: a control character other than tab, or a line not in the shared format
+        (a request's newline starting a forged line), tracebacks aside."""
+        problems = []
+        in_traceback = False
+        for line in self.procs[name].lines[since:]:
+            if _LOG_LINE.match(line):
+                in_traceback = False
+            elif line.startswith("Traceback"):
+                in_traceback = True
+            elif not in_traceback:
+                problems.append(f"not a log line: {line[:200]!r}")
+                continue
+            bad = sorted({c for c in line if _CONTROL.match(c)})
+            if bad:
+                problems.append(f"control characters {bad!r}: {line[:200]!r}")
+        return problems
 
     # ------------------------------------------------------------- stored items
 

@@ -138,7 +138,9 @@ JSON_VALUES = st.recursive(
 def token_strategy() -> st.SearchStrategy[str]:
     """Page tokens that look like the ones a service hands out (URL-safe base64 of JSON,
     padding stripped) but carry values it never wrote: forged offsets of any JSON type."""
-    offsets = st.sampled_from([1e400, -1e400, 1e20, -1, 0, 2**63, "12", None, [1], {}, True])
+    offsets: st.SearchStrategy[Any] = st.sampled_from(
+        [1e400, -1e400, 1e20, -1, 0, 2**63, "12", None, [1], {}, True]
+    )
     doc = st.one_of(
         st.fixed_dictionaries({"o": offsets, "c": st.just("")}),
         st.fixed_dictionaries({"o": JSON_VALUES, "c": JSON_VALUES}),

@@ -82,7 +82,31 @@ class Finding:
 
 
 # (RPC full name) -> Finding. Keep in step with /work/wt/findings/*.md.
-FINDINGS: dict[str, Finding] = {}
+_CI_DURATION = (
+    "ci: a Duration out of its range (|seconds| > 315576000000) or with nanos of the other sign"
+    " in watch.refresh_interval is UNKNOWN 'internal error: SerializeToJsonError', not"
+    " INVALID_ARGUMENT naming the field (findings/ci.md)"
+)
+FINDINGS: dict[str, Finding] = {
+    "hearth.ci.v1.CiService/CreateWatch": Finding(
+        _CI_DURATION,
+        ("direct", "edge", "python"),
+        (
+            'watch_id: "fz-d1" watch { filter { topic: "x" }'
+            " refresh_interval { seconds: 1000000000000 } }",
+            'watch_id: "fz-d2" watch { filter { topic: "x" }'
+            " refresh_interval { seconds: 60 nanos: -1 } }",
+        ),
+    ),
+    "hearth.ci.v1.CiService/UpdateWatch": Finding(
+        _CI_DURATION,
+        ("direct", "edge", "python"),
+        (
+            'watch { name: "watches/fuzz-seed" refresh_interval { seconds: 1000000000000 } }'
+            ' update_mask { paths: "refresh_interval" }',
+        ),
+    ),
+}
 
 RPCS = discover_rpcs()
 DOORS = ("direct", "edge", "python", "http")
@@ -321,6 +345,7 @@ def test_generated_requests_keep_the_contract(house: House, rpc: Rpc, door: str)
         stats["examples"] += 1
         writes = rpc.service in BACKENDS and rpc.method.name.startswith(WRITES)
         before = stored_settings(house, rpc.service) if writes else {}
+        lines = {name: len(house.procs[name].lines) for name in watched}
         problem, outcome = call_problem(house, door, rpc, request)
         stats[outcome] = stats.get(outcome, 0) + 1
         if writes and not problem and outcome in REJECTED:
@@ -328,6 +353,10 @@ def test_generated_requests_keep_the_contract(house: House, rpc: Rpc, door: str)
             if after != before:
                 changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
                 problem = f"rejected with {outcome}, yet stored items changed: {changed[:5]}"
+        for name in watched:
+            bad_lines = house.log_problems(name, lines[name])
+            if bad_lines and not problem:
+                problem = f"{name} logged: " + "; ".join(bad_lines[:3])
         dead = [name for name in watched if not house.alive(name)]
         if dead:
             problem = (problem or "") + f" process(es) died: {dead}"
@@ -354,6 +383,11 @@ def test_generated_requests_keep_the_contract(house: House, rpc: Rpc, door: str)
             check(request.message)
 
         run()
+        for name in watched:
+            bad_lines = house.log_problems(name, since[name])
+            assert not bad_lines, f"{name} logged after {rpc.full_name} via {door}: " + "\n".join(
+                bad_lines[:5]
+            )
         for name in watched:
             assert house.wait_serving(name), (
                 f"{name} not SERVING after {rpc.full_name} via {door}:\n"
