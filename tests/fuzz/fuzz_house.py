@@ -14,7 +14,7 @@ import ipaddress
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,23 +211,39 @@ class House:
                 keep.append(line)
         return "\n".join(keep[-limit:])
 
-    def log_problems(self, name: str, since: int) -> list[str]:
-        """Log lines written after line ``since`` that break the rule for text leaving
-        hearth: a control character other than tab, or a line not in the shared format
-        (a request's newline starting a forged line), tracebacks aside."""
+    def log_problems(
+        self, name: str, since: int, known: Sequence[re.Pattern[str]] = ()
+    ) -> list[str]:
+        """What the log entries written after line ``since`` do wrong: a control character
+        other than tab (text from a request passed through), a line outside the shared
+        format that is no traceback (a request's newline forging a line), a traceback (an
+        unexpected exception). Entries with a line matching a ``known`` pattern (a finding
+        with a test of its own) are left out. An entry is its formatted line and the lines
+        after it, so lines of an entry begun before ``since`` count with that entry."""
+        lines = self.procs[name].lines
+        start = since
+        while start > 0 and start < len(lines) and not _LOG_LINE.match(lines[start]):
+            start -= 1
+        entries: list[list[str]] = []
+        for line in lines[start:]:
+            if _LOG_LINE.match(line) or not entries:
+                entries.append([line])
+            else:
+                entries[-1].append(line)
         problems = []
-        in_traceback = False
-        for line in self.procs[name].lines[since:]:
-            if _LOG_LINE.match(line):
-                in_traceback = False
-            elif line.startswith("Traceback"):
-                in_traceback = True
-            elif not in_traceback:
-                problems.append(f"not a log line: {line[:200]!r}")
+        for entry in entries:
+            if any(p.search(line) for p in known for line in entry):
                 continue
-            bad = sorted({c for c in line if _CONTROL.match(c)})
-            if bad:
-                problems.append(f"control characters {bad!r}: {line[:200]!r}")
+            for line in entry:
+                bad = sorted({c for c in line if _CONTROL.match(c)})
+                if bad:
+                    problems.append(f"control characters {bad!r}: {line[:200]!r}")
+            rest = entry[1:] if _LOG_LINE.match(entry[0]) else entry
+            if any(line.startswith("Traceback") for line in rest):
+                last = next((x for x in reversed(rest) if x and not x.startswith(" ")), "")
+                problems.append(f"traceback logged ({entry[0][:120]!r}): {last[:200]!r}")
+            elif rest:
+                problems.append(f"not a log line: {rest[0][:200]!r}")
         return problems
 
     # ------------------------------------------------------------- stored items

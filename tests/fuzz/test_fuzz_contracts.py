@@ -108,6 +108,14 @@ FINDINGS: dict[str, Finding] = {
     ),
 }
 
+# Log entries of known findings that have a test of their own (not per RPC: any generated
+# request can trigger them); the generic log check leaves them out.
+_GATEWAY_LINE_TOO_LONG = (
+    "gateway: the HTTP face logs 'ERROR gateway: Error handling request' with a traceback"
+    " (aiohttp LineTooLong) for every request line over 8190 bytes (findings/gateway.md)"
+)
+KNOWN_LOG_FINDINGS = [re.compile(r"aiohttp\.http_exceptions\.LineTooLong")]
+
 RPCS = discover_rpcs()
 DOORS = ("direct", "edge", "python", "http")
 
@@ -354,7 +362,7 @@ def test_generated_requests_keep_the_contract(house: House, rpc: Rpc, door: str)
                 changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
                 problem = f"rejected with {outcome}, yet stored items changed: {changed[:5]}"
         for name in watched:
-            bad_lines = house.log_problems(name, lines[name])
+            bad_lines = house.log_problems(name, lines[name], KNOWN_LOG_FINDINGS)
             if bad_lines and not problem:
                 problem = f"{name} logged: " + "; ".join(bad_lines[:3])
         dead = [name for name in watched if not house.alive(name)]
@@ -384,7 +392,7 @@ def test_generated_requests_keep_the_contract(house: House, rpc: Rpc, door: str)
 
         run()
         for name in watched:
-            bad_lines = house.log_problems(name, since[name])
+            bad_lines = house.log_problems(name, since[name], KNOWN_LOG_FINDINGS)
             assert not bad_lines, f"{name} logged after {rpc.full_name} via {door}: " + "\n".join(
                 bad_lines[:5]
             )
@@ -413,6 +421,24 @@ def huge_request(rpc: Rpc, size: int = 70_000) -> Message:
             if "name" in sub.DESCRIPTOR.fields_by_name:
                 sub.name = "a" * size
     return request
+
+
+@pytest.mark.xfail(strict=True, reason=_GATEWAY_LINE_TOO_LONG)
+def test_http_face_refuses_an_overlong_request_line_quietly(house: House) -> None:
+    """A 9 000-byte request line: a 4xx answer, and no ERROR entry or traceback in the
+    gateway's log (a client could otherwise fill the log with one line of its choosing)."""
+    host, _, port = house.http["edge"].rpartition(":")
+    since = len(house.procs["edge"].lines)
+    conn = http.client.HTTPConnection(host, int(port), timeout=HTTP_TIMEOUT)
+    try:
+        conn.request("GET", "/v1/streams/" + "a" * 9000, headers={"Authorization": "Bearer x"})
+        status = conn.getresponse().status
+    finally:
+        conn.close()
+    assert 400 <= status < 500
+    time.sleep(0.5)  # the log line, if any, is written as the connection closes
+    assert not house.log_problems("edge", since)
+    assert not [line for line in house.procs["edge"].lines[since:] if " ERROR " in line]
 
 
 FORGED_TOKENS = ['{"o":Infinity,"c":""}', '{"o":-Infinity}', '{"o":1e400}', '{"o":NaN}', "[]"]
