@@ -4,11 +4,15 @@ Each RPC found in the descriptors (``discover_rpcs``: a new RPC is covered witho
 test) gets hypothesis-generated requests sent four ways: straight to its service, through
 the gateway with hearth-edge as its front door, through the gateway with the Python front
 door, and through the gateway's HTTP face (requests built from the google.api.http
-annotations). Per call: the status is never UNKNOWN, INTERNAL or DATA_LOSS; the call ends
-within its deadline (DEADLINE_EXCEEDED only for calls meant to wait, see WAITING); the
-service is still alive and SERVING afterwards; the HTTP face never answers 500 (502/503/504
-only when the backend itself said UNAVAILABLE / the call was meant to wait). At the end: peak
-memory bounded, every process restarted and every stored item loads again.
+annotations). Per call: the status is never UNKNOWN, INTERNAL or DATA_LOSS, nor an answer
+the client cannot read (trailers over its limit), nor a gateway's "backend unavailable" for a
+backend that is up; the call ends within its deadline (DEADLINE_EXCEEDED only for calls
+meant to wait, see WAITING); a rejected write leaves the stored items as they were; the log
+entries written meanwhile are in the shared format, free of control characters and of
+tracebacks; the processes stay alive and SERVING. The HTTP face never answers 500 or 502
+(503/504 only when the backend itself said UNAVAILABLE / the call was meant to wait). At the
+end: peak memory (VmHWM) bounded, every process restarted on its state, every stored item
+loads again with the same settings.
 
 Budget: HEARTH_FUZZ_EXAMPLES examples per RPC and door (default 10: `make test`; `make fuzz`
 sets more and HEARTH_FIGURES_FILE so the counts land in bench/results/fuzz.json).
@@ -353,7 +357,6 @@ def test_generated_requests_keep_the_contract(house: House, rpc: Rpc, door: str)
     finding = FINDINGS.get(rpc.full_name)
     known = bool(finding and door in finding.doors)
     stats = {"examples": 0, "failures": 0, "known_finding": int(known)}
-    failing: list[str] = []
 
     def check(request: Message) -> None:
         stats["examples"] += 1
@@ -376,7 +379,6 @@ def test_generated_requests_keep_the_contract(house: House, rpc: Rpc, door: str)
             problem = (problem or "") + f" process(es) died: {dead}"
         if problem:
             stats["failures"] += 1
-            failing.append(show(request))
             raise AssertionError(f"{door} {rpc.full_name}: {problem}\n  request: {show(request)}")
 
     try:
@@ -408,10 +410,10 @@ def test_generated_requests_keep_the_contract(house: House, rpc: Rpc, door: str)
                 + house.log_excerpt(name, since[name])
             )
     except AssertionError as exc:
-        logs = "\n".join(
-            f"--- {name} log:\n{house.log_excerpt(name, since[name])}" for name in watched
-        )
-        raise AssertionError(f"{exc}\n{logs}") from None
+        # A note keeps hypothesis' own (the falsifying example, @reproduce_failure).
+        for name in watched:
+            exc.add_note(f"--- {name} log:\n{house.log_excerpt(name, since[name])}")
+        raise
     finally:
         figures.record("rpcs", f"{door} {rpc.full_name}", stats)
 
