@@ -10,7 +10,7 @@ COMPOSE := $(shell if docker compose version >/dev/null 2>&1; then echo "docker 
              else echo "docker-compose"; fi)
 export COMPOSE
 
-.PHONY: help install proto proto-check test test-fast lint run demo bench up down images demo-compose clean
+.PHONY: help install proto proto-check test test-fast lint run demo bench fuzz up down images demo-compose clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -68,6 +68,14 @@ demo: install ## a demo house in network namespaces with every service (as root)
 
 bench: install ## every benchmark under bench/, results in bench/results/
 	$(PY) bench/run_all.py
+
+FUZZ_EXAMPLES ?= 200
+FUZZ_RESULTS := bench/results/fuzz.json
+fuzz: install ## generated requests for every RPC, large budget (as root); figures in bench/results/fuzz.json
+	rm -f $(FUZZ_RESULTS)
+	HEARTH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HEARTH_FIGURES_FILE=$(CURDIR)/$(FUZZ_RESULTS) \
+	  $(PY) -m pytest -q -p no:cacheprovider -o timeout=3600 tests/fuzz $(PYTEST_ARGS); \
+	  code=$$?; $(PY) -m hearth_testing.figures summarize $(FUZZ_RESULTS); exit $$code
 
 images: $(VENV)/.stamp-pip ## build every image; makes base images from Debian if none can be pulled
 	scripts/build-images.sh

@@ -10,6 +10,20 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+MESSAGE_LIMIT = 400
+"""UTF-8 bytes of an error message (with the details it is sent about three times)."""
+VALUE_LIMIT = 200
+"""UTF-8 bytes of a field path or metadata value of an error."""
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (at a character), saying how long it was."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    head = data[: max(limit - 24, 0)].decode("utf-8", "ignore")
+    return f"{head}… ({len(text)} chars)"
+
 
 class HearthError(Exception):
     """Base class: an error a client should see with a specific gRPC status."""
@@ -25,13 +39,18 @@ class HearthError(Exception):
         field: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> None:
+        # The message and metadata often quote the request (a name, a bad value). They travel
+        # in the response's trailers, twice (grpc-message and the details), and a client
+        # drops trailers over 8-16 KiB: the status would arrive as a RESOURCE_EXHAUSTED
+        # "metadata size exceeds" of its own, or a gateway would call the backend down.
+        message = clip(message, MESSAGE_LIMIT)
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
-        self.field = field
-        self.metadata = dict(metadata or {})
-        if field:
-            self.metadata.setdefault("field", field)
+        self.field = clip(field, VALUE_LIMIT) if field else field
+        self.metadata = {k: clip(v, VALUE_LIMIT) for k, v in (metadata or {}).items()}
+        if self.field:
+            self.metadata.setdefault("field", self.field)
 
     def to_status(self, domain: str) -> status_pb2.Status:
         """The rich status for this error; ``domain`` is e.g. ``wake.hearth``."""

@@ -69,9 +69,13 @@ def _decode_token(token: str, context: str) -> int:
     try:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        offset = int(data["o"])
+        offset = data["o"]
         same = data.get("c", "") == context
-    except (ValueError, KeyError, TypeError, binascii.Error):
+        # Only an integer is a token of ours: a forged Infinity or 1e400 made int() raise
+        # OverflowError, which reached the client as UNKNOWN.
+        if type(offset) is not int:
+            raise ValueError(offset)
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         raise InvalidArgument("page_token", "is not a token returned by a previous call") from None
     if offset < 0 or not same:
         raise InvalidArgument("page_token", "does not belong to this query")
