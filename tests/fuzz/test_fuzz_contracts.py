@@ -85,45 +85,14 @@ class Finding:
     found: list[str] = field(default_factory=list)
 
 
-# (RPC full name) -> Finding. Keep in step with /work/wt/findings/*.md.
-_CI_DURATION = (
-    "ci: a Duration out of its range (|seconds| > 315576000000) or with nanos of the other sign"
-    " in watch.refresh_interval is UNKNOWN 'internal error: SerializeToJsonError', not"
-    " INVALID_ARGUMENT naming the field (findings/ci.md)"
-)
-FINDINGS: dict[str, Finding] = {
-    "hearth.ci.v1.CiService/CreateWatch": Finding(
-        _CI_DURATION,
-        ("direct", "edge", "python"),
-        (
-            'watch_id: "fz-d1" watch { filter { topic: "x" }'
-            " refresh_interval { seconds: 1000000000000 } }",
-            'watch_id: "fz-d2" watch { filter { topic: "x" }'
-            " refresh_interval { seconds: 60 nanos: -1 } }",
-        ),
-    ),
-    "hearth.ci.v1.CiService/UpdateWatch": Finding(
-        _CI_DURATION,
-        ("direct", "edge", "python"),
-        (
-            'watch { name: "watches/fuzz-seed" refresh_interval { seconds: 1000000000000 } }'
-            ' update_mask { paths: "refresh_interval" }',
-        ),
-    ),
-}
+# (RPC full name) -> Finding: known failures, each marked xfail(strict=True) at its doors
+# until fixed (then it XPASSes, fails, and its entry goes). Empty: every finding is fixed
+# (ci's out-of-range refresh_interval Duration; the gateway's logged LineTooLong).
+FINDINGS: dict[str, Finding] = {}
 
 # Log entries of known findings that have a test of their own (not per RPC: any generated
 # request can trigger them); the generic log check leaves them out.
-_GATEWAY_LINE_TOO_LONG = (
-    "gateway: the HTTP face logs 'ERROR gateway: Error handling request' with a traceback"
-    " (aiohttp LineTooLong) for every request line over 8190 bytes, the URL quoted"
-    " (findings/gateway.md)"
-)
-# The entry's header can be written before its traceback: match both.
-KNOWN_LOG_FINDINGS = [
-    re.compile(r" ERROR gateway: Error handling request from "),
-    re.compile(r"aiohttp\.http_exceptions\.LineTooLong"),
-]
+KNOWN_LOG_FINDINGS: list[re.Pattern[str]] = []
 
 RPCS = discover_rpcs()
 DOORS = ("direct", "edge", "python", "http")
@@ -435,7 +404,6 @@ def huge_request(rpc: Rpc, size: int = 70_000) -> Message:
     return request
 
 
-@pytest.mark.xfail(strict=True, reason=_GATEWAY_LINE_TOO_LONG)
 def test_http_face_refuses_an_overlong_request_line_quietly(house: House) -> None:
     """A 9 000-byte request line: a 4xx answer, and no ERROR entry or traceback in the
     gateway's log (a client could otherwise fill the log with one line of its choosing)."""
