@@ -30,6 +30,17 @@ class StackError(RuntimeError):
     """A compose or docker command failed; the message holds its output."""
 
 
+def zuul_fixtures() -> Path:
+    """The recorded Zuul documents the replay server serves: shared/fixtures/zuul beside the
+    checkout (/work/main -> /work/shared) or beside a folder of worktrees (/work/wt/<name>).
+    Docker would bind-mount a missing folder as an empty one, so it must exist."""
+    for folder in REPO.parents:
+        candidate = folder / "shared" / "fixtures" / "zuul"
+        if candidate.is_dir():
+            return candidate
+    raise StackError(f"no shared/fixtures/zuul beside {REPO} or above it")
+
+
 def compose_command() -> list[str]:
     """``docker compose`` when the plugin exists, else Debian's ``docker-compose``."""
     configured = os.environ.get("COMPOSE")
@@ -73,7 +84,7 @@ class LabStack:
     prefix: str = "198.19.77"
     """First three octets of the lab's /24."""
     bridge: str = "hearth-lab0"
-    fixtures: Path = field(default_factory=lambda: REPO.parent / "shared" / "fixtures" / "zuul")
+    fixtures: Path = field(default_factory=lambda: zuul_fixtures())
     compose: list[str] = field(default_factory=compose_command)
 
     @property

@@ -170,12 +170,14 @@ def test_backends_serve_grpc_only_on_sockets_only_the_gateway_mounts(path: Path)
         assert {t for s, t, _ in map(_mount, services[name]["volumes"]) if s == "sockets"} == {
             SOCKETS
         }
-    # In memory, entered only by uid/gid 10001 (the images' hearth user): wake, root, joins
-    # with that group (its sockets are 0660, see hearth_runtime.server._bind).
+    # In memory, entered only by uid 10001 (the images' hearth user: audio, ci, the gateway)
+    # and gid 10001, the sockets' group: wake (root) runs in it, the gateway joins it (each
+    # socket is 0660, see hearth_runtime.server._bind).
     options = config["volumes"]["sockets"]["driver_opts"]
     assert options["type"] == "tmpfs"
     assert set(options["o"].split(",")) >= {"uid=10001", "gid=10001", "mode=0770"}
     assert str(services["wake"]["user"]) == "0:10001"
+    assert [str(g) for g in services["gateway"]["group_add"]] == ["10001"]
 
 
 def _mount(volume: str | dict[str, Any]) -> tuple[str, str, str]:
