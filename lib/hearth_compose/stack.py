@@ -190,7 +190,12 @@ class LabStack:
 
     def exec(self, service: str, *cmd: str, timeout: float = 120, check: bool = True) -> str:
         """Run ``cmd`` in the service's container (docker exec) and return its stdout."""
-        return run(["docker", "exec", self.container(service), *cmd], timeout=timeout, check=check)
+        try:
+            return run(
+                ["docker", "exec", self.container(service), *cmd], timeout=timeout, check=check
+            )
+        except StackError as exc:
+            raise StackError(f"{exc}\n{self._post_mortem(service)}") from None
 
     def exec_bytes(self, service: str, *cmd: str, timeout: float = 60) -> bytes:
         res = subprocess.run(
@@ -200,8 +205,21 @@ class LabStack:
             check=False,
         )
         if res.returncode != 0:
-            raise StackError(f"{' '.join(cmd)} in {service} failed: {res.stderr.decode()}")
+            raise StackError(
+                f"{' '.join(cmd)} in {service} failed: {res.stderr.decode()}\n"
+                + self._post_mortem(service)
+            )
         return res.stdout
+
+    def _post_mortem(self, service: str) -> str:
+        """The container's state (exit code, OOM) and last log lines, for a failed exec."""
+        out = run(
+            ["docker", "inspect", "--format",
+             "state {{.State.Status}} exit {{.State.ExitCode}} oom {{.State.OOMKilled}}"
+             " finished {{.State.FinishedAt}}", self.container(service)],
+            check=False,
+        )  # fmt: skip
+        return f"{service}: {out.strip()}\n{self.logs(service, tail=40)}"
 
     def stop(self, service: str) -> None:
         self.compose_run("stop", "--timeout", "5", service)
