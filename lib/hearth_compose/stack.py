@@ -30,6 +30,17 @@ class StackError(RuntimeError):
     """A compose or docker command failed; the message holds its output."""
 
 
+def zuul_fixtures() -> Path:
+    """The recorded Zuul documents the replay server serves: shared/fixtures/zuul beside the
+    checkout (/work/main -> /work/shared) or beside a folder of worktrees (/work/wt/<name>).
+    Docker would bind-mount a missing folder as an empty one, so it must exist."""
+    for folder in REPO.parents:
+        candidate = folder / "shared" / "fixtures" / "zuul"
+        if candidate.is_dir():
+            return candidate
+    raise StackError(f"no shared/fixtures/zuul beside {REPO} or above it")
+
+
 def compose_command() -> list[str]:
     """``docker compose`` when the plugin exists, else Debian's ``docker-compose``."""
     configured = os.environ.get("COMPOSE")
@@ -73,7 +84,7 @@ class LabStack:
     prefix: str = "198.19.77"
     """First three octets of the lab's /24."""
     bridge: str = "hearth-lab0"
-    fixtures: Path = field(default_factory=lambda: REPO.parent / "shared" / "fixtures" / "zuul")
+    fixtures: Path = field(default_factory=lambda: zuul_fixtures())
     compose: list[str] = field(default_factory=compose_command)
 
     @property
@@ -179,7 +190,12 @@ class LabStack:
 
     def exec(self, service: str, *cmd: str, timeout: float = 120, check: bool = True) -> str:
         """Run ``cmd`` in the service's container (docker exec) and return its stdout."""
-        return run(["docker", "exec", self.container(service), *cmd], timeout=timeout, check=check)
+        try:
+            return run(
+                ["docker", "exec", self.container(service), *cmd], timeout=timeout, check=check
+            )
+        except StackError as exc:
+            raise StackError(f"{exc}\n{self._post_mortem(service)}") from None
 
     def exec_bytes(self, service: str, *cmd: str, timeout: float = 60) -> bytes:
         res = subprocess.run(
@@ -189,8 +205,21 @@ class LabStack:
             check=False,
         )
         if res.returncode != 0:
-            raise StackError(f"{' '.join(cmd)} in {service} failed: {res.stderr.decode()}")
+            raise StackError(
+                f"{' '.join(cmd)} in {service} failed: {res.stderr.decode()}\n"
+                + self._post_mortem(service)
+            )
         return res.stdout
+
+    def _post_mortem(self, service: str) -> str:
+        """The container's state (exit code, OOM) and last log lines, for a failed exec."""
+        out = run(
+            ["docker", "inspect", "--format",
+             "state {{.State.Status}} exit {{.State.ExitCode}} oom {{.State.OOMKilled}}"
+             " finished {{.State.FinishedAt}}", self.container(service)],
+            check=False,
+        )  # fmt: skip
+        return f"{service}: {out.strip()}\n{self.logs(service, tail=40)}"
 
     def stop(self, service: str) -> None:
         self.compose_run("stop", "--timeout", "5", service)

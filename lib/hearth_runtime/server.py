@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -156,7 +157,12 @@ class Runtime(Generic[C]):
 
 def _bind(server: grpc.aio.Server, address: str) -> int:
     port = server.add_insecure_port(address)
-    if port == 0 and not address.startswith("unix:"):
+    if address.startswith("unix:"):
+        # Owner and group connect, nobody else, whatever the umask (022 would leave the group
+        # unable to connect): docker-compose.yml joins the gateway to the backends this way.
+        path = address.removeprefix("unix:")
+        os.chmod(path.removeprefix("//") if path.startswith("///") else path, 0o660)
+    elif port == 0:
         raise ConfigError(f"cannot listen on {address} (address in use or not available)")
     return port
 
@@ -205,7 +211,9 @@ async def _serve(spec: ServiceSpec[C], config: C) -> int:
     log.info(
         "serving",
         extra=kv(
-            grpc=f"{_host(config.grpc_listen)}:{runtime.grpc_port}",
+            grpc=config.grpc_listen
+            if config.grpc_listen.startswith("unix:")
+            else f"{_host(config.grpc_listen)}:{runtime.grpc_port}",
             metrics=f"{_host(config.metrics_listen)}:{metrics_port}",
             services=",".join(runtime.service_names),
             version=spec.version,

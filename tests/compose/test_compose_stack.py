@@ -1,13 +1,16 @@
 """The lab stack on the Docker engine, end to end: build every image, start the stack on its
 own internal network, and use it through the gateway as a person would.
 
+- the gateway is the only door: it reaches wake, audio and ci over their unix sockets, which
+  listen on no TCP port but their /metrics, and the client container reaches no backend's
+  gRPC;
 - the client container pings the sleeping devbox: wake sends the magic packet, the devbox
   wakes, the ping is answered and a wake with its timings arrives on the event stream;
 - zone A patched to a stream plays that stream's tone (recorded in zone A's container and
   checked by frequency), switched to the other stream plays the other tone;
 - the CI watch shows the queues the replay server serves;
-- Prometheus scrapes every target, every Grafana panel's query returns data, and the
-  backend-down alert fires when a backend stops;
+- Prometheus scrapes every target, every Grafana panel's query returns data once what it
+  shows has happened and been scraped, and the backend-down alert fires when a backend stops;
 - `down -v` leaves no container, network or volume of the test behind.
 
 Runs only with a reachable Docker engine (skipped with the reason otherwise); as root (the
@@ -126,6 +129,70 @@ def test_the_gateway_image_serves_grpc_with_the_edge(stack: LabStack) -> None:
     logs = stack.logs("gateway", tail=10_000)
     assert "gRPC front door: hearth-edge" in logs, logs[-2000:]
     assert "hearth-edge not found" not in logs
+
+
+# Each backend's gRPC socket and its metrics port (the one TCP port it listens on).
+BACKENDS = {"wake": 9161, "audio": 9162, "ci": 9163}
+OLD_GRPC_PORTS = {"wake": 50061, "audio": 50062, "ci": 50063}
+LISTENING_TCP_PORTS = """
+import pathlib
+ports = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for line in pathlib.Path(table).read_text().splitlines()[1:]:
+        fields = line.split()
+        address, port = fields[1].rsplit(":", 1)
+        # LISTEN, except Docker's embedded DNS server (127.0.0.11) in every container.
+        if fields[3] == "0A" and address != "0B00007F":
+            ports.add(int(port, 16))
+print(" ".join(map(str, sorted(ports))))
+"""
+
+
+def test_the_gateway_is_the_only_door_to_the_backends(
+    stack: LabStack, gateway: grpc.Channel
+) -> None:
+    meta = credentials()
+    # Through the gateway, a call reaches each backend (over its unix socket).
+    hosts = wake_pb2_grpc.WakeServiceStub(gateway).ListHosts(
+        wake_pb2.ListHostsRequest(), metadata=meta, timeout=10
+    )
+    assert "hosts/devbox" in [h.name for h in hosts.hosts]
+    streams = audio_pb2_grpc.AudioServiceStub(gateway).ListStreams(
+        audio_pb2.ListStreamsRequest(), metadata=meta, timeout=10
+    )
+    assert {"streams/radio", "streams/tv"} <= {s.name for s in streams.streams}
+    watches = ci_pb2_grpc.CiServiceStub(gateway).ListWatches(
+        ci_pb2.ListWatchesRequest(), metadata=meta, timeout=10
+    )
+    assert "watches/mine" in [w.name for w in watches.watches]
+    for name, metrics_port in BACKENDS.items():
+        # The only TCP socket a backend listens on is its /metrics (read-only).
+        listening = stack.exec(name, "python", "-c", LISTENING_TCP_PORTS).split()
+        assert listening == [str(metrics_port)], (name, listening)
+        # Its gRPC socket: owner and group only, one of them the gateway's (uid 10001, in
+        # group 10001).
+        sock = f"/run/hearth/{name}.sock"
+        kind, mode, uid, gid = stack.exec(name, "stat", "-c", "%F %a %u %g", sock).rsplit(" ", 3)
+        assert (kind, mode) == ("socket", "660"), (name, kind, mode)
+        assert "10001" in {uid, gid.strip()}, (name, uid, gid)
+        # Another container on the lab network reaches no gRPC of the backend: not on the
+        # port it used to serve, not on the metrics port.
+        for port in (OLD_GRPC_PORTS[name], metrics_port):
+            probe = subprocess.run(
+                ["docker", "exec", stack.container("client"), "python", "-m",
+                 "hearth_runtime.healthcheck", "--timeout", "5", f"{name}:{port}"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert probe.returncode == 1, (name, port, probe.stdout, probe.stderr)
+            assert "UNAVAILABLE" in probe.stderr, (name, port, probe.stderr)
+        # The gateway mounts the sockets read-only: it connects, but cannot replace them.
+        removed = subprocess.run(
+            ["docker", "exec", stack.container("gateway"), "rm", "-f", sock],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert removed.returncode != 0 and "Read-only file system" in removed.stderr, removed
+    # The client has no way to the sockets: the volume is not mounted there.
+    assert stack.exec("client", "ls", "/run", check=False).split().count("hearth") == 0
 
 
 def test_client_ping_wakes_the_devbox(stack: LabStack, gateway: grpc.Channel) -> None:
@@ -253,24 +320,60 @@ def _panel_exprs() -> list[tuple[str, str, str]]:
     return out
 
 
+def _values(stack: LabStack, expr: str) -> list[float]:
+    result = _prometheus(stack, "/api/v1/query", query=expr)["result"]
+    return [float(r["value"][1]) for r in result]
+
+
 def test_every_dashboard_panel_returns_data(stack: LabStack, gateway: grpc.Channel) -> None:
-    # After the scenarios above: wakes, patches and CI polls have all happened.
-    missing: dict[tuple[str, str, str], Any] = {}
-    deadline = time.monotonic() + 90
-    pending = _panel_exprs()
-    assert len(pending) >= 30
-    while pending and time.monotonic() < deadline:
-        still = []
-        for uid, title, expr in pending:
-            result = _prometheus(stack, "/api/v1/query", query=expr)["result"]
-            values = [float(r["value"][1]) for r in result]
-            if not any(math.isfinite(v) for v in values):
-                still.append((uid, title, expr))
-                missing[(uid, title, expr)] = result
-        pending = still
-        if pending:
-            time.sleep(5)
-    assert not pending, {p: missing[p] for p in pending}
+    """A panel has data once what it shows has happened and been scraped: the test waits for
+    those events (read through the gateway, then in Prometheus), never for a length of time;
+    then every query must answer at once."""
+    panels = _panel_exprs()
+    assert len(panels) >= 30
+    meta = credentials()
+    # What the scenarios above left behind: the devbox woken and seen alive, zone A on the
+    # radio (a panel test run alone has neither, and says so).
+    wakes = wake_pb2_grpc.WakeServiceStub(gateway).ListWakes(
+        wake_pb2.ListWakesRequest(parent="hosts/devbox"), metadata=meta, timeout=10
+    )
+    done = [w for w in wakes.wakes if w.HasField("resume")]
+    assert done, f"no completed wake of the devbox (test_client_ping_wakes_the_devbox): {wakes}"
+    zone = audio_pb2_grpc.AudioServiceStub(gateway).GetZone(
+        audio_pb2.GetZoneRequest(name="zones/zone-a"), metadata=meta, timeout=10
+    )
+    assert zone.stream == "streams/radio", f"zone A is not on the radio: {zone}"
+    window = RATE_INTERVAL
+    packets, polls = "hearth_audio_rtp_packets_total", "hearth_ci_poll_seconds_count"
+    rated = {m for _, _, expr in panels for m in re.findall(r"rate\((\w+)\[", expr)}
+    # Series that exist only after a failure; their panels fall back (`or`) on another.
+    rated -= {"hearth_ci_poll_errors_total"}
+    conditions = [
+        # Wake's histograms hold the wake (the reaction and resume quantiles).
+        ("the wake's reaction scraped", f"sum(hearth_wake_reaction_seconds_count) >= {len(done)}"),
+        ("the wake's resume scraped", f"sum(hearth_wake_resume_seconds_count) >= {len(done)}"),
+        ("zone A's patch scraped", 'hearth_audio_zone_subscribed{zone="zone-a"} == 1'),
+        # The loss ratio divides by the packet rate; the poll quantile by the poll rate.
+        ("RTP packets in the rate window", f"sum(rate({packets}[{window}])) > 0"),
+        ("a CI poll in the rate window", f"sum(increase({polls}[{window}])) > 0"),
+        # rate() needs two samples of a series inside its window.
+        *((f"two samples of {m} in the rate window", f"max(count_over_time({m}[{window}])) >= 2")
+          for m in sorted(rated)),
+    ]  # fmt: skip
+    for what, expr in conditions:
+
+        def met(expr: str = expr) -> list[float] | None:
+            return _values(stack, expr) or None
+
+        # The bound only keeps a broken stack from hanging the run: each condition is met
+        # within a few scrapes (5 s apart) of the event, the rate windows within one minute.
+        wait_for(met, 180, what, 1)
+    missing = {}
+    for uid, title, expr in panels:
+        result = _prometheus(stack, "/api/v1/query", query=expr)["result"]
+        if not any(math.isfinite(float(r["value"][1])) for r in result):
+            missing[(uid, title, expr)] = result
+    assert not missing, missing
 
 
 def test_backend_down_alert_fires_when_a_backend_stops(stack: LabStack) -> None:
