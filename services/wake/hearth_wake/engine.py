@@ -9,6 +9,7 @@ thread before anything else happens (the reaction path). The asyncio side calls
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +25,18 @@ from hearth_wake.sender import Sender
 # How often a host is probed while a wake is in progress or its state is unknown.
 WAKING_PROBE_INTERVAL = 0.25
 UNKNOWN_PROBE_INTERVAL = 0.5
+# Every "next time" the engine computes moves forward by at least this much, whatever the
+# settings hold (defence in depth: settings are validated, but a 1 ns retry interval once
+# made the retry catch-up loop spin forever, as epoch + 1e-9 == epoch in floating point).
+MIN_STEP = 0.05
+MAX_STEP = 7 * 86400.0
+
+
+def step(seconds: float) -> float:
+    """``seconds`` as a schedule step: finite, between MIN_STEP and MAX_STEP."""
+    if math.isnan(seconds) or seconds < MIN_STEP:
+        return MIN_STEP
+    return min(seconds, MAX_STEP)
 
 
 class State(Enum):
@@ -324,7 +337,7 @@ class Engine:
         self._send(h, wake)  # first: this is the reaction path
         sent_at = wake.first_packet_time
         metrics.REACTION.labels(h.spec.id).observe(wake.reaction)
-        wake.next_retry = sent_at + h.spec.retry_interval
+        wake.next_retry = sent_at + step(h.spec.retry_interval)
         wake.deadline = sent_at + h.spec.wake_timeout
         h.wake = wake
         h.next_probe = sent_at + WAKING_PROBE_INTERVAL
@@ -365,7 +378,7 @@ class Engine:
         metrics.HOST_UP.labels(h.spec.id).set(1 if state is State.AWAKE else 0)
 
     def _probe_every(self, h: HostStatus) -> float:
-        return min(self.settings.probe_interval, h.spec.alive_timeout / 3)
+        return step(min(self.settings.probe_interval, h.spec.alive_timeout / 3))
 
     def tick(self) -> None:
         """Retries, wake timeouts, probes, asleep detection, follow-up deadlines."""
@@ -403,8 +416,13 @@ class Engine:
                 return
             if now >= wake.next_retry:
                 sent = self._send(h, wake)
-                while wake.next_retry <= now:
-                    wake.next_retry += spec.retry_interval
+                # The next slot of the retry schedule after now, in O(1): retries missed
+                # while the loop was busy are skipped, not sent in a burst.
+                interval = step(spec.retry_interval)
+                missed = math.floor((now - wake.next_retry) / interval) + 1
+                wake.next_retry += max(1, missed) * interval
+                if wake.next_retry <= now:  # float rounding at epoch magnitudes
+                    wake.next_retry = now + interval
                 message = f"Waking {spec.id} again ({', '.join(sent)}), {wake.packets_sent} sent"
                 events.append(self._event("retry", h, now, message, wake=wake))
             if now >= h.next_probe:
