@@ -7,12 +7,15 @@ it sends never reaches this machine's interfaces. The API is reached over a Unix
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from hearth.wake.v1 import wake_pb2
 from hearth_wake.labtools import PrivateWake, private_net_prefix
@@ -102,3 +105,96 @@ def test_a_tiny_retry_interval_is_rejected_naming_the_field(wake: PrivateWake) -
     # A manual wake with the stored (default) interval still leaves the loop answering.
     wake.stub.WakeHost(H.WakeHostRequest(name="hosts/devbox"), timeout=10)
     assert names(wake) == ["hosts/devbox"]
+
+
+def _store_rows(state_dir: Path, hosts: list[tuple[str, str]], wakes: list[str]) -> None:
+    """Write rows as an older version or a hand edit would (no validation at all)."""
+    with sqlite3.connect(state_dir / "wake.sqlite") as db:
+        for host_id, data in hosts:
+            db.execute(
+                "INSERT INTO hosts (id, data, create_time, update_time) VALUES (?, ?, 1, 1)",
+                (host_id, data),
+            )
+        for i, data in enumerate(wakes, start=900):
+            db.execute("INSERT INTO wakes (id, host, data) VALUES (?, 'scoped', ?)", (i, data))
+
+
+def _row(**fields: object) -> str:
+    base: dict[str, object] = {"mac": "02:00:00:00:00:31", "ipv4": "198.18.0.31"}
+    return json.dumps({**base, **fields})
+
+
+def test_bad_stored_hosts_are_quarantined_shown_and_repairable(tmp_path: Path) -> None:
+    wake = PrivateWake(_prefix(), tmp_path).start()
+    try:
+        wake.stub.CreateHost(H.CreateHostRequest(host_id="good", host=valid_host()), timeout=10)
+        wake.stop()
+        _store_rows(
+            wake.state_dir,
+            [
+                ("scoped", _row(ipv6="fe80::1%eth0")),  # issue 11's host
+                ("spinner", _row(mac="02:00:00:00:00:32", ipv4="198.18.0.32", retry_interval=1e-9)),
+                ("garbage", "{not json"),
+                ("typed", _row(mac=42, ipv4="198.18.0.34")),
+                ("Bad Id", _row(mac="02:00:00:00:00:35", ipv4="198.18.0.35")),
+                ("twin", _row(mac="02:00:00:00:00:09", ipv4="198.18.0.36")),  # good's MAC
+                ("methods", _row(mac="02:00:00:00:00:37", ipv4="198.18.0.37", methods=[99])),
+            ],
+            wakes=['{"id": "x"}', "nonsense", json.dumps({"id": 902, "host": "scoped"})[:-1]],
+        )
+        wake.start()  # today's code exits 1 here (the filter for fe80::1%eth0 fails)
+        assert wake.health() == SERVING
+        hosts = {h.name: h for h in wake.stub.ListHosts(H.ListHostsRequest(), timeout=10).hosts}
+        reasons = {n: h.quarantine_reason for n, h in hosts.items() if h.state == H.QUARANTINED}
+        assert hosts["hosts/good"].state != H.QUARANTINED
+        assert sorted(reasons) == [
+            "hosts/Bad Id",
+            "hosts/garbage",
+            "hosts/methods",
+            "hosts/scoped",
+            "hosts/spinner",
+            "hosts/twin",
+            "hosts/typed",
+        ]
+        assert reasons["hosts/scoped"].startswith("host.ipv6"), reasons
+        assert reasons["hosts/spinner"].startswith("host.retry_interval"), reasons
+        assert reasons["hosts/typed"].startswith("host.mac"), reasons
+        assert reasons["hosts/twin"].startswith("host.mac"), reasons
+        assert reasons["hosts/methods"].startswith("host.send_methods"), reasons
+        assert reasons["hosts/Bad Id"].startswith("name"), reasons
+        assert "JSON" in reasons["hosts/garbage"] or "Expecting" in reasons["hosts/garbage"]
+        assert hosts["hosts/scoped"].ipv4 == "198.18.0.31"  # what could be read is shown
+        assert "host quarantined" in wake.output
+        assert (
+            list(wake.stub.ListWakes(H.ListWakesRequest(parent="hosts/-"), timeout=10).wakes) == []
+        )
+        # Repaired through the API: watched from then on, and stored as valid.
+        fixed = wake.stub.UpdateHost(
+            H.UpdateHostRequest(
+                host=H.Host(name="hosts/scoped", ipv6="fe80::1"),
+                update_mask=FieldMask(paths=["ipv6"]),
+            ),
+            timeout=10,
+        )
+        assert fixed.state != H.QUARANTINED and not fixed.quarantine_reason
+        assert fixed.ipv6 == "fe80::1" and fixed.mac == "02:00:00:00:00:31"
+        # A repair must pass every rule: still quarantined after a bad one.
+        err = rejected(
+            wake.stub.UpdateHost,
+            H.UpdateHostRequest(
+                host=H.Host(name="hosts/spinner", cooldown=ns(5_000_000_000)),
+                update_mask=FieldMask(paths=["cooldown"]),
+            ),
+        )
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (err.details() or "").startswith("host.retry_interval"), err.details()
+        for name in ("hosts/spinner", "hosts/garbage", "hosts/Bad Id", "hosts/typed"):
+            wake.stub.DeleteHost(H.DeleteHostRequest(name=name), timeout=10)
+        wake.restart()
+        hosts = {h.name: h for h in wake.stub.ListHosts(H.ListHostsRequest(), timeout=10).hosts}
+        assert sorted(hosts) == ["hosts/good", "hosts/methods", "hosts/scoped", "hosts/twin"]
+        assert hosts["hosts/scoped"].state != H.QUARANTINED
+        assert hosts["hosts/twin"].state == H.QUARANTINED
+        assert wake.health() == SERVING
+    finally:
+        wake.stop()
