@@ -285,13 +285,13 @@ def ping_until_reply(host: Host, address: str, timeout: float = 20.0) -> str:
     return wait_for(f"a reply from {address}", ping, timeout, every=0.2)
 
 
-# A private network namespace holding loopback and one veth pair (eth0 198.18.0.1/24 and its
+# A private network namespace holding loopback and one veth pair (eth0 198.18.0.1/16 and its
 # peer), both ends inside it: whatever hearth-wake sends there (probes, magic packets) stays
 # in the namespace. Its gRPC API is a Unix socket, which the test reaches from outside.
 _PRIVATE_NET = (
     "ip link set lo up"
     " && ip link add eth0 type veth peer name peer0"
-    " && ip addr add 198.18.0.1/24 dev eth0"
+    " && ip addr add 198.18.0.1/16 dev eth0"
     " && ip link set peer0 up && ip link set eth0 up"
     ' && exec "$@"'
 )
