@@ -77,9 +77,10 @@ def attach_filter(sock: socket.socket, expression: str) -> None:
 class Sniffer:
     """A raw packet socket on ``ifname`` whose frames go to ``handler(data, ts, pkttype)``
     in the sniffer thread, which runs under ``supervisor`` (task family ``wake-sniffer``).
-    ``on_error`` is called (from that thread) if capture breaks; the thread then ends as a
-    crash the supervisor logs and counts, and the owner opens a new sniffer (not restarted
-    in place: the socket itself is what broke)."""
+    ``on_error`` is called (from that thread) if capture breaks, and the thread ends: the
+    owner opens a new sniffer (not restarted in place: the socket itself is what broke).
+    A socket error (the interface went away) is logged as such; anything unexpected also
+    goes to the supervisor, which logs it with its traceback and counts it."""
 
     def __init__(
         self,
@@ -142,6 +143,11 @@ class Sniffer:
         self._thread_ident = threading.get_ident()
         try:
             self._capture(stop)
+        except Exception as exc:
+            if not (self._stop or stop.is_set()):
+                self._running = False
+                self.on_error(self.ifname, exc)
+            raise
         finally:
             self._running = False
             self._finished.set()
@@ -162,7 +168,7 @@ class Sniffer:
                 log.error("capture failed", extra=kv(interface=self.ifname, error=exc))
                 self._running = False  # before the owner's refresh looks at `alive`
                 self.on_error(self.ifname, exc)
-                raise  # counted by the supervisor (hearth_task_restarts_total{wake-sniffer})
+                return
             ts = 0.0
             for level, kind, value in ancdata:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:

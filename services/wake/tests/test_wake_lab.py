@@ -608,6 +608,10 @@ def test_losing_the_watched_interface_degrades_health_until_it_returns(net: Net)
             "dum0"
         )
         assert status() == health_pb2.HealthCheckResponse.SERVING
+        # The capture threads run under the runtime's supervisor (their task family has
+        # its restart counter).
+        samples = scrape(net.wake.metrics)
+        assert metric_value(samples, "hearth_task_restarts_total", task="wake-sniffer") == 0
         net.hub.run(["ip", "link", "del", "dum0"], check=True)
         wait_for(
             "degraded", lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=10
