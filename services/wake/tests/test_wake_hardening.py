@@ -7,6 +7,7 @@ it sends never reaches this machine's interfaces. The API is reached over a Unix
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -198,3 +199,70 @@ def test_bad_stored_hosts_are_quarantined_shown_and_repairable(tmp_path: Path) -
         assert wake.health() == SERVING
     finally:
         wake.stop()
+
+
+def _token(obj: object) -> str:
+    raw = json.dumps(obj, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def test_other_request_fields_are_bounded_naming_the_field(wake: PrivateWake) -> None:
+    stub = wake.stub
+    wake.stub.CreateHost(H.CreateHostRequest(host_id="devbox", host=valid_host()), timeout=10)
+    cases: list[tuple[object, object, str]] = [
+        (stub.ListHosts, H.ListHostsRequest(page_size=-1), "page_size"),
+        (stub.ListHosts, H.ListHostsRequest(page_token="x" * 513), "page_token"),
+        (stub.ListHosts, H.ListHostsRequest(page_token="!!"), "page_token"),
+        # An offset json reads as infinity once escaped paginate's checks as INTERNAL.
+        (
+            stub.ListHosts,
+            H.ListHostsRequest(page_token=_token({"o": 1e400, "c": "hosts"})),
+            "page_token",
+        ),
+        (
+            stub.ListHosts,
+            H.ListHostsRequest(page_token=_token({"o": [], "c": "hosts"})),
+            "page_token",
+        ),
+        (
+            stub.ListWakes,
+            H.ListWakesRequest(parent="hosts/-", page_token=_token({"o": -1e400, "c": "hosts/-"})),
+            "page_token",
+        ),
+        (stub.ListWakes, H.ListWakesRequest(parent="hosts/Bad"), "parent"),
+        (stub.GetHost, H.GetHostRequest(name="hosts/" + "a" * 64), "name"),
+        (stub.DeleteHost, H.DeleteHostRequest(name="devbox"), "name"),
+        (stub.WakeHost, H.WakeHostRequest(name=""), "name"),
+        (
+            stub.WaitUntilAwake,
+            H.WaitUntilAwakeRequest(name="hosts/devbox", timeout=ns(0)),
+            "timeout",
+        ),
+        (
+            stub.WaitUntilAwake,
+            H.WaitUntilAwakeRequest(name="hosts/devbox", timeout=ns(3601 * 10**9)),
+            "timeout",
+        ),
+        (
+            stub.WaitUntilAwake,
+            H.WaitUntilAwakeRequest(name="hosts/devbox", timeout=Duration(seconds=1, nanos=-1)),
+            "timeout",
+        ),
+        (
+            stub.UpdateHost,
+            H.UpdateHostRequest(
+                host=H.Host(name="hosts/devbox"), update_mask=FieldMask(paths=["state"])
+            ),
+            "update_mask",
+        ),
+    ]
+    for call, request, field in cases:
+        err = rejected(call, request)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (request, err.details())
+        assert (err.details() or "").startswith(field), (request, err.details())
+    watch = stub.WatchHostEvents(H.WatchHostEventsRequest(name="nope"), timeout=10)
+    with pytest.raises(grpc.RpcError) as info:
+        next(iter(watch))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert names(wake) == ["hosts/devbox"]
+    assert wake.health() == SERVING
