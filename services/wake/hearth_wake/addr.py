@@ -120,11 +120,14 @@ class RequesterSet:
             if "%" in text:
                 raise InvalidArgument(name, f"{entry!r} has a scope id; give it without %...")
             try:
-                nets.append(ipaddress.ip_network(text, strict=False))
+                net = ipaddress.ip_network(text, strict=False)
             except ValueError:
                 raise InvalidArgument(
                     name, f"{entry!r} is not a MAC, an IP address or a CIDR network"
                 ) from None
+            if net.is_multicast:
+                raise InvalidArgument(name, f"{net} is multicast: no requester has it")
+            nets.append(net)
         return cls(frozenset(macs), tuple(nets))
 
     def __bool__(self) -> bool:

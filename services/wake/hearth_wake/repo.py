@@ -34,12 +34,15 @@ MIGRATIONS = [
     """,
 ]
 _RUNTIME_ONLY = ("next_retry", "deadline", "followup_deadline")
+MAX_WAKES = 10_000  # the newest wakes kept (all hosts together)
+PRUNE_EVERY = 100
 _WAKE_FIELDS = {f.name for f in fields(WakeRecord)} - set(_RUNTIME_ONLY)
 
 
 class Repository:
     def __init__(self, path: Path | str) -> None:
         self.store = Store(path, MIGRATIONS)
+        self.max_wakes = MAX_WAKES
 
     def hosts(self) -> list[HostSpec | Quarantined]:
         """Every stored host, validated like a request; a row that fails is Quarantined."""
@@ -74,6 +77,9 @@ class Repository:
             "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
             (wake.id, wake.host, json.dumps(data)),
         )
+        if wake.id % PRUNE_EVERY == 0:
+            # The history is bounded: ListWakes reads it whole, and demands never stop.
+            self.store.execute("DELETE FROM wakes WHERE id <= ?", (wake.id - self.max_wakes,))
 
     def wakes(self, host_id: str | None) -> list[WakeRecord]:
         """Newest first; every host's when ``host_id`` is None."""

@@ -21,7 +21,7 @@ from test_wake_engine import (  # type: ignore[import-not-found]
 from hearth_wake import frames
 from hearth_wake.app import WakeApp
 from hearth_wake.config import WakeConfig
-from hearth_wake.engine import Engine, EngineSettings, State
+from hearth_wake.engine import Engine, EngineSettings, State, WakeRecord
 from hearth_wake.hosts import HostSpec
 
 
@@ -114,3 +114,16 @@ def test_demands_during_the_cooldown_cost_no_database_write(rig: AppRig) -> None
     assert rig.writes() == before
     assert rig.app.repo.wakes("devbox")[0].outcome == "failed"
     assert rig.app.repo.wakes("devbox")[0].requester_mac == CLIENT_MAC
+
+
+def test_the_wake_history_is_bounded(tmp_path: Path) -> None:
+    repo = WakeApp(WakeConfig(state_dir=tmp_path)).repo
+    repo.max_wakes = 30
+    try:
+        for i in range(1, 251):
+            repo.save_wake(WakeRecord(i, "devbox", "arp", outcome="woke"))
+        ids = [w.id for w in repo.wakes(None)]
+        assert ids[0] == 250 and len(ids) <= 30 + 100 - 1  # pruned every 100 wakes
+        assert min(ids) > 250 - 30 - 100
+    finally:
+        repo.close()
