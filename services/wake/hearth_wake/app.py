@@ -22,7 +22,7 @@ from hearth_wake.hosts import HostSpec, seconds_to_duration
 from hearth_wake.loading import Quarantined, load_declared, reason_of
 from hearth_wake.repo import Repository
 from hearth_wake.sender import Sender
-from hearth_wake.sniffer import Sniffer, bpf_expression, decode_for
+from hearth_wake.sniffer import Sniffer, bpf_expression, check_host_filter, decode_for
 
 log = logging.getLogger("hearth.wake")
 
@@ -175,6 +175,7 @@ class WakeApp:
         if isinstance(item, HostSpec):
             try:
                 self._check_unique_loaded(item)
+                check_host_filter(item)
                 self.engine.set_host(item)
             except Exception as exc:
                 item = Quarantined(

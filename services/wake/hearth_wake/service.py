@@ -24,6 +24,7 @@ from hearth_wake.app import WakeApp, host_proto, wake_proto
 from hearth_wake.engine import State
 from hearth_wake.hosts import UPDATABLE, HostSpec, duration_seconds, spec_from_proto
 from hearth_wake.loading import Quarantined
+from hearth_wake.sniffer import check_host_filter
 
 WAIT_MARGIN_SECONDS = 2.0
 WAIT_RANGE = (0.001, 3600.0)
@@ -83,6 +84,12 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
     def _proto(self, spec: HostSpec) -> wake_pb2.Host:
         return host_proto(spec, self.app.engine.status(spec.id))
 
+    def _check_watchable(self, spec: HostSpec) -> None:
+        try:
+            check_host_filter(spec)
+        except ValueError as exc:
+            raise InvalidArgument("host", str(exc)) from None
+
     def _check_unique(self, spec: HostSpec, prefix: str) -> None:
         for other in self.app.engine.specs():
             if other.id == spec.id:
@@ -116,6 +123,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
                 metadata={"resource": spec.name},
             )
         self._check_unique(spec, "host")
+        self._check_watchable(spec)
         if not self.app.repo.insert_host(spec):
             raise AlreadyExists(f"host {spec.name!r} already exists", field="host_id")
         await self._apply(spec)
@@ -160,6 +168,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
         if "secureon_password" in request.update_mask.paths and not merged.secureon_password:
             spec = replace(spec, password=b"")
         self._check_unique(spec, "host")
+        self._check_watchable(spec)
         self.app.repo.save_host(spec)
         if isinstance(old, Quarantined):
             self.app.release(old.id)

@@ -64,6 +64,19 @@ def bpf_expression(hosts: Iterable[HostSpec]) -> str:
     return " or ".join(parts)
 
 
+def check_host_filter(spec: HostSpec) -> None:
+    """Raise ValueError if the kernel filter for ``spec`` alone does not compile.
+
+    Validated addresses always compile; this is the last line before a host joins an
+    interface's filter, where one bad host would leave every host there unwatched (issue
+    11: a scoped IPv6 address did exactly that)."""
+    try:
+        program = compile_filter(bpf_expression([spec]), linktype=DLT_EN10MB)
+    except Exception as exc:
+        raise ValueError(f"its kernel filter does not compile: {exc}") from None
+    free_filter(program)
+
+
 def attach_filter(sock: socket.socket, expression: str) -> None:
     program = compile_filter(expression, linktype=DLT_EN10MB)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from scapy.arch.common import compile_filter
@@ -17,7 +18,7 @@ from hearth_wake.hosts import HostSpec, check_interface_name
 from hearth_wake.magic import find_magic, magic_payload, password_ok
 from hearth_wake.sender import Method
 from hearth_wake.sleepsim import classify
-from hearth_wake.sniffer import bpf_expression
+from hearth_wake.sniffer import bpf_expression, check_host_filter
 
 MAC = bytes.fromhex("020000000001")
 
@@ -155,3 +156,13 @@ def test_requester_lists_are_bounded() -> None:
         with pytest.raises(InvalidArgument) as info:
             RequesterSet.parse("only_from", entries)
         assert info.value.field == field
+
+
+def test_a_host_whose_filter_would_not_compile_is_refused() -> None:
+    # Built without validation, as a stored row once was: the filter check is the last line.
+    scoped = HostSpec(
+        id="a", mac="02:00:00:00:00:01", ipv4="198.18.0.9", ipv6="fe80::1%eth0", interface="lo"
+    )
+    with pytest.raises(ValueError, match="kernel filter"):
+        check_host_filter(scoped)
+    check_host_filter(replace(scoped, ipv6="fe80::1"))
