@@ -393,6 +393,7 @@ class Engine:
     def _tick_host(self, h: HostStatus, now: float, events: list[Event]) -> None:
         spec = h.spec
         wake = h.wake
+        self._clamp(h, now)
         if wake is not None and wake.alive_time is not None and wake.followed_up is None:
             if not wake.requester_mac:
                 wake.followed_up = None
@@ -457,6 +458,20 @@ class Engine:
             seen = f"{age:.0f} s ago" if age is not None else "never seen"
             message = f"Pinging {spec.id}: Alive: {alive} ({seen})"
             events.append(self._event("probe", h, now, message))
+
+    def _clamp(self, h: HostStatus, now: float) -> None:
+        """No scheduled time lies further ahead than its own step: the clock is the wall
+        clock (the times are shown), and one stepped back (NTP, a bad RTC) must not stall
+        retries, wake timeouts or probes until it catches up again."""
+        spec = h.spec
+        h.next_probe = min(h.next_probe, now + self._probe_every(h))
+        h.cooldown_until = min(h.cooldown_until, now + step(spec.cooldown))
+        h.unknown_until = min(h.unknown_until, now + step(self.settings.unknown_timeout))
+        h.grace_until = min(h.grace_until, now + step(self.settings.wake_grace))
+        wake = h.wake
+        if wake is not None and h.state is State.WAKING:
+            wake.next_retry = min(wake.next_retry, now + step(spec.retry_interval))
+            wake.deadline = min(wake.deadline, now + step(spec.wake_timeout))
 
     def _probe(self, h: HostStatus) -> None:
         spec = h.spec
