@@ -165,6 +165,11 @@ def test_bad_stored_hosts_are_quarantined_shown_and_repairable(tmp_path: Path) -
         assert reasons["hosts/Bad Id"].startswith("name"), reasons
         assert "JSON" in reasons["hosts/garbage"] or "Expecting" in reasons["hosts/garbage"]
         assert hosts["hosts/scoped"].ipv4 == "198.18.0.31"  # what could be read is shown
+        stream = wake.stub.WatchHostEvents(H.WatchHostEventsRequest(name="hosts/scoped"))
+        first = next(iter(stream))
+        stream.cancel()
+        assert first.kind == H.HostEvent.CURRENT and first.host.state == H.QUARANTINED
+        assert "quarantined" in first.message
         assert "host quarantined" in wake.output
         assert (
             list(wake.stub.ListWakes(H.ListWakesRequest(parent="hosts/-"), timeout=10).wakes) == []
