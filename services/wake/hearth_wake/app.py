@@ -18,7 +18,7 @@ from hearth_runtime.logs import kv
 from hearth_wake import metrics
 from hearth_wake.config import WakeConfig
 from hearth_wake.engine import Engine, EngineSettings, Event, HostStatus, WakeRecord, interfaces_of
-from hearth_wake.hosts import HostSpec, seconds_to_duration
+from hearth_wake.hosts import MAX_HOSTS, HostSpec, seconds_to_duration
 from hearth_wake.loading import Quarantined, load_declared, reason_of
 from hearth_wake.repo import Repository
 from hearth_wake.sender import Sender
@@ -174,6 +174,8 @@ class WakeApp:
         """Watch a loaded host, or quarantine it; nothing about one host stops the others."""
         if isinstance(item, HostSpec):
             try:
+                if len(self.engine.specs()) >= MAX_HOSTS:
+                    raise ValueError(f"more than {MAX_HOSTS} hosts: not watched")
                 self._check_unique_loaded(item)
                 check_host_filter(item)
                 self.engine.set_host(item)

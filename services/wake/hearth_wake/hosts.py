@@ -36,6 +36,10 @@ DURATION_RANGES = {
     "cooldown": (0.1, 86400.0),
 }
 MAX_SEND_METHODS = 8
+# Hosts watched at most. Each adds ~27 instructions to its interface's kernel filter, and
+# the kernel refuses filters over 4096 (BPF_MAXINSNS): past ~150 hosts one more would leave
+# the whole interface unwatched. Compiling the filter (on the event loop) also grows with it.
+MAX_HOSTS = 100
 IFNAMSIZ = 16  # Linux: names are at most IFNAMSIZ - 1 bytes
 # Largest Duration.seconds protobuf allows (10,000 years).
 _MAX_DURATION_SECONDS = 315_576_000_000

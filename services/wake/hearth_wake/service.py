@@ -16,13 +16,14 @@ from hearth_runtime import (
     FailedPrecondition,
     HearthError,
     InvalidArgument,
+    ResourceExhausted,
     Unavailable,
 )
 from hearth_runtime.errors import not_found
 from hearth_runtime.resources import apply_update_mask, check_id, paginate, parse_name
 from hearth_wake.app import WakeApp, host_proto, wake_proto
 from hearth_wake.engine import State
-from hearth_wake.hosts import UPDATABLE, HostSpec, duration_seconds, spec_from_proto
+from hearth_wake.hosts import MAX_HOSTS, UPDATABLE, HostSpec, duration_seconds, spec_from_proto
 from hearth_wake.loading import Quarantined
 from hearth_wake.sniffer import check_host_filter
 
@@ -124,6 +125,8 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
             )
         self._check_unique(spec, "host")
         self._check_watchable(spec)
+        if len(self.app.engine.specs()) + len(self.app.quarantine) >= MAX_HOSTS:
+            raise ResourceExhausted(f"at most {MAX_HOSTS} hosts; delete one first")
         if not self.app.repo.insert_host(spec):
             raise AlreadyExists(f"host {spec.name!r} already exists", field="host_id")
         await self._apply(spec)

@@ -271,3 +271,32 @@ def test_other_request_fields_are_bounded_naming_the_field(wake: PrivateWake) ->
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert names(wake) == ["hosts/devbox"]
     assert wake.health() == SERVING
+
+
+def test_the_number_of_hosts_is_bounded_so_the_kernel_filter_fits(tmp_path: Path) -> None:
+    # Past ~150 hosts on one interface the kernel refuses the filter (BPF_MAXINSNS) and no
+    # host there is watched: at most 100 exist; stored ones past that are quarantined.
+    wake = PrivateWake(_prefix(), tmp_path).start()
+    wake.stop()
+    rows = [
+        (
+            f"h{i:03d}",
+            _row(mac=f"02:00:00:00:01:{i:02x}", ipv4=f"198.18.1.{i}", ipv6=f"fd00::1:{i:x}"),
+        )
+        for i in range(1, 102)
+    ]
+    _store_rows(wake.state_dir, rows, wakes=[])
+    try:
+        wake.start(timeout=60)
+        assert wake.health() == SERVING  # the 100 hosts' filter is attached
+        hosts = wake.stub.ListHosts(H.ListHostsRequest(page_size=1000), timeout=10).hosts
+        quarantined = [h for h in hosts if h.state == H.QUARANTINED]
+        assert len(hosts) == 101 and [h.name for h in quarantined] == ["hosts/h101"]
+        assert "more than 100 hosts" in quarantined[0].quarantine_reason
+        err = rejected(
+            wake.stub.CreateHost, H.CreateHostRequest(host_id="extra", host=valid_host())
+        )
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.details()
+        assert "capturing" in wake.output and "cannot watch" not in wake.output
+    finally:
+        wake.stop()
