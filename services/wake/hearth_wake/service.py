@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, field_mask_pb2
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_runtime import (
@@ -30,7 +30,27 @@ from hearth_wake.sniffer import check_host_filter
 WAIT_MARGIN_SECONDS = 2.0
 WAIT_RANGE = (0.001, 3600.0)
 MAX_PAGE_TOKEN_CHARS = 512
+MAX_ID_CHARS = 63
+MAX_NAME_CHARS = len("hosts/") + MAX_ID_CHARS
+MAX_MASK_PATHS = 32
+MAX_MASK_PATH_CHARS = 64
 T = TypeVar("T")
+
+
+def _bounded(field: str, value: str, limit: int) -> str:
+    """Reject an over-long text before anything echoes it: an error message quoting a
+    100 kB name would exceed gRPC's metadata limit, and the client would get
+    RESOURCE_EXHAUSTED from its own stack instead of INVALID_ARGUMENT naming the field."""
+    if len(value) > limit:
+        raise InvalidArgument(field, f"is {len(value)} characters long; at most {limit}")
+    return value
+
+
+def _check_mask(mask: field_mask_pb2.FieldMask) -> None:
+    if len(mask.paths) > MAX_MASK_PATHS:
+        raise InvalidArgument("update_mask", f"has more than {MAX_MASK_PATHS} paths")
+    for path in mask.paths:
+        _bounded("update_mask", path, MAX_MASK_PATH_CHARS)
 
 
 def _page(items: Sequence[T], size: int, token: str, context: str) -> tuple[list[T], str]:
@@ -62,6 +82,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
             # and must still be reachable to be deleted.
             if bad.name == name:
                 return bad
+        _bounded(field, name, MAX_NAME_CHARS)
         host_id = parse_name(field, name, "hosts")
         for spec in self.app.engine.specs():
             if spec.id == host_id:
@@ -112,7 +133,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
     async def CreateHost(
         self, request: wake_pb2.CreateHostRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
-        check_id("host_id", request.host_id)
+        check_id("host_id", _bounded("host_id", request.host_id, MAX_ID_CHARS))
         if not request.HasField("host"):
             raise InvalidArgument("host", "is required")
         spec = spec_from_proto(request.host_id, request.host)
@@ -155,6 +176,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
     async def UpdateHost(
         self, request: wake_pb2.UpdateHostRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
+        _check_mask(request.update_mask)
         old = self._find("host.name", request.host.name)
         base = old.view if isinstance(old, Quarantined) else old.to_proto()
         merged = apply_update_mask(base, request.host, request.update_mask, UPDATABLE, "host")

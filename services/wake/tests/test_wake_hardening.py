@@ -235,6 +235,26 @@ def test_other_request_fields_are_bounded_naming_the_field(wake: PrivateWake) ->
             "page_token",
         ),
         (stub.ListWakes, H.ListWakesRequest(parent="hosts/Bad"), "parent"),
+        # Huge texts: an error quoting them would overflow gRPC's metadata limit.
+        (stub.GetHost, H.GetHostRequest(name="hosts/" + "a" * 100_000), "name"),
+        (
+            stub.CreateHost,
+            H.CreateHostRequest(host_id="a" * 100_000, host=valid_host()),
+            "host_id",
+        ),
+        (
+            stub.CreateHost,
+            H.CreateHostRequest(host_id="x", host=valid_host(mac="a" * 100_000)),
+            "host.mac",
+        ),
+        (
+            stub.UpdateHost,
+            H.UpdateHostRequest(
+                host=H.Host(name="hosts/devbox"), update_mask=FieldMask(paths=["x" * 100_000])
+            ),
+            "update_mask",
+        ),
+        (stub.ListWakes, H.ListWakesRequest(parent="hosts/" + "b" * 100_000), "parent"),
         (stub.GetHost, H.GetHostRequest(name="hosts/" + "a" * 64), "name"),
         (stub.DeleteHost, H.DeleteHostRequest(name="devbox"), "name"),
         (stub.WakeHost, H.WakeHostRequest(name=""), "name"),
