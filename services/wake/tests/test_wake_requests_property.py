@@ -54,6 +54,7 @@ FIELDS: dict[str, tuple[list[Maker], list[Maker]]] = {
             lambda n: "02:00:00:00:00",
             lambda n: "02:00:00:00:00:0g",
             lambda n: "02:00:00:00:00:01" * 8,
+            lambda n: "0" * 100_000,
         ],
     ),
     "ipv4": (
@@ -83,6 +84,7 @@ FIELDS: dict[str, tuple[list[Maker], list[Maker]]] = {
             lambda n: "::ffff:198.18.0.9",
             lambda n: "fd00::zz",
             lambda n: "f" * 50,
+            lambda n: "f" * 100_000,
         ],
     ),
     "interface": (
@@ -104,7 +106,7 @@ FIELDS: dict[str, tuple[list[Maker], list[Maker]]] = {
     ),
     "secureon_password": (
         [lambda n: "", lambda n: "aa:bb:cc:dd", lambda n: "AABBCCDDEEFF"],
-        [lambda n: "aa:bb:cc", lambda n: "zz:zz:zz:zz", lambda n: "aa" * 40],
+        [lambda n: "aa:bb:cc", lambda n: "zz:zz:zz:zz", lambda n: "aa" * 40, lambda n: "a" * 10**5],
     ),
     "only_from": (
         [lambda n: [], lambda n: ["10.0.0.0/8", "02:00:00:00:00:05", "fd00::/8", "198.18.0.5"]],
@@ -114,6 +116,7 @@ FIELDS: dict[str, tuple[list[Maker], list[Maker]]] = {
             lambda n: ["10.0.0.0/33"],
             lambda n: [f"10.0.{i}.0/24" for i in range(65)],
             lambda n: ["1" * 70],
+            lambda n: ["1" * 100_000],
         ],
     ),
     "ignore_from": (
