@@ -156,8 +156,8 @@ def load_stored(host_id: str, raw: Any, created: Any, updated: Any) -> HostSpec 
     data: Any = None
     try:
         data = json.loads(raw) if isinstance(raw, str | bytes) else None
-        if isinstance(data, dict) and isinstance(data.get("origin"), str):
-            origin = data["origin"][:16]
+        if isinstance(data, dict) and data.get("origin") in ("api", "config"):
+            origin = data["origin"]
         msg, password = proto_from_stored(data)
         spec = spec_from_proto(
             host_id,
