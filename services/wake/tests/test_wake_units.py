@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from pydantic import ValidationError
 from scapy.arch.common import compile_filter
 from scapy.data import DLT_EN10MB
 from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
@@ -14,6 +15,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from hearth_runtime import InvalidArgument
 from hearth_wake import frames
 from hearth_wake.addr import RequesterSet, parse_ipv4, parse_ipv6, parse_mac, parse_secureon
+from hearth_wake.config import WakeConfig
 from hearth_wake.hosts import HostSpec, check_interface_name
 from hearth_wake.magic import find_magic, magic_payload, password_ok
 from hearth_wake.sender import Method
@@ -166,3 +168,20 @@ def test_a_host_whose_filter_would_not_compile_is_refused() -> None:
     with pytest.raises(ValueError, match="kernel filter"):
         check_host_filter(scoped)
     check_host_filter(replace(scoped, ipv6="fe80::1"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("probe_interval", 1e-9),
+        ("probe_interval", float("nan")),
+        ("unknown_timeout", float("inf")),
+        ("followup_window", 0.0),
+        ("wake_grace", -1.0),
+        ("wake_grace", 1e9),
+    ],
+)
+def test_engine_settings_are_bounded(setting: str, value: float) -> None:
+    with pytest.raises(ValidationError) as info:
+        WakeConfig(**{setting: value})  # type: ignore[arg-type]
+    assert setting in str(info.value)
