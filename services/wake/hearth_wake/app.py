@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hearth.wake.v1 import wake_pb2
-from hearth_runtime import ConfigError, HearthError, Runtime
+from hearth_runtime import InvalidArgument, Runtime
 from hearth_runtime.broadcast import Broadcaster
 from hearth_runtime.logs import kv
 from hearth_wake import metrics
-from hearth_wake.config import HostEntry, WakeConfig
+from hearth_wake.config import WakeConfig
 from hearth_wake.engine import Engine, EngineSettings, Event, HostStatus, WakeRecord, interfaces_of
-from hearth_wake.hosts import DURATIONS, HostSpec, seconds_to_duration, spec_from_proto
+from hearth_wake.hosts import MAX_HOSTS, HostSpec, seconds_to_duration
+from hearth_wake.loading import Quarantined, load_declared, reason_of
 from hearth_wake.repo import Repository
-from hearth_wake.sender import Method, Sender
-from hearth_wake.sniffer import Sniffer, bpf_expression, decode_for
+from hearth_wake.sender import Sender
+from hearth_wake.sniffer import Sniffer, bpf_expression, check_host_filter, decode_for
 
 log = logging.getLogger("hearth.wake")
 
@@ -83,28 +86,6 @@ def wake_proto(wake: WakeRecord) -> wake_pb2.Wake:
     return msg
 
 
-def entry_to_proto(entry: HostEntry, field: str) -> wake_pb2.Host:
-    msg = wake_pb2.Host(
-        mac=entry.mac,
-        ipv4=entry.ipv4,
-        ipv6=entry.ipv6,
-        interface=entry.interface,
-        secureon_password=entry.secureon_password,
-        only_from=entry.only_from,
-        ignore_from=entry.ignore_from,
-    )
-    for i, text in enumerate(entry.send_methods):
-        try:
-            msg.send_methods.append(Method.parse(text).value)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise ConfigError(f"{field}.send_methods[{i}]: {exc}") from None
-    for key in DURATIONS:
-        value = getattr(entry, key)
-        if value is not None:
-            getattr(msg, key).CopyFrom(seconds_to_duration(value))
-    return msg
-
-
 class WakeApp:
     def __init__(self, config: WakeConfig) -> None:
         self.config = config
@@ -113,6 +94,12 @@ class WakeApp:
         self.events: Broadcaster[wake_pb2.HostEvent] = Broadcaster()
         self.sniffers: dict[str, Sniffer] = {}
         self.broken: set[str] = set()
+        self.quarantine: dict[str, Quarantined] = {}
+        """Hosts that could not be loaded (stored or declared), by id: shown, not watched."""
+        # Per wake id, the persisted part last written: a wake is written when it starts
+        # and when its outcome or follow-up changes, never per demand frame or retry
+        # (its counters live in memory meanwhile; ListWakes reads the running wake live).
+        self._persisted: OrderedDict[int, tuple[object, ...]] = OrderedDict()
         self.runtime: Runtime[WakeConfig] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         settings = EngineSettings(
@@ -136,19 +123,9 @@ class WakeApp:
                 "wakes interrupted by a restart; states are re-derived by probing",
                 extra=kv(count=interrupted),
             )
-        self._merge_config_hosts()
-        for spec in self.repo.hosts():
-            self.engine.set_host(spec)
-            log.info(
-                f"Watching {spec.id}",
-                extra=kv(
-                    mac=spec.mac,
-                    ipv4=spec.ipv4,
-                    ipv6=spec.ipv6 or "-",
-                    interface=spec.effective_interface or "?",
-                    origin=spec.origin,
-                ),
-            )
+        for item in self._load_hosts():
+            self._install(item)
+        metrics.QUARANTINED.set(len(self.quarantine))
         await self.refresh_sniffers()
         runtime.spawn(self._ticker, "wake-ticker")
         runtime.spawn(self._monitor, "wake-sniffer-monitor")
@@ -162,24 +139,87 @@ class WakeApp:
         self.events.close()
         self.repo.close()
 
-    def _merge_config_hosts(self) -> None:
-        """Declared hosts win over stored settings of the same name; others are kept."""
-        stored = {spec.id: spec for spec in self.repo.hosts()}
-        for i, entry in enumerate(self.config.hosts):
-            field = f"hosts[{i}]"
-            try:
-                msg = entry_to_proto(entry, field)
-                base = stored.get(entry.name)
-                spec = spec_from_proto(
-                    entry.name, msg, prefix=field, id_field=f"{field}.name", origin="config"
+    def _load_hosts(self) -> list[HostSpec | Quarantined]:
+        """Stored hosts merged with declared ones; bad ones come back Quarantined.
+
+        Declared hosts win over stored settings of the same name (and are stored); others
+        are kept. A bad declared entry is quarantined and not stored: the stored row of that
+        name, if any, is left as it is."""
+        loaded: dict[str, HostSpec | Quarantined] = {item.id: item for item in self.repo.hosts()}
+        declared: dict[str, HostSpec | Quarantined] = {}
+        now = time.time()
+        for i, raw in enumerate(self.config.hosts):
+            item = load_declared(raw, i, now)
+            if item.id in declared:
+                item = Quarantined(
+                    id=item.id,
+                    reason=f"hosts[{i}].name: {item.id!r} is declared more than once",
+                    origin="config",
+                    view=wake_pb2.Host(),
                 )
-            except HearthError as exc:
-                raise ConfigError(f"invalid configuration: {exc.message}") from None
-            if base is not None:
-                if base.same_settings(spec) and base.origin == "config":
+            declared[item.id] = item
+        for host_id, item in declared.items():
+            base = loaded.get(host_id)
+            if isinstance(item, HostSpec):
+                unchanged = isinstance(base, HostSpec) and base.same_settings(item)
+                if unchanged and base is not None and base.origin == "config":
                     continue
-                spec = replace(spec, create_time=base.create_time)
-            self.repo.save_host(spec)
+                if base is not None:
+                    item = replace(item, create_time=base.create_time or item.create_time)
+                self.repo.save_host(item)
+            loaded[host_id] = item
+        return [loaded[k] for k in sorted(loaded)]
+
+    def _install(self, item: HostSpec | Quarantined) -> None:
+        """Watch a loaded host, or quarantine it; nothing about one host stops the others."""
+        if isinstance(item, HostSpec):
+            try:
+                if len(self.engine.specs()) >= MAX_HOSTS:
+                    raise ValueError(f"more than {MAX_HOSTS} hosts: not watched")
+                self._check_unique_loaded(item)
+                check_host_filter(item)
+                self.engine.set_host(item)
+            except Exception as exc:
+                item = Quarantined(
+                    id=item.id,
+                    reason=reason_of(exc),
+                    origin=item.origin,
+                    view=item.to_proto(),
+                    password=item.password,
+                    create_time=item.create_time,
+                )
+            else:
+                log.info(
+                    f"Watching {item.id}",
+                    extra=kv(
+                        mac=item.mac,
+                        ipv4=item.ipv4,
+                        ipv6=item.ipv6 or "-",
+                        interface=item.effective_interface or "?",
+                        origin=item.origin,
+                    ),
+                )
+                return
+        self.quarantine[item.id] = item
+        log.error(
+            "host quarantined: not watched until fixed (UpdateHost) or deleted (DeleteHost)",
+            extra=kv(host=item.id, origin=item.origin, reason=item.reason),
+        )
+
+    def _check_unique_loaded(self, spec: HostSpec) -> None:
+        for other in self.engine.specs():
+            for attr in ("mac", "ipv4", "ipv6"):
+                value = getattr(spec, attr)
+                if value and value == getattr(other, attr):
+                    raise InvalidArgument(
+                        f"host.{attr}", f"{value} already belongs to {other.name}"
+                    )
+
+    def release(self, host_id: str) -> None:
+        """A quarantined host was fixed or deleted through the API."""
+        if self.quarantine.pop(host_id, None) is not None:
+            log.info("host no longer quarantined", extra=kv(host=host_id))
+        metrics.QUARANTINED.set(len(self.quarantine))
 
     async def _ticker(self) -> None:
         while True:
@@ -211,7 +251,7 @@ class WakeApp:
                         self.sender.forget(ifname)
                     sniffer = self._open_sniffer(ifname)
                 sniffer.set_filter(bpf_expression(specs))
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # e.g. a filter that does not compile: this interface only
                 self.sniffers.pop(ifname, None)
                 broken.add(ifname)
                 if ifname not in self.broken:
@@ -231,7 +271,14 @@ class WakeApp:
         frames_seen = metrics.FRAMES.labels(ifname)
         malformed = metrics.MALFORMED.labels(ifname)
         handler = decode_for(ifname, self.engine.on_frame, own_mac, malformed.inc, frames_seen.inc)
-        sniffer = Sniffer(ifname, handler, self._sniffer_failed, self.config.capture_realtime)
+        assert self.runtime is not None, "sniffers are opened once started"
+        sniffer = Sniffer(
+            ifname,
+            handler,
+            self._sniffer_failed,
+            self.runtime.supervisor,
+            self.config.capture_realtime,
+        )
         sniffer.start()
         self.sniffers[ifname] = sniffer
         return sniffer
@@ -259,7 +306,7 @@ class WakeApp:
             level = logging.DEBUG
         log.log(level, event.message, extra=kv(host=event.host))
         if event.wake is not None:
-            self.repo.save_wake(event.wake)
+            self._persist(event.wake)
         kind = EVENT_KINDS.get(event.kind)
         if kind is None:
             return
@@ -273,6 +320,27 @@ class WakeApp:
         if event.wake is not None:
             msg.wake.CopyFrom(wake_proto(event.wake))
         self.events.publish(msg)
+
+    def _persist(self, wake: WakeRecord) -> None:
+        """Write a wake when what is kept of it changed (start, outcome, follow-up, alive
+        time); a demand or retry during a wake only changes counters, kept in memory."""
+        key = (wake.outcome, wake.followed_up, wake.alive_time, wake.first_packet_time)
+        if self._persisted.get(wake.id) == key:
+            return
+        self.repo.save_wake(wake)
+        self._persisted[wake.id] = key
+        self._persisted.move_to_end(wake.id)
+        while len(self._persisted) > 1024:
+            self._persisted.popitem(last=False)
+
+    def wakes(self, host_id: str | None) -> list[WakeRecord]:
+        """The wake history, newest first, with running wakes as the engine has them now."""
+        live = {
+            s.wake.id: s.wake
+            for s in self.engine.statuses()
+            if s.wake is not None and (host_id is None or s.spec.id == host_id)
+        }
+        return [live.get(w.id, w) for w in self.repo.wakes(host_id)]
 
     def publish(
         self, kind: wake_pb2.HostEvent.Kind.ValueType, host: wake_pb2.Host, text: str

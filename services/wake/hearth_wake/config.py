@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -31,6 +33,15 @@ class HostEntry(BaseModel):
     cooldown: float | None = None
 
 
+# Accepted range (seconds) of the engine's settings.
+SETTING_RANGES = {
+    "probe_interval": (0.5, 3600.0),
+    "unknown_timeout": (0.5, 600.0),
+    "wake_grace": (0.0, 3600.0),
+    "followup_window": (0.5, 86400.0),
+}
+
+
 class WakeConfig(ServiceConfig):
     model_config = SettingsConfigDict(env_prefix="HEARTH_WAKE_", extra="forbid")
 
@@ -38,8 +49,10 @@ class WakeConfig(ServiceConfig):
     metrics_listen: str = "0.0.0.0:9161"
     state_dir: Path = Path("/var/lib/hearth/wake")
 
-    hosts: list[HostEntry] = Field(default_factory=list)
-    """Hosts declared in the config file, merged into the store at start."""
+    hosts: list[Any] = Field(default_factory=list)
+    """Hosts declared in the config file (each a :class:`HostEntry`), merged into the store
+    at start. Entries are validated one by one when the service starts: a bad entry is
+    quarantined (shown, logged, not watched), it does not stop the service."""
     probe_interval: float = 30.0
     """Longest time between liveness probes of a host (seconds)."""
     unknown_timeout: float = 5.0
@@ -53,16 +66,12 @@ class WakeConfig(ServiceConfig):
     capture_realtime: bool = True
     """Run the capture thread at real-time priority when allowed (needs CAP_SYS_NICE)."""
 
-    @field_validator("probe_interval", "unknown_timeout", "followup_window")
+    @field_validator(*SETTING_RANGES)
     @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
-
-    @field_validator("wake_grace")
-    @classmethod
-    def _not_negative(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError("must not be negative")
+    def _in_range(cls, value: float, info: Any) -> float:
+        # The engine's schedules are derived from these: NaN, infinity or a value near zero
+        # would stop them moving or make them spin.
+        low, high = SETTING_RANGES[info.field_name]
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g} seconds")
         return value

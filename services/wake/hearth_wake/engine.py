@@ -9,6 +9,7 @@ thread before anything else happens (the reaction path). The asyncio side calls
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +25,18 @@ from hearth_wake.sender import Sender
 # How often a host is probed while a wake is in progress or its state is unknown.
 WAKING_PROBE_INTERVAL = 0.25
 UNKNOWN_PROBE_INTERVAL = 0.5
+# Every "next time" the engine computes moves forward by at least this much, whatever the
+# settings hold (defence in depth: settings are validated, but a 1 ns retry interval once
+# made the retry catch-up loop spin forever, as epoch + 1e-9 == epoch in floating point).
+MIN_STEP = 0.05
+MAX_STEP = 7 * 86400.0
+
+
+def step(seconds: float) -> float:
+    """``seconds`` as a schedule step: finite, between MIN_STEP and MAX_STEP."""
+    if math.isnan(seconds) or seconds < MIN_STEP:
+        return MIN_STEP
+    return min(seconds, MAX_STEP)
 
 
 class State(Enum):
@@ -324,7 +337,7 @@ class Engine:
         self._send(h, wake)  # first: this is the reaction path
         sent_at = wake.first_packet_time
         metrics.REACTION.labels(h.spec.id).observe(wake.reaction)
-        wake.next_retry = sent_at + h.spec.retry_interval
+        wake.next_retry = sent_at + step(h.spec.retry_interval)
         wake.deadline = sent_at + h.spec.wake_timeout
         h.wake = wake
         h.next_probe = sent_at + WAKING_PROBE_INTERVAL
@@ -365,7 +378,7 @@ class Engine:
         metrics.HOST_UP.labels(h.spec.id).set(1 if state is State.AWAKE else 0)
 
     def _probe_every(self, h: HostStatus) -> float:
-        return min(self.settings.probe_interval, h.spec.alive_timeout / 3)
+        return step(min(self.settings.probe_interval, h.spec.alive_timeout / 3))
 
     def tick(self) -> None:
         """Retries, wake timeouts, probes, asleep detection, follow-up deadlines."""
@@ -380,6 +393,7 @@ class Engine:
     def _tick_host(self, h: HostStatus, now: float, events: list[Event]) -> None:
         spec = h.spec
         wake = h.wake
+        self._clamp(h, now)
         if wake is not None and wake.alive_time is not None and wake.followed_up is None:
             if not wake.requester_mac:
                 wake.followed_up = None
@@ -403,8 +417,13 @@ class Engine:
                 return
             if now >= wake.next_retry:
                 sent = self._send(h, wake)
-                while wake.next_retry <= now:
-                    wake.next_retry += spec.retry_interval
+                # The next slot of the retry schedule after now, in O(1): retries missed
+                # while the loop was busy are skipped, not sent in a burst.
+                interval = step(spec.retry_interval)
+                missed = math.floor((now - wake.next_retry) / interval) + 1
+                wake.next_retry += max(1, missed) * interval
+                if wake.next_retry <= now:  # float rounding at epoch magnitudes
+                    wake.next_retry = now + interval
                 message = f"Waking {spec.id} again ({', '.join(sent)}), {wake.packets_sent} sent"
                 events.append(self._event("retry", h, now, message, wake=wake))
             if now >= h.next_probe:
@@ -439,6 +458,20 @@ class Engine:
             seen = f"{age:.0f} s ago" if age is not None else "never seen"
             message = f"Pinging {spec.id}: Alive: {alive} ({seen})"
             events.append(self._event("probe", h, now, message))
+
+    def _clamp(self, h: HostStatus, now: float) -> None:
+        """No scheduled time lies further ahead than its own step: the clock is the wall
+        clock (the times are shown), and one stepped back (NTP, a bad RTC) must not stall
+        retries, wake timeouts or probes until it catches up again."""
+        spec = h.spec
+        h.next_probe = min(h.next_probe, now + self._probe_every(h))
+        h.cooldown_until = min(h.cooldown_until, now + step(spec.cooldown))
+        h.unknown_until = min(h.unknown_until, now + step(self.settings.unknown_timeout))
+        h.grace_until = min(h.grace_until, now + step(self.settings.wake_grace))
+        wake = h.wake
+        if wake is not None and h.state is State.WAKING:
+            wake.next_retry = min(wake.next_retry, now + step(spec.retry_interval))
+            wake.deadline = min(wake.deadline, now + step(spec.wake_timeout))
 
     def _probe(self, h: HostStatus) -> None:
         spec = h.spec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,23 @@ from hearth_wake.sender import DEFAULT_METHODS, Method
 
 DEFAULTS = {"alive_timeout": 90.0, "wake_timeout": 60.0, "retry_interval": 2.0, "cooldown": 30.0}
 DURATIONS = tuple(DEFAULTS)
+# Accepted range of each duration (seconds), as documented in wake.proto. The floors keep
+# every schedule moving (a 1 ns retry interval once hung the event loop); the ceilings keep
+# a typo from silencing a host for years.
+DURATION_RANGES = {
+    "alive_timeout": (1.0, 7 * 86400.0),
+    "wake_timeout": (1.0, 3600.0),
+    "retry_interval": (0.1, 600.0),
+    "cooldown": (0.1, 86400.0),
+}
+MAX_SEND_METHODS = 8
+# Hosts watched at most. Each adds ~27 instructions to its interface's kernel filter, and
+# the kernel refuses filters over 4096 (BPF_MAXINSNS): past ~150 hosts one more would leave
+# the whole interface unwatched. Compiling the filter (on the event loop) also grows with it.
+MAX_HOSTS = 100
+IFNAMSIZ = 16  # Linux: names are at most IFNAMSIZ - 1 bytes
+# Largest Duration.seconds protobuf allows (10,000 years).
+_MAX_DURATION_SECONDS = 315_576_000_000
 # What UpdateHost may change (the rest is output only or the identity).
 UPDATABLE = (
     "mac",
@@ -99,29 +117,6 @@ class HostSpec:
             "origin": self.origin,
         }
 
-    @classmethod
-    def from_json(
-        cls, host_id: str, data: dict[str, Any], created: float, updated: float
-    ) -> HostSpec:
-        return cls(
-            id=host_id,
-            mac=data["mac"],
-            ipv4=data["ipv4"],
-            ipv6=data.get("ipv6", ""),
-            interface=data.get("interface", ""),
-            methods=tuple(Method(v) for v in data.get("methods", [])) or DEFAULT_METHODS,
-            password=bytes.fromhex(data.get("password", "")),
-            only_from=tuple(data.get("only_from", ())),
-            ignore_from=tuple(data.get("ignore_from", ())),
-            alive_timeout=float(data.get("alive_timeout", DEFAULTS["alive_timeout"])),
-            wake_timeout=float(data.get("wake_timeout", DEFAULTS["wake_timeout"])),
-            retry_interval=float(data.get("retry_interval", DEFAULTS["retry_interval"])),
-            cooldown=float(data.get("cooldown", DEFAULTS["cooldown"])),
-            origin=data.get("origin", "api"),
-            create_time=created,
-            update_time=updated,
-        )
-
     # ------------------------------------------------------------------------ proto
     def to_proto(self) -> wake_pb2.Host:
         msg = wake_pb2.Host(
@@ -144,6 +139,40 @@ class HostSpec:
         return msg
 
 
+def check_interface_name(field: str, name: str) -> str:
+    """A Linux interface name (``dev_valid_name``: 1 to IFNAMSIZ-1 bytes, not "." or "..",
+    no "/", ":" or whitespace), printable ASCII only."""
+    if not name:
+        raise InvalidArgument(field, "must not be empty")
+    raw = name.encode("utf-8", "surrogatepass")
+    if len(raw) >= IFNAMSIZ:
+        raise InvalidArgument(field, f"is {len(raw)} bytes long; at most {IFNAMSIZ - 1}")
+    if name in (".", "..") or any(c in "/:" or not (" " < c <= "~") for c in name):
+        raise InvalidArgument(
+            field, f"{name!r} is not an interface name (printable ASCII, no '/', ':' or space)"
+        )
+    return name
+
+
+def duration_seconds(field: str, value: duration_pb2.Duration, low: float, high: float) -> float:
+    """A Duration's seconds, if it is a valid Duration within ``[low, high]`` seconds."""
+    secs, nanos = value.seconds, value.nanos
+    if (
+        abs(secs) > _MAX_DURATION_SECONDS
+        or abs(nanos) >= 1_000_000_000
+        or (secs > 0 and nanos < 0)
+        or (secs < 0 and nanos > 0)
+    ):
+        raise InvalidArgument(field, "is not a valid Duration (nanos out of range or sign)")
+    return check_seconds(field, secs + nanos / 1e9, low, high)
+
+
+def check_seconds(field: str, value: float, low: float, high: float) -> float:
+    if not math.isfinite(value) or not low <= value <= high:
+        raise InvalidArgument(field, f"must be between {low:g} s and {high:g} s, not {value:g} s")
+    return value
+
+
 def seconds_to_duration(seconds: float) -> duration_pb2.Duration:
     out = duration_pb2.Duration()
     out.FromNanoseconds(round(seconds * 1e9))
@@ -159,11 +188,15 @@ def spec_from_proto(
     base: HostSpec | None = None,
     origin: str = "api",
     now: float | None = None,
+    live: bool = True,
 ) -> HostSpec:
     """Validate ``msg`` into a HostSpec (errors name ``<prefix>.<field>``).
 
     With ``base`` (an update), a field left empty in ``msg`` keeps the base's value for the
     password; everything else comes from ``msg`` (the caller applied the update mask).
+    With ``live`` (a request), the interface must exist here and route to the host; a stored
+    host is loaded without that (an interface that is missing for now is a health matter,
+    reported by the sniffer monitor, not a reason to quarantine the host).
     """
     now = time.time() if now is None else now
     check_id(f"{prefix}.name" if base else id_field, host_id)
@@ -174,8 +207,10 @@ def spec_from_proto(
     mac = parse_mac(f"{prefix}.mac", msg.mac)
     ipv4 = parse_ipv4(f"{prefix}.ipv4", msg.ipv4)
     ipv6 = parse_ipv6(f"{prefix}.ipv6", msg.ipv6) if msg.ipv6 else ""
-    if msg.interface and not netif.exists(msg.interface):
-        raise InvalidArgument(f"{prefix}.interface", f"no interface {msg.interface!r} here")
+    if msg.interface:
+        check_interface_name(f"{prefix}.interface", msg.interface)
+        if live and not netif.exists(msg.interface):
+            raise InvalidArgument(f"{prefix}.interface", f"no interface {msg.interface!r} here")
     methods = _methods(f"{prefix}.send_methods", msg.send_methods)
     password = base.password if base else b""
     if msg.secureon_password:
@@ -187,10 +222,8 @@ def spec_from_proto(
     durations = {}
     for key in DURATIONS:
         if msg.HasField(key):  # type: ignore[arg-type]
-            value = getattr(msg, key).ToNanoseconds() / 1e9
-            if value <= 0:
-                raise InvalidArgument(f"{prefix}.{key}", "must be positive")
-            durations[key] = value
+            low, high = DURATION_RANGES[key]
+            durations[key] = duration_seconds(f"{prefix}.{key}", getattr(msg, key), low, high)
         else:
             durations[key] = DEFAULTS[key]
     spec = HostSpec(
@@ -211,7 +244,7 @@ def spec_from_proto(
         retry_interval=durations["retry_interval"],
         cooldown=durations["cooldown"],
     )
-    if not spec.effective_interface:
+    if live and not spec.effective_interface:
         raise InvalidArgument(
             f"{prefix}.interface", f"no route to {ipv4} here: name the interface to use"
         )
@@ -220,6 +253,9 @@ def spec_from_proto(
 
 def _methods(field_name: str, values: Iterable[int]) -> tuple[Method, ...]:
     out: list[Method] = []
+    values = list(values)
+    if len(values) > MAX_SEND_METHODS:
+        raise InvalidArgument(field_name, f"has {len(values)} entries; at most {MAX_SEND_METHODS}")
     for i, value in enumerate(values):
         try:
             method = Method(value)

@@ -4,6 +4,7 @@ capture on the lab bridge. Everything here acts only inside a :class:`hearth_lab
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -282,3 +283,104 @@ def ping_until_reply(host: Host, address: str, timeout: float = 20.0) -> str:
         return res.stdout if res.returncode == 0 else ""
 
     return wait_for(f"a reply from {address}", ping, timeout, every=0.2)
+
+
+# A private network namespace holding loopback and one veth pair (eth0 198.18.0.1/16 and its
+# peer), both ends inside it: whatever hearth-wake sends there (probes, magic packets) stays
+# in the namespace. Its gRPC API is a Unix socket, which the test reaches from outside.
+_PRIVATE_NET = (
+    "ip link set lo up"
+    " && ip link add eth0 type veth peer name peer0"
+    " && ip addr add 198.18.0.1/16 dev eth0"
+    " && ip link set peer0 up && ip link set eth0 up"
+    ' && exec "$@"'
+)
+
+
+def private_net_prefix() -> list[str] | str:
+    """The command prefix running a command in a new private namespace (see above), or why
+    there is none here (a string)."""
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    prefix = ["unshare", *user, "--net", "--", "sh", "-c", _PRIVATE_NET, "sh"]
+    try:
+        res = subprocess.run(
+            [*prefix, "ip", "-o", "link", "show"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"no private network namespace: {exc}"
+    if res.returncode != 0:
+        return f"no private network namespace: {res.stderr.strip()}"
+    links = sorted(line.split(":")[1].strip().split("@")[0] for line in res.stdout.splitlines())
+    if links != ["eth0", "lo", "peer0"]:
+        return f"unexpected links in the private namespace: {links}"
+    return prefix
+
+
+class PrivateWake:
+    """hearth-wake in a private network namespace (see ``private_net_prefix``), its state in
+    ``state_dir``, reached over a Unix socket; ``restart()`` keeps the state."""
+
+    def __init__(
+        self,
+        prefix: Sequence[str],
+        workdir: Path,
+        config: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.prefix = list(prefix)
+        self.workdir = workdir
+        self.state_dir = workdir / "state"
+        self.config_path: Path | None = None
+        if config is not None:
+            self.config_path = workdir / "wake.yaml"
+            self.config_path.write_text(config)
+        self.env = env or {}
+        self.starts = 0
+        self.proc: ServiceProcess | None = None
+        self.channel: grpc.Channel | None = None
+        self.stub: wake_pb2_grpc.WakeServiceStub
+
+    def _process(self) -> ServiceProcess:
+        self.starts += 1
+        self.socket = self.workdir / f"wake-{self.starts}.sock"
+        args = ["--config", str(self.config_path)] if self.config_path else []
+        return ServiceProcess(
+            "wake",
+            env={
+                "HEARTH_WAKE_GRPC_LISTEN": f"unix:{self.socket}",
+                "HEARTH_WAKE_METRICS_LISTEN": "127.0.0.1:0",
+                "HEARTH_WAKE_STATE_DIR": str(self.state_dir),
+                **FAST_ENV,
+                **self.env,
+            },
+            args=args,
+            prefix=self.prefix,
+        )
+
+    def start(self, timeout: float = 20.0) -> PrivateWake:
+        self.proc = self._process()
+        self.proc.start(timeout=timeout)
+        self.channel = grpc.insecure_channel(f"unix:{self.socket}")
+        self.stub = wake_pb2_grpc.WakeServiceStub(self.channel)
+        return self
+
+    def stop(self) -> int | None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        return self.proc.stop() if self.proc is not None else None
+
+    def restart(self, timeout: float = 20.0) -> PrivateWake:
+        self.stop()
+        return self.start(timeout)
+
+    @property
+    def output(self) -> str:
+        return self.proc.output if self.proc is not None else ""
+
+    def health(self) -> int:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        assert self.channel is not None
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        return int(stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status)

@@ -47,6 +47,11 @@ MALFORMED = Counter(
     "hearth_wake_malformed_frames_total", "Frames that could not be decoded.", ("interface",)
 )
 
+QUARANTINED = Gauge(
+    "hearth_wake_hosts_quarantined",
+    "Stored or declared hosts that failed validation: not watched until fixed or deleted.",
+)
+
 
 def forget_host(host: str) -> None:
     """Remove a deleted host's series."""

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import logging
+import math
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
+from hearth_runtime.logs import kv
 from hearth_runtime.store import Store
 from hearth_wake.engine import WakeRecord
 from hearth_wake.hosts import HostSpec
+from hearth_wake.loading import Quarantined, load_stored
+
+log = logging.getLogger("hearth.wake.repo")
 
 MIGRATIONS = [
     """
@@ -27,18 +34,20 @@ MIGRATIONS = [
     """,
 ]
 _RUNTIME_ONLY = ("next_retry", "deadline", "followup_deadline")
+MAX_WAKES = 10_000  # the newest wakes kept (all hosts together)
+PRUNE_EVERY = 100
+_WAKE_FIELDS = {f.name for f in fields(WakeRecord)} - set(_RUNTIME_ONLY)
 
 
 class Repository:
     def __init__(self, path: Path | str) -> None:
         self.store = Store(path, MIGRATIONS)
+        self.max_wakes = MAX_WAKES
 
-    def hosts(self) -> list[HostSpec]:
+    def hosts(self) -> list[HostSpec | Quarantined]:
+        """Every stored host, validated like a request; a row that fails is Quarantined."""
         rows = self.store.query("SELECT * FROM hosts ORDER BY id")
-        return [
-            HostSpec.from_json(r["id"], json.loads(r["data"]), r["create_time"], r["update_time"])
-            for r in rows
-        ]
+        return [load_stored(r["id"], r["data"], r["create_time"], r["update_time"]) for r in rows]
 
     def save_host(self, spec: HostSpec) -> None:
         self.store.execute(
@@ -68,6 +77,9 @@ class Repository:
             "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
             (wake.id, wake.host, json.dumps(data)),
         )
+        if wake.id % PRUNE_EVERY == 0:
+            # The history is bounded: ListWakes reads it whole, and demands never stop.
+            self.store.execute("DELETE FROM wakes WHERE id <= ?", (wake.id - self.max_wakes,))
 
     def wakes(self, host_id: str | None) -> list[WakeRecord]:
         """Newest first; every host's when ``host_id`` is None."""
@@ -77,7 +89,12 @@ class Repository:
             rows = self.store.query(
                 "SELECT data FROM wakes WHERE host = ? ORDER BY id DESC", (host_id,)
             )
-        return [WakeRecord(**json.loads(r["data"])) for r in rows]
+        out = []
+        for row in rows:
+            wake = _wake(row["data"])
+            if wake is not None:
+                out.append(wake)
+        return out
 
     def last_wake_id(self) -> int:
         row = self.store.query_one("SELECT MAX(id) AS top FROM wakes")
@@ -95,3 +112,40 @@ class Repository:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _wake(raw: Any) -> WakeRecord | None:
+    """A stored wake, or None (logged) if the row cannot be read: a hand-edited or older
+    row hides itself, it does not break ListWakes or the start."""
+    try:
+        data = json.loads(raw)
+        known = {k: v for k, v in data.items() if k in _WAKE_FIELDS}
+        wake = WakeRecord(**known)
+        _check_types(wake)
+        return wake
+    except Exception as exc:
+        log.warning("unreadable wake record skipped", extra=kv(error=exc))
+        return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_types(wake: WakeRecord) -> None:
+    texts = (wake.host, wake.trigger, wake.requester_mac, wake.requester_ip, wake.outcome)
+    numbers = (wake.demand_time, wake.first_packet_time)
+    ok = (
+        isinstance(wake.id, int)
+        and all(isinstance(t, str) for t in texts)
+        and all(_number(n) and 0 <= n < 1e11 for n in numbers)
+        and (wake.alive_time is None or (_number(wake.alive_time) and 0 <= wake.alive_time < 1e11))
+        and all(
+            isinstance(n, int) and 0 <= n < 2**31 for n in (wake.packets_sent, wake.extra_demands)
+        )
+        and (wake.followed_up is None or isinstance(wake.followed_up, bool))
+        and isinstance(wake.methods, list)
+        and all(isinstance(m, str) for m in wake.methods)
+    )
+    if not ok:
+        raise TypeError("a field has the wrong type or is out of range")

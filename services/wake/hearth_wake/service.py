@@ -3,21 +3,66 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, field_mask_pb2
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
-from hearth_runtime import AlreadyExists, HearthError, InvalidArgument, Unavailable
+from hearth_runtime import (
+    AlreadyExists,
+    FailedPrecondition,
+    HearthError,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 from hearth_runtime.errors import not_found
 from hearth_runtime.resources import apply_update_mask, check_id, paginate, parse_name
 from hearth_wake.app import WakeApp, host_proto, wake_proto
 from hearth_wake.engine import State
-from hearth_wake.hosts import UPDATABLE, HostSpec, spec_from_proto
+from hearth_wake.hosts import MAX_HOSTS, UPDATABLE, HostSpec, duration_seconds, spec_from_proto
+from hearth_wake.loading import Quarantined
+from hearth_wake.sniffer import check_host_filter
 
 WAIT_MARGIN_SECONDS = 2.0
+WAIT_RANGE = (0.001, 3600.0)
+MAX_PAGE_TOKEN_CHARS = 512
+MAX_ID_CHARS = 63
+MAX_NAME_CHARS = len("hosts/") + MAX_ID_CHARS
+MAX_MASK_PATHS = 32
+MAX_MASK_PATH_CHARS = 64
+T = TypeVar("T")
+
+
+def _bounded(field: str, value: str, limit: int) -> str:
+    """Reject an over-long text before anything echoes it: an error message quoting a
+    100 kB name would exceed gRPC's metadata limit, and the client would get
+    RESOURCE_EXHAUSTED from its own stack instead of INVALID_ARGUMENT naming the field."""
+    if len(value) > limit:
+        raise InvalidArgument(field, f"is {len(value)} characters long; at most {limit}")
+    return value
+
+
+def _check_mask(mask: field_mask_pb2.FieldMask) -> None:
+    if len(mask.paths) > MAX_MASK_PATHS:
+        raise InvalidArgument("update_mask", f"has more than {MAX_MASK_PATHS} paths")
+    for path in mask.paths:
+        _bounded("update_mask", path, MAX_MASK_PATH_CHARS)
+
+
+def _page(items: Sequence[T], size: int, token: str, context: str) -> tuple[list[T], str]:
+    """``paginate`` with the wake API's documented bounds on the token."""
+    if len(token) > MAX_PAGE_TOKEN_CHARS:
+        raise InvalidArgument("page_token", f"is longer than {MAX_PAGE_TOKEN_CHARS} characters")
+    try:
+        return paginate(items, size, token, context)
+    except (OverflowError, ValueError, TypeError):
+        # A forged token with an offset like 1e400 (json gives inf) escapes paginate's own
+        # check as OverflowError; it is the client's mistake all the same.
+        raise InvalidArgument("page_token", "is not a token returned by a previous call") from None
 
 
 class DeadlineExceeded(HearthError):
@@ -30,15 +75,42 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
         self.app = app
 
     # ------------------------------------------------------------------ helpers
-    def _spec(self, field: str, name: str) -> HostSpec:
+    def _find(self, field: str, name: str) -> HostSpec | Quarantined:
+        """The host named ``name``, watched or quarantined (NOT_FOUND otherwise)."""
+        for bad in self.app.quarantine.values():
+            # Exact match first: a hand-edited row may have an id the API would reject,
+            # and must still be reachable to be deleted.
+            if bad.name == name:
+                return bad
+        _bounded(field, name, MAX_NAME_CHARS)
         host_id = parse_name(field, name, "hosts")
         for spec in self.app.engine.specs():
             if spec.id == host_id:
                 return spec
         raise not_found("host", name)
 
+    def _spec(self, field: str, name: str) -> HostSpec:
+        """The watched host named ``name``; FAILED_PRECONDITION if it is quarantined."""
+        found = self._find(field, name)
+        if isinstance(found, Quarantined):
+            raise FailedPrecondition(
+                f"{found.name} is quarantined ({found.reason}); fix it with UpdateHost",
+                field=field,
+                metadata={"resource": found.name},
+            )
+        return found
+
+    def _any_proto(self, item: HostSpec | Quarantined) -> wake_pb2.Host:
+        return item.to_proto() if isinstance(item, Quarantined) else self._proto(item)
+
     def _proto(self, spec: HostSpec) -> wake_pb2.Host:
         return host_proto(spec, self.app.engine.status(spec.id))
+
+    def _check_watchable(self, spec: HostSpec) -> None:
+        try:
+            check_host_filter(spec)
+        except ValueError as exc:
+            raise InvalidArgument("host", str(exc)) from None
 
     def _check_unique(self, spec: HostSpec, prefix: str) -> None:
         for other in self.app.engine.specs():
@@ -61,17 +133,21 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
     async def CreateHost(
         self, request: wake_pb2.CreateHostRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
-        check_id("host_id", request.host_id)
+        check_id("host_id", _bounded("host_id", request.host_id, MAX_ID_CHARS))
         if not request.HasField("host"):
             raise InvalidArgument("host", "is required")
         spec = spec_from_proto(request.host_id, request.host)
-        if any(s.id == spec.id for s in self.app.engine.specs()):
+        taken = spec.id in self.app.quarantine
+        if taken or any(s.id == spec.id for s in self.app.engine.specs()):
             raise AlreadyExists(
                 f"host {spec.name!r} already exists",
                 field="host_id",
                 metadata={"resource": spec.name},
             )
         self._check_unique(spec, "host")
+        self._check_watchable(spec)
+        if len(self.app.engine.specs()) + len(self.app.quarantine) >= MAX_HOSTS:
+            raise ResourceExhausted(f"at most {MAX_HOSTS} hosts; delete one first")
         if not self.app.repo.insert_host(spec):
             raise AlreadyExists(f"host {spec.name!r} already exists", field="host_id")
         await self._apply(spec)
@@ -82,31 +158,45 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
     async def GetHost(
         self, request: wake_pb2.GetHostRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
-        return self._proto(self._spec("name", request.name))
+        return self._any_proto(self._find("name", request.name))
 
     async def ListHosts(
         self, request: wake_pb2.ListHostsRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.ListHostsResponse:
-        specs = sorted(self.app.engine.specs(), key=lambda s: s.id)
-        page, token = paginate(specs, request.page_size, request.page_token, "hosts")
+        items: list[HostSpec | Quarantined] = [
+            *self.app.engine.specs(),
+            *self.app.quarantine.values(),
+        ]
+        items.sort(key=lambda s: s.id)
+        page, token = _page(items, request.page_size, request.page_token, "hosts")
         return wake_pb2.ListHostsResponse(
-            hosts=[self._proto(s) for s in page], next_page_token=token
+            hosts=[self._any_proto(s) for s in page], next_page_token=token
         )
 
     async def UpdateHost(
         self, request: wake_pb2.UpdateHostRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
-        old = self._spec("host.name", request.host.name)
-        merged = apply_update_mask(
-            old.to_proto(), request.host, request.update_mask, UPDATABLE, "host"
-        )
+        _check_mask(request.update_mask)
+        old = self._find("host.name", request.host.name)
+        base = old.view if isinstance(old, Quarantined) else old.to_proto()
+        merged = apply_update_mask(base, request.host, request.update_mask, UPDATABLE, "host")
         if "secureon_password" in request.update_mask.paths or request.host.secureon_password:
             merged.secureon_password = request.host.secureon_password
-        spec = spec_from_proto(old.id, merged, base=old)
+        if isinstance(old, Quarantined):
+            # Repairing a quarantined host: every field must now pass; it keeps its origin,
+            # creation time and (readable) password.
+            spec = spec_from_proto(old.id, merged, id_field="host.name", origin=old.origin)
+            keep = old.password if not merged.secureon_password else spec.password
+            spec = replace(spec, create_time=old.create_time or spec.create_time, password=keep)
+        else:
+            spec = spec_from_proto(old.id, merged, base=old)
         if "secureon_password" in request.update_mask.paths and not merged.secureon_password:
             spec = replace(spec, password=b"")
         self._check_unique(spec, "host")
+        self._check_watchable(spec)
         self.app.repo.save_host(spec)
+        if isinstance(old, Quarantined):
+            self.app.release(old.id)
         await self._apply(spec)
         msg = self._proto(spec)
         self.app.publish(wake_pb2.HostEvent.UPDATED, msg, f"{spec.id} updated")
@@ -115,12 +205,15 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
     async def DeleteHost(
         self, request: wake_pb2.DeleteHostRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        spec = self._spec("name", request.name)
-        msg = self._proto(spec)
-        self.app.repo.delete_host(spec.id)
-        self.app.engine.remove_host(spec.id)
-        await self.app.refresh_sniffers()
-        self.app.publish(wake_pb2.HostEvent.DELETED, msg, f"{spec.id} deleted")
+        found = self._find("name", request.name)
+        msg = self._any_proto(found)
+        self.app.repo.delete_host(found.id)
+        if isinstance(found, Quarantined):
+            self.app.release(found.id)
+        else:
+            self.app.engine.remove_host(found.id)
+            await self.app.refresh_sniffers()
+        self.app.publish(wake_pb2.HostEvent.DELETED, msg, f"{found.id} deleted")
         return empty_pb2.Empty()
 
     # -------------------------------------------------------------------- wakes
@@ -141,9 +234,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
         # reported as UNAVAILABLE (with its cause), not as this call's DEADLINE_EXCEEDED.
         timeout = spec.wake_timeout + WAIT_MARGIN_SECONDS
         if request.HasField("timeout"):
-            timeout = request.timeout.ToNanoseconds() / 1e9
-            if timeout <= 0:
-                raise InvalidArgument("timeout", "must be positive")
+            timeout = duration_seconds("timeout", request.timeout, *WAIT_RANGE)
         send = request.wake if request.HasField("wake") else True
         async with self.app.events.subscribe() as sub:
             status = self.app.engine.status(spec.id)
@@ -173,8 +264,18 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
     ) -> AsyncIterator[wake_pb2.HostEvent]:
         only = ""
         if request.name:
-            only = self._spec("name", request.name).name
+            only = self._find("name", request.name).name
         async with self.app.events.subscribe() as sub:
+            for bad in self.app.quarantine.values():
+                if only and bad.name != only:
+                    continue
+                event = wake_pb2.HostEvent(
+                    kind=wake_pb2.HostEvent.CURRENT,
+                    host=bad.to_proto(),
+                    message=f"{bad.id} is quarantined: {bad.reason}",
+                )
+                event.time.GetCurrentTime()
+                yield event
             for status in self.app.engine.statuses():
                 if only and status.spec.name != only:
                     continue
@@ -195,10 +296,10 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
         self, request: wake_pb2.ListWakesRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.ListWakesResponse:
         if request.parent == "hosts/-":
-            wakes = self.app.repo.wakes(None)
+            wakes = self.app.wakes(None)
         else:
-            wakes = self.app.repo.wakes(self._spec("parent", request.parent).id)
-        page, token = paginate(wakes, request.page_size, request.page_token, request.parent)
+            wakes = self.app.wakes(self._find("parent", request.parent).id)
+        page, token = _page(wakes, request.page_size, request.page_token, request.parent)
         return wake_pb2.ListWakesResponse(
             wakes=[wake_proto(w) for w in page], next_page_token=token
         )

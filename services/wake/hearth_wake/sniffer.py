@@ -23,6 +23,7 @@ from scapy.data import DLT_EN10MB, SO_ATTACH_FILTER
 from scapy.libs.structures import sock_fprog
 
 from hearth_runtime.logs import kv
+from hearth_runtime.supervisor import Supervisor
 from hearth_wake import frames
 from hearth_wake.hosts import HostSpec
 
@@ -63,6 +64,19 @@ def bpf_expression(hosts: Iterable[HostSpec]) -> str:
     return " or ".join(parts)
 
 
+def check_host_filter(spec: HostSpec) -> None:
+    """Raise ValueError if the kernel filter for ``spec`` alone does not compile.
+
+    Validated addresses always compile; this is the last line before a host joins an
+    interface's filter, where one bad host would leave every host there unwatched (issue
+    11: a scoped IPv6 address did exactly that)."""
+    try:
+        program = compile_filter(bpf_expression([spec]), linktype=DLT_EN10MB)
+    except Exception as exc:
+        raise ValueError(f"its kernel filter does not compile: {exc}") from None
+    free_filter(program)
+
+
 def attach_filter(sock: socket.socket, expression: str) -> None:
     program = compile_filter(expression, linktype=DLT_EN10MB)
     try:
@@ -75,16 +89,23 @@ def attach_filter(sock: socket.socket, expression: str) -> None:
 
 class Sniffer:
     """A raw packet socket on ``ifname`` whose frames go to ``handler(data, ts, pkttype)``
-    in the sniffer thread. ``on_error`` is called (from that thread) if capture breaks."""
+    in the sniffer thread, which runs under ``supervisor`` (task family ``wake-sniffer``).
+    ``on_error`` is called (from that thread) if capture breaks, and the thread ends: the
+    owner opens a new sniffer (not restarted in place: the socket itself is what broke).
+    A socket error (the interface went away) is logged as such; anything unexpected also
+    goes to the supervisor, which logs it with its traceback and counts it."""
 
     def __init__(
         self,
         ifname: str,
         handler: Handler,
         on_error: Callable[[str, Exception], None],
+        supervisor: Supervisor,
         realtime: bool = True,
     ) -> None:
         self.ifname = ifname
+        self.supervisor = supervisor
+        self.task_name = f"wake-sniffer-{ifname}"
         self.realtime = realtime
         self.handler = handler
         self.on_error = on_error
@@ -101,7 +122,9 @@ class Sniffer:
         self._sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         self._wake_r, self._wake_w = socket.socketpair()
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name=f"sniff-{ifname}", daemon=True)
+        self._running = False
+        self._finished = threading.Event()
+        self._thread_ident: int | None = None
 
     def set_filter(self, expression: str) -> None:
         if expression != self.expression:
@@ -109,34 +132,55 @@ class Sniffer:
             self.expression = expression
 
     def start(self) -> None:
-        self._thread.start()
+        self._running = True
+        self.supervisor.spawn_thread(
+            self._run, self.task_name, family="wake-sniffer", restart=False
+        )
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._running
 
     def stop(self) -> None:
         self._stop = True
+        self.supervisor.cancel(self.task_name)
         self._wake_w.send(b"x")
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(2)
+        started = self._running or self._finished.is_set()
+        if started and threading.get_ident() != self._thread_ident:
+            # The sockets are closed only once the thread no longer selects on them.
+            self._finished.wait(2)
         for sock in (self._sock, self._wake_r, self._wake_w):
             sock.close()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
+        self._thread_ident = threading.get_ident()
+        try:
+            self._capture(stop)
+        except Exception as exc:
+            if not (self._stop or stop.is_set()):
+                self._running = False
+                self.on_error(self.ifname, exc)
+            raise
+        finally:
+            self._running = False
+            self._finished.set()
+
+    def _capture(self, stop: threading.Event) -> None:
         _set_priority(self.ifname, self.realtime)
         sock = self._sock
         cmsg_space = socket.CMSG_SPACE(16)
-        while not self._stop:
+        while not (self._stop or stop.is_set()):
             try:
                 ready, _, _ = select.select([sock, self._wake_r], [], [])
                 if sock not in ready:
                     continue
                 data, ancdata, _flags, address = sock.recvmsg(65535, cmsg_space)
             except OSError as exc:
-                if not self._stop:
-                    log.error("capture failed", extra=kv(interface=self.ifname, error=exc))
-                    self.on_error(self.ifname, exc)
+                if self._stop or stop.is_set():
+                    return
+                log.error("capture failed", extra=kv(interface=self.ifname, error=exc))
+                self._running = False  # before the owner's refresh looks at `alive`
+                self.on_error(self.ifname, exc)
                 return
             ts = 0.0
             for level, kind, value in ancdata:

@@ -1,77 +1,107 @@
-"""The declarative ``hosts:`` list is validated at start: a bad entry stops the service.
+"""The declarative ``hosts:`` list is validated like API requests at start: a bad entry is
+quarantined (shown, logged, not watched, not stored), it never stops the service.
 
-Each entry is valid apart from one field, so a validation regression would start a service
-that watches and probes its hosts. That must never reach this machine's real interfaces: the
-service runs in a network namespace of its own that holds nothing but loopback (checked
-before use; the test skips rather than run without it).
+Each entry is valid apart from one field, so a validation regression would watch and probe
+the host. That must never reach this machine's real interfaces: the service runs in a
+private network namespace (loopback and a veth pair with both ends inside; see
+``labtools.private_net_prefix``), the test skips rather than run without it.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Sequence
+import sqlite3
 from pathlib import Path
 
+import grpc
 import pytest
 
-from hearth_testing import ServiceProcess
+from hearth.wake.v1 import wake_pb2
+from hearth_wake.labtools import PrivateWake, private_net_prefix
+
+PREFIX = private_net_prefix()
+pytestmark = pytest.mark.skipif(isinstance(PREFIX, str), reason=str(PREFIX))
+GOOD = "name: good\n    mac: 02:00:00:00:00:08\n    ipv4: 198.18.0.8\n"
 
 
-@pytest.fixture(scope="module")
-def isolated() -> Sequence[str]:
-    """A command prefix running its command in a new, empty network namespace (lo up)."""
-    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-    prefix = ["unshare", *user, "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
-    try:
-        res = subprocess.run(
-            [*prefix, "ip", "-o", "link", "show"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"no empty network namespace for the service: {exc}")
-    if res.returncode != 0:
-        pytest.skip(f"no empty network namespace for the service: {res.stderr.strip()}")
-    links = [line.split(":")[1].strip() for line in res.stdout.splitlines()]
-    assert links == ["lo"], res.stdout  # nothing to send on but loopback
-    return prefix
+def stored_ids(state: Path) -> list[str]:
+    path = state / "wake.sqlite"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        return [row[0] for row in db.execute("SELECT id FROM hosts ORDER BY id")]
 
 
 @pytest.mark.parametrize(
-    ("entry", "named"),
+    ("entry", "shown_as", "named"),
     [
-        ("name: devbox\n    mac: 02:00:00:00:00\n    ipv4: 198.18.0.9", "hosts[0].mac"),
-        ("name: Dev_Box\n    mac: 02:00:00:00:00:09\n    ipv4: 198.18.0.9", "hosts[0].name"),
+        ("name: devbox\n    mac: 02:00:00:00:00\n    ipv4: 198.18.0.9", "devbox", "hosts[0].mac"),
+        (
+            "name: Dev_Box\n    mac: 02:00:00:00:00:09\n    ipv4: 198.18.0.9",
+            "Dev_Box",
+            "hosts[0].name",
+        ),
         (
             "name: devbox\n    mac: 02:00:00:00:00:09\n    ipv4: 198.18.0.9\n"
             "    send_methods: [pigeon]",
+            "devbox",
             "hosts[0].send_methods[0]",
         ),
         (
             "name: devbox\n    mac: 02:00:00:00:00:09\n    ipv4: 198.18.0.9\n"
             "    secureon_password: aa:bb",
+            "devbox",
             "hosts[0].secureon_password",
+        ),
+        (
+            "name: devbox\n    mac: 02:00:00:00:00:09\n    ipv4: 198.18.0.9\n"
+            "    ipv6: fe80::9%eth0",
+            "devbox",
+            "hosts[0].ipv6",
+        ),
+        (
+            "name: devbox\n    mac: 02:00:00:00:00:09\n    ipv4: 198.18.0.9\n"
+            "    retry_interval: 0.000000001",
+            "devbox",
+            "hosts[0].retry_interval",
+        ),
+        (
+            "name: devbox\n    mac: 02:00:00:00:00:09\n    ipv4: 198.18.0.9\n    cooldown: .nan",
+            "devbox",
+            "hosts[0].cooldown",
+        ),
+        (
+            "name: devbox\n    mac: [2, 0]\n    ipv4: 198.18.0.9\n    interface: eth0",
+            "devbox",
+            "hosts[0].mac",
+        ),
+        (
+            "name: devbox\n    mac: 02:00:00:00:00:09\n    ipv4: 198.18.0.9\n"
+            "    interface: a-very-long-interface-name",
+            "devbox",
+            "hosts[0].interface",
         ),
     ],
 )
-def test_a_bad_declared_host_stops_the_service_naming_it(
-    tmp_path: Path, isolated: Sequence[str], entry: str, named: str
+def test_a_bad_declared_host_is_quarantined_and_the_service_starts(
+    tmp_path: Path, entry: str, shown_as: str, named: str
 ) -> None:
-    config = tmp_path / "wake.yaml"
-    config.write_text(f"hosts:\n  - {entry}\n")
-    proc = ServiceProcess(
-        "wake",
-        env={
-            "HEARTH_WAKE_GRPC_LISTEN": "127.0.0.1:0",
-            "HEARTH_WAKE_METRICS_LISTEN": "127.0.0.1:0",
-            "HEARTH_WAKE_STATE_DIR": str(tmp_path / "state"),
-        },
-        args=["--config", str(config)],
-        prefix=isolated,
-    )
-    with pytest.raises(RuntimeError) as info:
-        proc.start(timeout=20)
-    assert "exited with 2" in str(info.value)
-    assert named in proc.output, proc.output
-    assert not (tmp_path / "state" / "wake.sqlite").exists() or "devbox" not in (
-        (tmp_path / "state" / "wake.sqlite").read_bytes().decode("latin-1")
-    )
+    assert not isinstance(PREFIX, str)
+    wake = PrivateWake(PREFIX, tmp_path, config=f"hosts:\n  - {entry}\n  - {GOOD}")
+    try:
+        wake.start()
+        assert wake.health() == 1  # SERVING: the good host is watched
+        hosts = {h.name: h for h in wake.stub.ListHosts(wake_pb2.ListHostsRequest()).hosts}
+        assert set(hosts) == {f"hosts/{shown_as}", "hosts/good"}
+        bad = hosts[f"hosts/{shown_as}"]
+        assert bad.state == wake_pb2.QUARANTINED and bad.origin == "config"
+        assert bad.quarantine_reason.startswith(named), bad.quarantine_reason
+        assert hosts["hosts/good"].state != wake_pb2.QUARANTINED
+        assert not hosts["hosts/good"].quarantine_reason
+        assert "host quarantined" in wake.output and named in wake.output
+        # A quarantined host is never woken.
+        with pytest.raises(grpc.RpcError) as info:
+            wake.stub.WakeHost(wake_pb2.WakeHostRequest(name=f"hosts/{shown_as}"))
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        wake.stop()
+    assert stored_ids(wake.state_dir) == ["good"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hypothesis_st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP, Ether
@@ -276,3 +278,92 @@ def test_any_frame_from_the_hosts_own_mac_proves_it_awake() -> None:
     assert status is not None and status.wake is not None
     assert (status.state, status.wake.outcome) == (State.AWAKE, "woke")
     assert status.last_seen == rig.clock.now
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("interval", [1e-9, 0.0, -5.0, float("nan")])
+def test_the_retry_schedule_moves_forward_whatever_the_interval(interval: float) -> None:
+    # Issue 11: a stored 1 ns retry interval made `next_retry += interval` at an epoch-sized
+    # clock a no-op, and the catch-up loop spun forever on the event loop. Settings are now
+    # validated; the engine must make progress with a bad value all the same.
+    rig = Rig(retry_interval=interval, wake_timeout=7200)
+    rig.clock.now = 1.7e9
+    rig.asleep()
+    rig.frame(who_has())
+    assert rig.state() is State.WAKING
+    rig.clock.now += 3600  # the loop was stalled for an hour: no burst, one retry
+    rig.engine.tick()
+    assert len(rig.sender.magic) == 2
+    rig.advance(1.0)
+    # At most one send per MIN_STEP (0.05 s) of clock, ticks 0.1 s apart: one per tick.
+    assert 2 < len(rig.sender.magic) <= 2 + 10
+
+
+def _arp_base() -> bytes:
+    return bytes(who_has())  # type: ignore[call-overload]
+
+
+def _ns_base() -> bytes:
+    return bytes(
+        Ether(src=CLIENT_MAC, dst="33:33:ff:00:00:09")
+        / IPv6(src="fd00::5", dst="ff02::1:ff00:9")
+        / ICMPv6ND_NS(tgt=HOST_IP6)
+    )
+
+
+_BASES = {
+    "arp": _arp_base(),
+    "ns": _ns_base(),
+    "ip": bytes(Ether(src=CLIENT_MAC) / IP(src=CLIENT_IP, dst=HOST_IP) / UDP()),
+    "host": bytes(who_has(src_mac=HOST_MAC, psrc=HOST_IP, pdst=CLIENT_IP)),  # type: ignore[call-overload]
+}
+
+
+def _mutated(data: hypothesis_st.DataObject) -> bytes:
+    """A frame: random bytes, or a valid ARP/NS/IP frame truncated, bit-flipped, extended."""
+    kind = data.draw(hypothesis_st.sampled_from(["garbage", "arp", "ns", "ip", "host"]))
+    if kind == "garbage":
+        return data.draw(hypothesis_st.binary(max_size=200))
+    base = _BASES[kind]
+    frame = bytearray(base)
+    for _ in range(data.draw(hypothesis_st.integers(0, 6))):
+        at = data.draw(hypothesis_st.integers(0, len(frame) - 1))
+        frame[at] = data.draw(hypothesis_st.integers(0, 255))
+    cut = data.draw(hypothesis_st.integers(0, len(frame)))
+    tail = data.draw(hypothesis_st.binary(max_size=40))
+    return bytes(frame[:cut]) + tail
+
+
+@settings(max_examples=200, deadline=None)
+@given(hypothesis_st.data())
+def test_generated_frames_never_raise_and_state_stays_bounded(
+    data: hypothesis_st.DataObject,
+) -> None:
+    rig = Rig()
+    rig.asleep()
+    count = data.draw(hypothesis_st.integers(1, 40))
+    for _ in range(count):
+        raw = _mutated(data)
+        decoded = frames.decode(raw)  # never raises: None when malformed
+        if decoded is not None:
+            rig.engine.on_frame(decoded, rig.clock.now, OWN_MAC)
+        if data.draw(hypothesis_st.booleans()):
+            rig.clock.now += data.draw(hypothesis_st.floats(0, 5))
+            rig.engine.tick()
+    # Bounded: still one host, one wake at most, and no more wake records than demands
+    # that found it asleep (at most one per state change to WAKING).
+    statuses = rig.engine.statuses()
+    assert [s.spec.id for s in statuses] == ["devbox"]
+    wakes = {e.wake.id for e in rig.events if e.wake is not None}
+    assert len(wakes) <= len([e for e in rig.events if e.kind == "wake_sent"])
+    assert len(rig.sender.magic) <= 1 + count + len([e for e in rig.events if e.kind == "retry"])
+
+
+def test_a_clock_stepped_back_does_not_stall_retries_or_the_wake_timeout() -> None:
+    rig = Rig(retry_interval=1, wake_timeout=10).asleep()
+    rig.frame(who_has())
+    rig.clock.now -= 3600  # NTP steps the wall clock back an hour mid-wake
+    rig.advance(3.05)
+    assert 3 <= len(rig.sender.magic) <= 5  # the first packet and a retry a second
+    rig.advance(10.5)
+    assert rig.state() is State.WAKE_FAILED

@@ -7,6 +7,7 @@ One lab per module: ``hub`` runs hearth-wake, ``devbox`` runs the sleep simulato
 from __future__ import annotations
 
 import itertools
+import random
 import re
 import subprocess
 import time
@@ -367,9 +368,19 @@ def test_fuzzed_and_broken_frames_never_stop_the_sniffer(net: Net) -> None:
             / fuzz(ICMPv6ND_NS(tgt="fd00:18::97"))
             for _ in range(150)
         ]
+        # Byte-level mutations of genuine ARP and NS demands (fixed seed: reproducible).
+        rng = random.Random(11)
+        bases = [good, bytes(fuzzed[-1])]
+        mutated = []
+        for i in range(200):
+            frame = bytearray(bases[i % 2])
+            for _ in range(rng.randint(1, 6)):
+                frame[rng.randrange(14, len(frame))] = rng.randrange(256)
+            mutated.append(bytes(frame[: rng.randint(14, len(frame))]).ljust(60, b"\x00"))
         malformed = net.metric("hearth_wake_malformed_frames_total", interface="eth0")
         send_frames(client, broken)
         send_frames(client, fuzzed)
+        send_frames(client, mutated)
         wait_for(
             "the two nonsense ARP frames counted as malformed",
             lambda: (
@@ -608,6 +619,10 @@ def test_losing_the_watched_interface_degrades_health_until_it_returns(net: Net)
             "dum0"
         )
         assert status() == health_pb2.HealthCheckResponse.SERVING
+        # The capture threads run under the runtime's supervisor (their task family has
+        # its restart counter).
+        samples = scrape(net.wake.metrics)
+        assert metric_value(samples, "hearth_task_restarts_total", task="wake-sniffer") == 0
         net.hub.run(["ip", "link", "del", "dum0"], check=True)
         wait_for(
             "degraded", lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=10

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import pytest
+from pydantic import ValidationError
 from scapy.arch.common import compile_filter
 from scapy.data import DLT_EN10MB
 from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
@@ -10,12 +14,13 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from hearth_runtime import InvalidArgument
 from hearth_wake import frames
-from hearth_wake.addr import RequesterSet, parse_mac, parse_secureon
-from hearth_wake.hosts import HostSpec
+from hearth_wake.addr import RequesterSet, parse_ipv4, parse_ipv6, parse_mac, parse_secureon
+from hearth_wake.config import WakeConfig
+from hearth_wake.hosts import HostSpec, check_interface_name
 from hearth_wake.magic import find_magic, magic_payload, password_ok
 from hearth_wake.sender import Method
 from hearth_wake.sleepsim import classify
-from hearth_wake.sniffer import bpf_expression
+from hearth_wake.sniffer import bpf_expression, check_host_filter
 
 MAC = bytes.fromhex("020000000001")
 
@@ -100,3 +105,83 @@ def test_bpf_expressions_compile() -> None:
     for expression in (expr, bpf_expression([])):
         program = compile_filter(expression, linktype=DLT_EN10MB)
         assert program.bf_len > 0
+
+
+@pytest.mark.parametrize(
+    ("parse", "value"),
+    [
+        (parse_ipv6, "fe80::1%eth0"),
+        (parse_ipv6, "fd00::1%2"),
+        (parse_ipv6, "::ffff:198.18.0.9"),
+        (parse_ipv6, "::1"),
+        (parse_ipv6, "ff02::1"),
+        (parse_ipv6, "f" * 46),
+        (parse_ipv4, "127.0.0.1"),
+        (parse_ipv4, "0.1.2.3"),
+        (parse_ipv4, "240.0.0.1"),
+        (parse_ipv4, "255.255.255.255"),
+        (parse_mac, "00:00:00:00:00:00"),
+        (parse_mac, "02:00:00:00:00:01" * 2),
+    ],
+)
+def test_unusable_addresses_are_rejected(parse: Callable[[str, str], object], value: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        parse("host.x", value)
+    assert info.value.field == "host.x"
+
+
+def test_usable_addresses_are_normalised() -> None:
+    assert parse_ipv6("f", "FE80::0:1") == "fe80::1"  # link-local: scoped by the interface
+    assert parse_ipv4("f", " 169.254.0.9 ") == "169.254.0.9"
+
+
+@pytest.mark.parametrize(
+    "name", ["", "a" * 16, ".", "..", "a/b", "eth0:1", "eth 0", "\u00e9", "e\t"]
+)
+def test_interface_names_follow_linux_rules(name: str) -> None:
+    with pytest.raises(InvalidArgument):
+        check_interface_name("host.interface", name)
+
+
+def test_interface_names_accepted() -> None:
+    for name in ("eth0", "a" * 15, "br-lan.100", "wlp2s0", "veth_x@y"):
+        assert check_interface_name("host.interface", name) == name
+
+
+def test_requester_lists_are_bounded() -> None:
+    for entries, field in [
+        (["10.0.0.1"] * 65, "only_from"),
+        (["224.0.0.0/4"], "only_from[0]"),
+        (["fe80::1%eth0"], "only_from[0]"),
+        (["1" * 65], "only_from[0]"),
+    ]:
+        with pytest.raises(InvalidArgument) as info:
+            RequesterSet.parse("only_from", entries)
+        assert info.value.field == field
+
+
+def test_a_host_whose_filter_would_not_compile_is_refused() -> None:
+    # Built without validation, as a stored row once was: the filter check is the last line.
+    scoped = HostSpec(
+        id="a", mac="02:00:00:00:00:01", ipv4="198.18.0.9", ipv6="fe80::1%eth0", interface="lo"
+    )
+    with pytest.raises(ValueError, match="kernel filter"):
+        check_host_filter(scoped)
+    check_host_filter(replace(scoped, ipv6="fe80::1"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("probe_interval", 1e-9),
+        ("probe_interval", float("nan")),
+        ("unknown_timeout", float("inf")),
+        ("followup_window", 0.0),
+        ("wake_grace", -1.0),
+        ("wake_grace", 1e9),
+    ],
+)
+def test_engine_settings_are_bounded(setting: str, value: float) -> None:
+    with pytest.raises(ValidationError) as info:
+        WakeConfig(**{setting: value})  # type: ignore[arg-type]
+    assert setting in str(info.value)
