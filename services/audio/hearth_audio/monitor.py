@@ -160,13 +160,20 @@ class HealthMonitor:
 
     # ------------------------------------------------------------------- membership
 
-    def watch(self, stream: str, group: str, port: int) -> None:
-        """Start (or keep) listening to ``stream``'s group; restarts if it moved."""
+    def watch(self, stream: str, group: str, port: int, listen: bool = True) -> None:
+        """Start (or keep) listening to ``stream``'s group; restarts if it moved.
+
+        ``listen=False`` keeps the statistics without opening sockets: datagrams then come
+        only through :meth:`feed_rtp` / :meth:`feed_sap` (in-process tests, which must not
+        join multicast groups on the machine's real interfaces)."""
         current = self.watches.get(stream)
         if current and (current.group, current.port) == (group, port):
             return
         self.unwatch(stream)
         w = StreamWatch(group, port, stream)
+        if not listen:
+            self.watches[stream] = w
+            return
         try:
             rtp = open_group_socket(group, port, self.ifindex)
             sap = open_group_socket(group, SAP_PORT, self.ifindex)
@@ -205,13 +212,22 @@ class HealthMonitor:
                 return
             except OSError:
                 return
-            self._guarded(w, addr[0], self._on_rtp, w, data, anc, addr[0])
+            self._guarded(w, addr[0], self._on_rtp, w, data, _arrival(anc), addr[0])
 
-    def _on_rtp(
-        self, w: StreamWatch, data: bytes, anc: list[tuple[int, int, bytes]], sender: str
-    ) -> None:
+    def feed_rtp(self, stream: str, data: bytes, sender: str, arrival: float) -> None:
+        """Account one RTP datagram of ``stream`` as if it had arrived on its socket."""
+        w = self.watches.get(stream)
+        if w is not None:
+            self._guarded(w, sender, self._on_rtp, w, data, arrival, sender)
+
+    def feed_sap(self, stream: str, data: bytes, sender: str) -> None:
+        """Account one SAP datagram on ``stream``'s group as if it had arrived."""
+        w = self.watches.get(stream)
+        if w is not None:
+            self._guarded(w, sender, self._receive_sap, w, data, sender)
+
+    def _on_rtp(self, w: StreamWatch, data: bytes, arrival: float, sender: str) -> None:
         header = decode_rtp(data)
-        arrival = _arrival(anc)
         w.last_packet = arrival
         # A flood of SSRCs evicts (and counts) the least recent: the report names the latest.
         _remember(w.senders, (sender, header.ssrc), arrival, MAX_SENDERS, "senders")

@@ -7,6 +7,7 @@ the lab's own namespaces.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ from typing import Any
 
 import grpc
 import pytest
+from audio_fuzz_strategies import rtp_packet, sap_packet
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth_lab import Host, Lab, lab_available
@@ -209,4 +213,64 @@ def test_absurd_clock_rate_is_refused_and_other_streams_stay_fresh(lan: Lan) -> 
         assert 0 <= health(lan, "alpha").jitter.ToNanoseconds() < 10**9
     finally:
         lan.lan.stop(absurd)
+        lan.lan.stop(plain)
+
+
+# From the lan host: datagrams read from stdin, one per line: "<group> <port> <hex>".
+_RELAY = """
+import socket, sys
+me = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(me))
+for line in sys.stdin:
+    group, port, data = line.split()
+    s.sendto(bytes.fromhex(data), (group, int(port)))
+    print("sent", flush=True)
+"""
+
+# Examples sent to the real process (each a batch of datagrams); a fuzz run raises it.
+LAB_FUZZ_EXAMPLES = int(os.environ.get("HEARTH_FUZZ_LAB_EXAMPLES", "20"))
+
+
+def test_generated_datagrams_to_a_real_process(lan: Lan) -> None:
+    """A few batches of generated SAP/RTP datagrams (audio_fuzz_strategies) sent on
+    alpha's group to the real hearth-audio while beta carries a clean stream: after each
+    batch both streams' health answers and stays below HEALTH_BOUND; at the end the process
+    is alive and beta's packets are still being counted by the refresh loop."""
+    relay = lan.lan.popen(
+        ["python3", "-u", "-c", _RELAY, lan.lan.ipv4],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    plain = lan.send(_RTP, BETA)
+    assert relay.stdin is not None and relay.stdout is not None
+    stdin, stdout = relay.stdin, relay.stdout
+
+    def counted(sid: str) -> float:
+        return metric_value(scrape(lan.metrics), "hearth_audio_rtp_packets_total", stream=sid) or 0
+
+    @settings(max_examples=LAB_FUZZ_EXAMPLES, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(st.lists(st.tuples(st.booleans(), st.one_of(sap_packet(), rtp_packet())),
+                    min_size=1, max_size=8))  # fmt: skip
+    def batch(datagrams: list[tuple[bool, bytes]]) -> None:
+        for is_sap, data in datagrams:
+            if not data:
+                continue  # an empty line cannot carry an empty datagram
+            stdin.write(f"{ALPHA} {9875 if is_sap else 46000} {data.hex()}\n")
+            stdin.flush()
+            assert stdout.readline().strip() == "sent"
+        for sid in ("alpha", "beta"):
+            assert health(lan, sid).ByteSize() < HEALTH_BOUND
+
+    try:
+        wait_for("beta's packets counted", lambda: counted("beta") > 0, timeout=15)
+        batch()
+        before = counted("beta")
+        wait_for("beta still counted", lambda: counted("beta") > before + 50, timeout=15)
+        assert lan.service.proc is not None and lan.service.proc.poll() is None
+    finally:
+        stdin.close()
+        lan.lan.stop(relay)
         lan.lan.stop(plain)
