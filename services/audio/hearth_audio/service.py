@@ -686,12 +686,13 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
     async def MeasureSync(
         self, request: audio_pb2.MeasureSyncRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.SyncMeasurement:
-        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
+        # The request's own fields first (no lookups for a malformed request).
         seconds = 3.0
         if request.HasField("duration"):
             seconds = request.duration.ToNanoseconds() / 1e9
             if not 2.0 <= seconds <= 30.0:
                 raise InvalidArgument("duration", f"{seconds} s is out of range (2-30 s)")
+        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
         stream_name = request.stream or zone_a.stream
         if not stream_name:
             raise FailedPrecondition(f"zone_a: {zone_a.name} plays no stream; name one")
@@ -700,13 +701,13 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
     async def CalibrateSync(
         self, request: audio_pb2.CalibrateSyncRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.SyncCalibration:
-        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
         tolerance = request.tolerance_ms or 2.0
         if not 0.5 <= tolerance <= 50.0:
             raise InvalidArgument("tolerance_ms", f"{tolerance} is out of range (0.5-50)")
         rounds = request.max_rounds or 3
         if not 1 <= rounds <= 10:
             raise InvalidArgument("max_rounds", f"{rounds} is out of range (1-10)")
+        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
         stream_name = request.stream or zone_a.stream
         if not stream_name:
             raise FailedPrecondition(f"zone_a: {zone_a.name} plays no stream; name one")

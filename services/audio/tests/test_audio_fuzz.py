@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 
-from audio_fuzz_strategies import FUZZ_EXAMPLES, rtp_packet, sap_packet
+from audio_fuzz_strategies import FUZZ_EXAMPLES, rtp_packet, sap_packet  # type: ignore[import-not-found]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

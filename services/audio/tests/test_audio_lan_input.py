@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from audio_fuzz_strategies import rtp_packet, sap_packet
+from audio_fuzz_strategies import rtp_packet, sap_packet  # type: ignore[import-not-found]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
