@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import math
+import struct
+import time
+from pathlib import Path
 
 from audio_fuzz_strategies import FUZZ_EXAMPLES, rtp_packet, sap_packet  # type: ignore[import-not-found]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from hearth.audio.v1 import audio_pb2
+from hearth_audio.config import AudioConfig
 from hearth_audio.monitor import (
     MAX_ANNOUNCERS,
     MAX_FOREIGN,
@@ -32,6 +37,7 @@ from hearth_audio.rtp import (
     decode_rtp,
     decode_sap,
 )
+from hearth_audio.service import Audio
 
 # The bound audio.proto states for one StreamHealth.
 HEALTH_BOUND = 16 * 1024
@@ -165,3 +171,31 @@ def test_absurd_clock_rates_are_refused_and_never_reach_the_statistics() -> None
     stats = RtpStats()
     stats.set_clock_rate(10**400)
     assert stats.clock_rate == 48000 and math.isfinite(stats.jitter_seconds)
+
+
+async def test_one_streams_health_failure_does_not_freeze_the_others(tmp_path: Path) -> None:
+    """The isolation itself: a stream whose health computation raises (here its statistics
+    are corrupted to divide by zero, standing in for any bug) is reported as such, counted
+    and logged, and the streams after it are still refreshed. The Audio object is the real
+    one; its monitor gets datagrams through feed_rtp (no sockets, see the module doc)."""
+    audio = Audio(AudioConfig(state_dir=tmp_path))
+    await audio.start()
+    try:
+        for sid, group in (("a", "239.255.0.1"), ("b", "239.255.0.2")):
+            audio.desired.put_stream(audio_pb2.Stream(name=f"streams/{sid}", group=group,
+                                                      port=46000, ttl=1))  # fmt: skip
+            audio.monitor.watch(sid, group, 46000, listen=False)
+        now = time.time()
+        for i in range(50):
+            packet = struct.pack("!BBHII", 0x80, 127, i, i * 317, 0x1234) + bytes(64)
+            for sid in ("a", "b"):
+                audio.monitor.feed_rtp(sid, packet, "198.18.0.9", now + i * 0.0066)
+        audio.monitor.watches["a"].stats.clock_rate = 0  # jitter_seconds now raises
+        before = REGISTRY.get_sample_value("hearth_audio_health_errors_total", {"stream": "a"})
+        audio.refresh_health()
+        after = REGISTRY.get_sample_value("hearth_audio_health_errors_total", {"stream": "a"})
+        assert (after or 0) == (before or 0) + 1
+        assert audio.health["b"].packets == 50 and audio.health["b"].up
+        assert any("ZeroDivisionError" in c for c in audio.health["a"].conflicts)
+    finally:
+        await audio.close()
