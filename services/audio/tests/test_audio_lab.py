@@ -402,6 +402,12 @@ def test_loss_and_jitter_under_netem(house: AudioLab) -> None:
         )
         settled = [j for t, j in ref if t >= readings[0][0]]
         mean = statistics.mean(settled)
+        print(
+            f"netem: loss {loss:.4f} = ({lost} - {dropped_here})/{expected}, window {ratio:.4f}"
+            f" (n {window_n:.0f}); jitter API {[round(r[2] * 1e3, 2) for r in readings]} ms,"
+            f" gauge {exported * 1e3:.2f} ms, reference mean {mean * 1e3:.2f} ms,"
+            f" clean {clean_jitter * 1e3:.2f} ms"
+        )
         assert 2 * clean_jitter < mean < 0.060, (
             f"jitter under +-20 ms netem {mean * 1e3:.2f} ms, clean {clean_jitter * 1e3:.2f} ms"
         )

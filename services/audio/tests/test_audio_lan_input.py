@@ -211,6 +211,15 @@ def test_absurd_clock_rate_is_refused_and_other_streams_stay_fresh(lan: Lan) -> 
             timeout=15,
         )
         assert 0 <= health(lan, "alpha").jitter.ToNanoseconds() < 10**9
+        # Logged, but at most once a minute per stream and reason (one announcement a second).
+        wait_for("3 refusals", lambda: health(lan, "alpha").rejected["clock_rate"] >= 3)
+        logged = [
+            line
+            for line in lan.service.output.splitlines()
+            if "datagram refused" in line and "reason=clock_rate" in line
+        ]
+        assert len(logged) == 1, logged
+        assert "9999999999" not in logged[0] or len(logged[0]) < 1000, logged
     finally:
         lan.lan.stop(absurd)
         lan.lan.stop(plain)
