@@ -340,3 +340,47 @@ def test_generated_streams_are_stored_only_when_valid(
         assert stub.GetStream(audio_pb2.GetStreamRequest(name="streams/gen")) == made
     finally:
         stub.DeleteStream(audio_pb2.DeleteStreamRequest(name="streams/gen"))
+
+
+@settings(max_examples=FUZZ_EXAMPLES // 3 or 1, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))  # fmt: skip
+@given(
+    display_name=st.text(max_size=200),
+    server=st.one_of(
+        st.text(max_size=300),
+        st.builds(lambda h, p: f"tcp:{h}:{p}", st.text(max_size=20), st.integers(-5, 70000)),
+        st.builds(lambda p: f"unix:{p}", st.text(max_size=40)),
+    ),
+    sink=st.text(max_size=140),
+    volume=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    latency_ms=st.one_of(st.none(), st.integers(-(10**6), 10**7)),
+)
+def test_generated_zones_are_stored_only_when_valid(
+    running: Any,
+    display_name: str,
+    server: str,
+    sink: str,
+    volume: float | None,
+    latency_ms: int | None,
+) -> None:
+    """Any CreateZone: OK (stored as answered, then deleted) or INVALID_ARGUMENT naming a
+    zone field, with nothing stored; never UNKNOWN/INTERNAL."""
+    stub = running
+    before = _stored(stub)
+    zone = audio_pb2.Zone(display_name=display_name, server=server, sink=sink)
+    if volume is not None:
+        zone.volume = volume
+    if latency_ms is not None:
+        zone.latency.FromMilliseconds(latency_ms)
+    try:
+        made = stub.CreateZone(audio_pb2.CreateZoneRequest(zone_id="gen", zone=zone))
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, (exc.code(), exc.details())
+        assert "zone." in (exc.details() or ""), exc.details()
+        assert _stored(stub) == before
+        return
+    try:
+        assert made.server == server and 0.0 <= made.volume <= 1.5
+        assert 20 <= made.latency.ToMilliseconds() <= 5000
+    finally:
+        stub.DeleteZone(audio_pb2.DeleteZoneRequest(name="zones/gen"))
