@@ -90,6 +90,16 @@ def check_display_name(field: str, value: str) -> None:
         raise InvalidArgument(field, "contains control or format characters")
 
 
+def _tidy_display_name(item: audio_pb2.Stream | audio_pb2.Zone, key: str) -> None:
+    """A display name stored before names were bounded is made printable and cut (logged)
+    rather than setting a working stream or zone aside for a cosmetic field."""
+    try:
+        check_display_name("display_name", item.display_name)
+    except InvalidArgument:
+        item.display_name = neutral(item.display_name)[:MAX_DISPLAY_NAME]
+        log.warning("stored display name tidied", extra=kv(id=key, now=item.display_name))
+
+
 class Desired:
     """Streams and zones as the user wants them; every change is written through."""
 
@@ -112,6 +122,7 @@ class Desired:
         try:
             check_id("id", sid)
             stream = audio_pb2.Stream.FromString(bytes(data))  # type: ignore[call-overload]
+            _tidy_display_name(stream, sid)
             checked = self.normalise_stream(stream, sid)
         except (DecodeError, TypeError, ValueError, HearthError) as exc:
             self._quarantine_stream(sid, stream, exc)
@@ -123,6 +134,7 @@ class Desired:
         try:
             check_id("id", zid)
             zone = audio_pb2.Zone.FromString(bytes(data))  # type: ignore[call-overload]
+            _tidy_display_name(zone, zid)
             # Its stream may be gone or quarantined: the reconciler then plays nothing.
             checked = self.normalise_zone(zone, zid, check_stream=False)
         except (DecodeError, TypeError, ValueError, HearthError) as exc:

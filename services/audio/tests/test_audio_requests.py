@@ -81,6 +81,10 @@ def test_bad_stored_streams_and_zones_are_quarantined_not_fatal(hub: Hub) -> Non
         "good": audio_pb2.Stream(name="streams/good", group="239.255.0.1", port=46000, ttl=1),
         "bigport": audio_pb2.Stream(name="streams/bigport", group="239.255.0.2", port=70000),
         "nogroup": audio_pb2.Stream(name="streams/nogroup", group="not-an-ip", port=46000),
+        # Valid but for a display name from before names were bounded: kept, tidied.
+        "oldname": audio_pb2.Stream(
+            name="streams/oldname", group="239.255.0.3", port=46000, display_name="\x1b[1m" * 99
+        ),
     }
     for sid, stream in rows.items():
         store.execute("INSERT INTO streams VALUES (?, ?)", (sid, stream.SerializeToString()))
@@ -97,6 +101,9 @@ def test_bad_stored_streams_and_zones_are_quarantined_not_fatal(hub: Hub) -> Non
             streams = {s.name: s for s in stub.ListStreams(audio_pb2.ListStreamsRequest()).streams}
             assert set(streams) == {f"streams/{s}" for s in (*rows, "garbage")}, streams
             assert streams["streams/good"].state != audio_pb2.QUARANTINED
+            old = streams["streams/oldname"]
+            assert old.state != audio_pb2.QUARANTINED and old.display_name.isprintable()
+            assert 0 < len(old.display_name) <= 128, old
             for sid, word in (("bigport", "stream.port"), ("nogroup", "stream.group"),
                               ("garbage", "invalid")):  # fmt: skip
                 s = streams[f"streams/{sid}"]
@@ -145,7 +152,8 @@ def test_bad_stored_streams_and_zones_are_quarantined_not_fatal(hub: Hub) -> Non
         channel, stub = hub.stub()
         with channel:
             streams = {s.name: s for s in stub.ListStreams(audio_pb2.ListStreamsRequest()).streams}
-            assert set(streams) == {"streams/good", "streams/bigport", "streams/nogroup"}
+            kept = ("good", "bigport", "nogroup", "oldname")
+            assert set(streams) == {f"streams/{sid}" for sid in kept}
             assert streams["streams/bigport"].port == 46002
             assert [n for n, s in streams.items() if s.state == audio_pb2.QUARANTINED] == [
                 "streams/nogroup"
