@@ -280,6 +280,16 @@ def test_bad_zone_fields(running: Any, field: str, zone: audio_pb2.Zone) -> None
     assert _stored(stub) == before
 
 
+def test_background_work_runs_under_the_supervisor(hub: Hub, running: Any) -> None:
+    """Zone a's reconcile loop and PulseAudio link thread (its server does not answer, so
+    the link keeps retrying) and the health loop are supervised: their families appear in
+    hearth_task_restarts_total / hearth_task_failing (created when spawned), with no crash."""
+    samples = scrape(f"{hub.address}:{METRICS_PORT}")
+    for family in ("audio-reconcile", "audio-pulse", "audio-health"):
+        assert metric_value(samples, "hearth_task_restarts_total", task=family) == 0, family
+        assert metric_value(samples, "hearth_task_failing", task=family) == 0, family
+
+
 UNKNOWN_ACTION: Any = 99  # no such ControlPlayerRequest.Action
 
 
