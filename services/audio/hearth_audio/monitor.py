@@ -134,7 +134,7 @@ def open_group_socket(group: str, port: int, ifindex: int) -> socket.socket:
         sock.bind((group, port))
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, _mreq(group, ifindex))
         sock.setblocking(False)
-    except OSError:
+    except Exception:  # OSError, or OverflowError for a port beyond 65535
         sock.close()
         raise
     return sock
@@ -174,10 +174,13 @@ class HealthMonitor:
         if not listen:
             self.watches[stream] = w
             return
+        rtp: socket.socket | None = None
         try:
             rtp = open_group_socket(group, port, self.ifindex)
             sap = open_group_socket(group, SAP_PORT, self.ifindex)
         except (OSError, OverflowError, ValueError) as exc:
+            if rtp is not None:
+                rtp.close()
             # A bad group or port (stored before validation existed) must not stop the
             # service: the stream's health shows it as not listened to.
             log.error("cannot listen to group", extra=kv(stream=stream, group=group, err=exc))
