@@ -41,14 +41,34 @@ RECONCILE_ACTIONS = Counter(
     "Changes made to a PulseAudio to converge it (load/unload/set ...).",
     ["target", "action"],
 )
+DATAGRAMS_REJECTED = Counter(
+    "hearth_audio_datagrams_rejected",
+    "Datagrams on a stream's group (RTP or SAP) refused by the parsers, by reason.",
+    ["stream", "reason"],
+)
+TABLE_EVICTIONS = Counter(
+    "hearth_audio_table_evictions",
+    "Entries dropped from a full per-stream table (foreign, senders, announcers).",
+    ["table"],
+)
+HEALTH_ERRORS = Counter(
+    "hearth_audio_health_errors",
+    "Health refreshes of a stream that failed (the other streams' went on).",
+    ["stream"],
+)
 PLAYER_UP = Gauge("hearth_audio_player_up", "1 while MPD is reachable.")
 STATION_UP = Gauge("hearth_audio_station_up", "1 while the station's PulseAudio is reachable.")
 
 
 def forget_stream(sid: str) -> None:
-    for metric in (RTP_PACKETS, RTP_LOST, RTP_JITTER, RTP_AGE, STREAM_UP):
+    from hearth_audio.rtp import REASONS
+
+    for metric in (RTP_PACKETS, RTP_LOST, RTP_JITTER, RTP_AGE, STREAM_UP, HEALTH_ERRORS):
         with contextlib.suppress(KeyError):
             metric.remove(sid)
+    for reason in REASONS:
+        with contextlib.suppress(KeyError):
+            DATAGRAMS_REJECTED.remove(sid, reason)
 
 
 def forget_zone(zid: str) -> None:

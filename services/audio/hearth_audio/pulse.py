@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import pulsectl
 
 from hearth_runtime.logs import kv
+from hearth_runtime.supervisor import Supervisor
 
 log = logging.getLogger("hearth.audio.pulse")
 
@@ -82,6 +83,7 @@ class PulseLink:
         on_event: Callable[[], None],
         on_state: Callable[[bool, str], None],
         retry_max: float = 30.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.server = server
         self.label = label
@@ -97,13 +99,17 @@ class PulseLink:
         )
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"pulse-{label}", daemon=True)
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
+        self._name = f"pulse-{label}"
 
     def start(self) -> PulseLink:
-        self._thread.start()
+        """Run the link's thread under the supervisor (a crash outside the connection
+        handling is logged, counted in hearth_task_restarts_total and restarted)."""
+        self._stop = self._supervisor.spawn_thread(self._run, self._name, family="audio-pulse")
         return self
 
     def close(self) -> None:
+        self._supervisor.cancel(self._name)
         self._stop.set()
         self._wake.set()
 
@@ -133,7 +139,8 @@ class PulseLink:
         if changed:
             self._notify(self._on_state, connected, error)
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
+        self._stop = stop  # cancel(name) and close() set it
         backoff = 0.5
         while not self._stop.is_set():
             pulse = self._connect()

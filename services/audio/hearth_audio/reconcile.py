@@ -25,6 +25,7 @@ from hearth.audio.v1 import audio_pb2
 from hearth_audio.model import Desired, latency_ms, stream_id
 from hearth_audio.pulse import PulseLink, PulseUnreachable, format_args, parse_args
 from hearth_runtime.logs import kv
+from hearth_runtime.supervisor import Supervisor
 
 log = logging.getLogger("hearth.audio.reconcile")
 
@@ -178,6 +179,7 @@ class Reconciler:
         sender_loop: bool,
         interval: float,
         retry_max: float,
+        supervisor: Supervisor,
         on_action: Callable[[str, str], None],
         on_changed: Callable[[str], None],
         on_receiver_loaded: Callable[[str, str], None],
@@ -187,6 +189,7 @@ class Reconciler:
         self.sender_loop = sender_loop
         self.interval = interval
         self.retry_max = retry_max
+        self.supervisor = supervisor
         self.station = StationObserved()
         self.zones: dict[str, ZoneObserved] = {}
         self.links: dict[str, PulseLink] = {}
@@ -207,6 +210,9 @@ class Reconciler:
 
     def _add_target(self, key: str, server: str) -> None:
         loop = asyncio.get_running_loop()
+        old = self.links.pop(key, None)
+        if old is not None:  # a target added twice (a quarantined zone fixed) has one link
+            old.close()
         self._wake[key] = asyncio.Event()
         self._locks.setdefault(key, asyncio.Lock())
         if key != STATION:
@@ -218,13 +224,17 @@ class Reconciler:
             on_event=lambda: self.trigger(key),
             on_state=lambda ok, err: self._link_state(key, ok, err),
             retry_max=self.retry_max,
+            supervisor=self.supervisor,
         ).start()
-        self._tasks[key] = asyncio.create_task(self._loop(key), name=f"reconcile-{key}")
+        # One loop per target, supervised: a crash is logged, counted and restarted.
+        self._tasks[key] = self.supervisor.spawn(
+            lambda: self._loop(key), f"reconcile-{key}", family="audio-reconcile"
+        )
 
     async def _remove_target(self, key: str) -> None:
         task = self._tasks.pop(key, None)
         if task:
-            task.cancel()
+            self.supervisor.cancel(f"reconcile-{key}")
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         link = self.links.pop(key, None)

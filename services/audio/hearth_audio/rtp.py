@@ -4,11 +4,19 @@
 receiver report would carry: received, expected/lost (A.3), duplicates, reordered, and the
 interarrival jitter (6.4.1, A.8). An SSRC change restarts the sequence state (a restarted
 sender) and is counted.
+
+The parsers are *total*: whatever bytes the LAN sends, :func:`decode_rtp` and
+:func:`decode_sap` return a value or raise :class:`Rejected` with a short, fixed reason
+(used as a metric label); nothing else escapes. What they return is bounded: labels are cut
+(:data:`MAX_LABEL`), numbers are range-checked (clock rates within
+:data:`MIN_CLOCK_RATE`-:data:`MAX_CLOCK_RATE`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import struct
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,12 +35,65 @@ class RtpHeader:
     ssrc: int
 
 
+class Rejected(ValueError):
+    """A datagram that is not what it claims to be; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# Every reason a datagram is refused for: a fixed set, so the metric's label is bounded.
+REASONS = (
+    "rtp_short",  # shorter than the 12-byte header (or its CSRC list / extension)
+    "rtp_version",  # not RTP version 2
+    "rtp_padding",  # padding longer than the payload
+    "sap_short",  # shorter than the 8-byte SAP header (or its authentication data)
+    "sap_version",  # not SAP version 1
+    "sap_ipv6",  # IPv6 origin: not supported
+    "sap_compressed",  # zlib-compressed payload: not supported
+    "sap_encrypted",  # encrypted payload: cannot be read
+    "sap_payload",  # no SDP payload
+    "sdp",  # an SDP line with an impossible value (port, payload type, channels)
+    "clock_rate",  # an rtpmap clock rate outside MIN_CLOCK_RATE-MAX_CLOCK_RATE
+    "internal",  # the monitor failed on it (a bug; logged with its traceback)
+)
+
+# Clock rates accepted from an a=rtpmap line: audio codecs use 8 kHz - 192 kHz; 768 kHz is
+# the highest PCM rate any sound hardware offers. Anything else is a broken or hostile
+# announcement (a 400-digit rate made the jitter computation overflow).
+MIN_CLOCK_RATE, MAX_CLOCK_RATE = 1, 768_000
+MAX_CHANNELS = 64
+# Session names and other text taken from an announcement are cut to this many characters.
+MAX_LABEL = 64
+
+
+def decode_rtp(data: bytes) -> RtpHeader:
+    """The fixed header of an RTP version 2 packet; :class:`Rejected` if it is not one."""
+    if len(data) < 12:
+        raise Rejected("rtp_short", f"{len(data)} bytes")
+    if data[0] >> 6 != 2:
+        raise Rejected("rtp_version", str(data[0] >> 6))
+    b0, b1, seq, ts, ssrc = struct.unpack_from("!BBHII", data)
+    header_len = 12 + 4 * (b0 & 0x0F)
+    if b0 & 0x10:  # header extension: 4-byte header + length in 32-bit words
+        if len(data) < header_len + 4:
+            raise Rejected("rtp_short", "extension header cut")
+        header_len += 4 + 4 * struct.unpack_from("!H", data, header_len + 2)[0]
+    if len(data) < header_len:
+        raise Rejected("rtp_short", f"header of {header_len} bytes in {len(data)}")
+    if b0 & 0x20 and (len(data) == header_len or data[-1] > len(data) - header_len):
+        raise Rejected("rtp_padding")
+    return RtpHeader(b1 & 0x7F, seq, ts, ssrc)
+
+
 def parse_rtp(data: bytes) -> RtpHeader | None:
     """The fixed header of an RTP version 2 packet, or None if it is not one."""
-    if len(data) < 12 or data[0] >> 6 != 2:
+    try:
+        return decode_rtp(data)
+    except Rejected:
         return None
-    b1, seq, ts, ssrc = struct.unpack_from("!xBHII", data)
-    return RtpHeader(b1 & 0x7F, seq, ts, ssrc)
 
 
 # Clock rates of the static payload types PulseAudio uses; others come from the SDP.
@@ -59,7 +120,7 @@ class RtpStats:
     _received_this: int = 0
     _transit: float | None = None
     _seen: set[int] = field(default_factory=set)
-    _seen_order: list[int] = field(default_factory=list)
+    _seen_order: deque[int] = field(default_factory=deque)
 
     @property
     def expected(self) -> int:
@@ -80,6 +141,13 @@ class RtpStats:
     @property
     def jitter_seconds(self) -> float:
         return self.jitter_units / self.clock_rate
+
+    def set_clock_rate(self, rate: int) -> None:
+        """Use ``rate`` (Hz) from now on; a rate outside the accepted range is ignored
+        (the parsers refuse such rates before they get here: this is the last line)."""
+        if MIN_CLOCK_RATE <= rate <= MAX_CLOCK_RATE and rate != self.clock_rate:
+            self.clock_rate = rate
+            self._transit = None  # transit times in the old unit are meaningless now
 
     def add(self, header: RtpHeader, arrival: float, size: int) -> None:
         """Account one packet that arrived at ``arrival`` (seconds, any fixed epoch)."""
@@ -116,7 +184,7 @@ class RtpStats:
         self._seen.add(ext_seq)
         self._seen_order.append(ext_seq)
         if len(self._seen_order) > _SEEN_WINDOW:
-            self._seen.discard(self._seen_order.pop(0))
+            self._seen.discard(self._seen_order.popleft())
 
     def _update_seq(self, seq: int) -> bool:
         """A.1's update_seq, simplified (no probation): False if the packet is discarded."""
@@ -165,14 +233,22 @@ class SapAnnouncement:
     session_name: str = ""
 
 
-def parse_sap(data: bytes) -> SapAnnouncement | None:
-    """An RFC 2974 SAP packet carrying SDP, or None if it is not one."""
+def decode_sap(data: bytes) -> SapAnnouncement:
+    """An RFC 2974 SAP packet carrying SDP; :class:`Rejected` (with its reason) otherwise."""
     if len(data) < 8:
-        return None
+        raise Rejected("sap_short", f"{len(data)} bytes")
     flags = data[0]
-    if flags >> 5 != 1 or flags & 0x10 or flags & 0x01:  # v1, IPv4 origin only, no compression
-        return None
+    if flags >> 5 != 1:
+        raise Rejected("sap_version", str(flags >> 5))
+    if flags & 0x10:
+        raise Rejected("sap_ipv6")
+    if flags & 0x01:
+        raise Rejected("sap_compressed")
+    if flags & 0x02:
+        raise Rejected("sap_encrypted")
     auth_len = data[1]
+    if len(data) < 8 + auth_len * 4:
+        raise Rejected("sap_short", "authentication data cut")
     msg_hash = struct.unpack_from("!H", data, 2)[0]
     origin = ".".join(str(b) for b in data[4:8])
     body = data[8 + auth_len * 4 :]
@@ -181,7 +257,7 @@ def parse_sap(data: bytes) -> SapAnnouncement | None:
     elif not body.startswith(b"v=0"):
         nul = body.find(b"\0")
         if nul < 0:
-            return None
+            raise Rejected("sap_payload", "no payload type and no SDP")
         body = body[nul + 1 :]
     sdp = body.decode("utf-8", "replace")
     return _parse_sdp(
@@ -189,28 +265,57 @@ def parse_sap(data: bytes) -> SapAnnouncement | None:
     )
 
 
+def parse_sap(data: bytes) -> SapAnnouncement | None:
+    """An RFC 2974 SAP packet carrying SDP, or None if it is not one (or is refused)."""
+    try:
+        return decode_sap(data)
+    except Rejected:
+        return None
+
+
+def _number(text: str, low: int, high: int, what: str, reason: str = "sdp") -> int:
+    """``text`` as an ASCII decimal within ``low``-``high``; :class:`Rejected` otherwise
+    (``str.isdigit`` accepts "²", and ``int`` refuses more than 4300 digits)."""
+    if not (text.isascii() and text.isdecimal()) or len(text) > 12:
+        raise Rejected(reason, f"{what} {text[:MAX_LABEL]!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise Rejected(reason, f"{what} {value}")
+    return value
+
+
 def _parse_sdp(sap: SapAnnouncement) -> SapAnnouncement:
-    """``sap`` with the connection, media and rtpmap lines of its SDP filled in."""
+    """``sap`` with the connection, media and rtpmap lines of its SDP filled in.
+
+    Text values are cut to :data:`MAX_LABEL` characters (they are shown, after
+    ``hearth_runtime.text.neutral``, in health); the connection address is kept only if it
+    is an IPv4 address (it is compared with the stream's group)."""
     out: dict[str, Any] = {}
     for line in sap.sdp.splitlines():
         key, _, value = line.partition("=")
         if key == "c":
             parts = value.split()
             if len(parts) == 3:
-                out["connection"] = parts[2].split("/")[0]
+                address = parts[2].split("/")[0][:MAX_LABEL]
+                try:
+                    out["connection"] = str(ipaddress.IPv4Address(address))
+                except ValueError:
+                    out["connection"] = "?" + address  # never equal to a group
         elif key == "m" and value.startswith("audio"):
             parts = value.split()
-            if len(parts) >= 4 and parts[1].isdigit() and parts[3].isdigit():
-                out["port"] = int(parts[1])
-                out["payload_type"] = int(parts[3])
+            if len(parts) >= 4:
+                out["port"] = _number(parts[1].split("/")[0], 0, 65535, "port")
+                out["payload_type"] = _number(parts[3], 0, 127, "payload type")
         elif key == "s":
-            out["session_name"] = value
+            out["session_name"] = value[:MAX_LABEL]
         elif key == "a" and value.startswith("rtpmap:"):
             # a=rtpmap:127 L16/48000/2
             _, _, enc = value.partition(" ")
             bits = enc.split("/")
-            if len(bits) >= 2 and bits[1].isdigit():
-                out["clock_rate"] = int(bits[1])
-            if len(bits) >= 3 and bits[2].isdigit():
-                out["channels"] = int(bits[2])
+            if len(bits) >= 2:
+                out["clock_rate"] = _number(
+                    bits[1].strip(), MIN_CLOCK_RATE, MAX_CLOCK_RATE, "clock rate", "clock_rate"
+                )
+            if len(bits) >= 3:
+                out["channels"] = _number(bits[2].strip(), 1, MAX_CHANNELS, "channels")
     return replace(sap, **out)

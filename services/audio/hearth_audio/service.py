@@ -15,6 +15,8 @@ from hearth_audio import metrics, sync
 from hearth_audio.config import AudioConfig
 from hearth_audio.model import (
     MAX_LATENCY_MS,
+    MAX_STREAMS,
+    MAX_ZONES,
     MIGRATIONS,
     MIN_LATENCY_MS,
     STREAM_FIELDS,
@@ -29,10 +31,12 @@ from hearth_audio.player import Player
 from hearth_audio.reconcile import STATION, Reconciler
 from hearth_runtime import FailedPrecondition, InvalidArgument, Runtime, Unavailable
 from hearth_runtime.broadcast import Broadcaster, Lagged
-from hearth_runtime.errors import AlreadyExists
+from hearth_runtime.errors import AlreadyExists, ResourceExhausted
 from hearth_runtime.logs import kv
 from hearth_runtime.resources import apply_update_mask, check_id, paginate
 from hearth_runtime.store import Store
+from hearth_runtime.supervisor import Supervisor
+from hearth_runtime.text import neutral
 
 log = logging.getLogger("hearth.audio")
 
@@ -58,6 +62,9 @@ class Audio:
     def __init__(self, config: AudioConfig, runtime: Runtime[AudioConfig] | None = None) -> None:
         self.config = config
         self.runtime = runtime
+        # Every background task and thread runs under the runtime's supervisor (a private
+        # one when the service is built without a runtime, e.g. in-process tests).
+        self.supervisor = runtime.supervisor if runtime is not None else Supervisor()
         self.store = Store(config.state_dir / "audio.sqlite3", MIGRATIONS)
         self.desired = Desired(self.store, config.group_pool)
         self.events: Broadcaster[audio_pb2.AudioEvent] = Broadcaster()
@@ -68,6 +75,7 @@ class Audio:
             config.sender_loop,
             config.reconcile_interval_seconds,
             config.retry_max_seconds,
+            self.supervisor,
             on_action=lambda target, action: metrics.RECONCILE_ACTIONS.labels(target, action).inc(),
             on_changed=self._target_changed,
             on_receiver_loaded=self._receiver_loaded,
@@ -82,6 +90,7 @@ class Audio:
         self._zone_status: dict[str, tuple[bool, bool, bool, str]] = {}
         self._subscribed_labels: dict[str, str] = {}
         self._serving: bool | None = None
+        self._health_failed: dict[str, float] = {}  # stream -> when its failure was logged
 
     async def start(self) -> None:
         self.reconciler.start()
@@ -89,6 +98,8 @@ class Audio:
             self.monitor.watch(sid, stream.group, stream.port)
 
     async def close(self) -> None:
+        if self.runtime is None:
+            await self.supervisor.close()
         await self.reconciler.close()
         self.monitor.close()
         self.store.close()
@@ -99,7 +110,11 @@ class Audio:
         out = audio_pb2.Stream()
         out.CopyFrom(stream)
         sid = stream_id(stream.name)
-        if not stream.enabled:
+        bad = self.desired.bad_streams.get(sid)
+        if bad is not None and sid not in self.desired.streams:
+            out.state = audio_pb2.QUARANTINED
+            out.problem = bad[1]
+        elif not stream.enabled:
             out.state = audio_pb2.DISABLED
         elif sid in self.reconciler.station.senders:
             out.state = audio_pb2.SENDING
@@ -110,6 +125,10 @@ class Audio:
     def zone_view(self, zone: audio_pb2.Zone) -> audio_pb2.Zone:
         out = audio_pb2.Zone()
         out.CopyFrom(zone)
+        bad = self.desired.bad_zones.get(zone_id(zone.name))
+        if bad is not None and zone_id(zone.name) not in self.desired.zones:
+            out.problem = out.status.error = bad[1]
+            return out
         obs = self.reconciler.zones.get(zone_id(zone.name))
         if obs is not None:
             st = out.status
@@ -163,12 +182,18 @@ class Audio:
             obs = self.reconciler.zones.get(key)
             metrics.ZONE_UP.labels(key).set(1 if obs and obs.reachable else 0)
             self._publish(Event.ZONE_CHANGED, zones=[self.zone_view(self.desired.zones[key])])
-        asyncio.get_running_loop().create_task(self.update_serving())
+        self._spawn_update_serving()
+
+    def _spawn_update_serving(self) -> None:
+        # A later change supersedes an earlier one still running (same name: the supervisor
+        # cancels the old task); update_serving only records what it published.
+        if self.runtime is not None:
+            self.supervisor.spawn(self.update_serving, "audio-serving", restart=False)
 
     def _player_changed(self, player: audio_pb2.Player) -> None:
         metrics.PLAYER_UP.set(1 if player.reachable else 0)
         self._publish(Event.PLAYER_CHANGED, player=player)
-        asyncio.get_running_loop().create_task(self.update_serving())
+        self._spawn_update_serving()
 
     def _receiver_loaded(self, zid: str, stream_name: str) -> None:
         """Send the group's last SAP announcement at once: the receiver starts now."""
@@ -187,8 +212,8 @@ class Audio:
         if self.player is not None and not self.player.reachable:
             ok = False
         if ok != self._serving:
-            self._serving = ok
             await self.runtime.set_serving(ok)
+            self._serving = ok  # only once published: a cancelled run is redone in full
 
     # -------------------------------------------------------------------- health
 
@@ -214,12 +239,32 @@ class Audio:
         if snap.sap_age is not None:
             out.sap_age.FromNanoseconds(int(snap.sap_age * 1e9))
         out.conflicts.extend(snap.conflicts)
+        for reason, count in snap.rejected.items():
+            out.rejected[reason] = count
         return out
+
+    def compute_health(self, sid: str) -> tuple[audio_pb2.StreamHealth, Snapshot | None]:
+        """``sid``'s health now; a failure is isolated to this stream: logged (once a
+        minute per stream, with its traceback), counted in hearth_audio_health_errors_total,
+        and reported in the message's conflicts instead of raised."""
+        try:
+            snap = self.monitor.snapshot(sid)
+            return self._health_message(sid, snap), snap
+        except Exception as exc:
+            metrics.HEALTH_ERRORS.labels(sid).inc()
+            now = time.monotonic()
+            if now - self._health_failed.get(sid, -60.0) >= 60.0:
+                self._health_failed[sid] = now
+                log.exception("stream health failed", extra=kv(stream=sid))
+            out = audio_pb2.StreamHealth(name=f"streams/{sid}/health")
+            out.conflicts.append(
+                neutral(f"health could not be computed: {type(exc).__name__}: {exc}", 200)
+            )
+            return out, None
 
     def refresh_health(self) -> None:
         for sid in self.desired.streams:
-            snap = self.monitor.snapshot(sid)
-            msg = self._health_message(sid, snap)
+            msg, snap = self.compute_health(sid)
             self.health[sid] = msg
             packets, lost = self._counted.get(sid, (0, 0))
             if msg.packets >= packets:
@@ -312,7 +357,7 @@ class Audio:
             devices.append((zone.server, f"{zone.sink or obs.default_sink}.monitor"))
         signal = sync.burst_signal()
         result = await asyncio.to_thread(
-            _measure, devices, self.config.station_server, sink, signal, seconds
+            _measure, self.supervisor, devices, self.config.station_server, sink, signal, seconds
         )
         a, b = zone_id(zone_a.name), zone_id(zone_b.name)
         metrics.SYNC_OFFSET.labels(a, b).set(result.offset_s)
@@ -390,13 +435,14 @@ SESSION_SETTLE_S = 3.0
 
 
 def _measure(
+    supervisor: Supervisor,
     devices: list[tuple[str, str]],
     station: str,
     sink: str,
     signal: sync.Samples,
     seconds: float,
 ) -> sync.SyncResult:
-    recorders = [sync.Recorder(server, device) for server, device in devices]
+    recorders = [sync.Recorder(server, device, supervisor) for server, device in devices]
     try:
         for rec in recorders:
             rec.start()
@@ -424,8 +470,10 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         self, request: audio_pb2.CreateStreamRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.Stream:
         sid = check_id("stream_id", request.stream_id)
-        if sid in self.desired.streams:
+        if sid in self.desired.streams or sid in self.desired.bad_streams:
             raise AlreadyExists(f"stream streams/{sid} already exists")
+        if len(self.desired.streams) + len(self.desired.bad_streams) >= MAX_STREAMS:
+            raise ResourceExhausted(f"at most {MAX_STREAMS} streams")
         stream = self.desired.normalise_stream(request.stream, sid)
         self.desired.put_stream(stream)
         await self.audio.stream_changed(sid)
@@ -434,19 +482,23 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
     async def GetStream(
         self, request: audio_pb2.GetStreamRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.Stream:
-        return self.audio.stream_view(self.desired.stream(request.name))
+        return self.audio.stream_view(self.desired.stream(request.name, quarantined=True))
 
     async def ListStreams(
         self, request: audio_pb2.ListStreamsRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.ListStreamsResponse:
-        items = [self.audio.stream_view(s) for s in self.desired.streams.values()]
+        stored = {
+            **{k: v for k, (v, _) in self.desired.bad_streams.items()},
+            **self.desired.streams,
+        }
+        items = [self.audio.stream_view(stored[k]) for k in sorted(stored)]
         page, token = paginate(items, request.page_size, request.page_token)
         return audio_pb2.ListStreamsResponse(streams=page, next_page_token=token)
 
     async def UpdateStream(
         self, request: audio_pb2.UpdateStreamRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.Stream:
-        current = self.desired.stream(request.stream.name, "stream.name")
+        current = self.desired.stream(request.stream.name, "stream.name", quarantined=True)
         sid = stream_id(current.name)
         patched = apply_update_mask(
             current, request.stream, request.update_mask, STREAM_FIELDS, "stream"
@@ -459,7 +511,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
     async def DeleteStream(
         self, request: audio_pb2.DeleteStreamRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        stream = self.desired.stream(request.name)
+        stream = self.desired.stream(request.name, quarantined=True)
         users = [z.name for z in self.desired.zones_on(stream.name)]
         if users:
             raise FailedPrecondition(
@@ -485,6 +537,12 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         return await self._set_enabled(request.name, False)
 
     async def _set_enabled(self, name: str, enabled: bool) -> audio_pb2.Stream:
+        if stream_id(name) in self.desired.bad_streams and name.startswith("streams/"):
+            raise FailedPrecondition(
+                f"{name[:80]} is quarantined ({self.desired.bad_streams[stream_id(name)][1]});"
+                " fix it with UpdateStream or delete it",
+                metadata={"resource": name[:80]},
+            )
         stream = audio_pb2.Stream()
         stream.CopyFrom(self.desired.stream(name))
         stream.enabled = enabled
@@ -498,8 +556,10 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         self, request: audio_pb2.CreateZoneRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.Zone:
         zid = check_id("zone_id", request.zone_id)
-        if zid in self.desired.zones:
+        if zid in self.desired.zones or zid in self.desired.bad_zones:
             raise AlreadyExists(f"zone zones/{zid} already exists")
+        if len(self.desired.zones) + len(self.desired.bad_zones) >= MAX_ZONES:
+            raise ResourceExhausted(f"at most {MAX_ZONES} zones")
         zone = self.desired.normalise_zone(request.zone, zid)
         if not zone.HasField("volume"):
             zone.volume = 1.0
@@ -512,29 +572,34 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
     async def GetZone(
         self, request: audio_pb2.GetZoneRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.Zone:
-        return self.audio.zone_view(self.desired.zone(request.name))
+        return self.audio.zone_view(self.desired.zone(request.name, quarantined=True))
 
     async def ListZones(
         self, request: audio_pb2.ListZonesRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.ListZonesResponse:
-        items = [self.audio.zone_view(z) for z in self.desired.zones.values()]
+        stored = {**{k: v for k, (v, _) in self.desired.bad_zones.items()}, **self.desired.zones}
+        items = [self.audio.zone_view(stored[k]) for k in sorted(stored)]
         page, token = paginate(items, request.page_size, request.page_token)
         return audio_pb2.ListZonesResponse(zones=page, next_page_token=token)
 
     async def UpdateZone(
         self, request: audio_pb2.UpdateZoneRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.Zone:
-        current = self.desired.zone(request.zone.name, "zone.name")
+        current = self.desired.zone(request.zone.name, "zone.name", quarantined=True)
         zid = zone_id(current.name)
         patched = apply_update_mask(current, request.zone, request.update_mask, ZONE_FIELDS, "zone")
         zone = self.desired.normalise_zone(patched, zid)
+        was_quarantined = zid not in self.desired.zones
         self.desired.put_zone(zone)
+        if was_quarantined:  # fixed: from now on it is reconciled like any zone
+            await self.audio.reconciler.zone_added(zid)
+            return await self._zone_changed(zid)
         return await self._zone_changed(zid, server_changed=zone.server != current.server)
 
     async def DeleteZone(
         self, request: audio_pb2.DeleteZoneRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        zone = self.desired.zone(request.name)
+        zone = self.desired.zone(request.name, quarantined=True)
         zid = zone_id(zone.name)
         self.desired.delete_zone(zid)
         await self.audio.reconciler.zone_removed(zid, zone)
@@ -592,6 +657,11 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
     async def ControlPlayer(
         self, request: audio_pb2.ControlPlayerRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.Player:
+        Action = audio_pb2.ControlPlayerRequest.Action
+        if request.action not in Action.values() or request.action == Action.ACTION_UNSPECIFIED:
+            raise InvalidArgument("action", f"{request.action} is not a known action")
+        if request.action == Action.SET_VOLUME and not 0 <= request.volume <= 100:
+            raise InvalidArgument("volume", f"{request.volume} is out of range (0-100)")
         return await self._player().control(request.action, request.volume)
 
     # -------------------------------------------------------------- health, sync
@@ -601,10 +671,9 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
     ) -> audio_pb2.StreamHealth:
         name = request.name
         if not name.endswith("/health"):
-            raise InvalidArgument("name", f"{name!r} is not a streams/{{id}}/health name")
+            raise InvalidArgument("name", f"{name[:80]!r} is not a streams/{{id}}/health name")
         stream = self.desired.stream(name.removesuffix("/health"))
-        sid = stream_id(stream.name)
-        return self.audio._health_message(sid, self.audio.monitor.snapshot(sid))
+        return self.audio.compute_health(stream_id(stream.name))[0]
 
     def _zone_pair(self, name_a: str, name_b: str) -> tuple[audio_pb2.Zone, audio_pb2.Zone]:
         """The two distinct zones a sync request names (zone_a, zone_b)."""
@@ -617,12 +686,13 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
     async def MeasureSync(
         self, request: audio_pb2.MeasureSyncRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.SyncMeasurement:
-        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
+        # The request's own fields first (no lookups for a malformed request).
         seconds = 3.0
         if request.HasField("duration"):
             seconds = request.duration.ToNanoseconds() / 1e9
             if not 2.0 <= seconds <= 30.0:
                 raise InvalidArgument("duration", f"{seconds} s is out of range (2-30 s)")
+        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
         stream_name = request.stream or zone_a.stream
         if not stream_name:
             raise FailedPrecondition(f"zone_a: {zone_a.name} plays no stream; name one")
@@ -631,13 +701,13 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
     async def CalibrateSync(
         self, request: audio_pb2.CalibrateSyncRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.SyncCalibration:
-        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
         tolerance = request.tolerance_ms or 2.0
         if not 0.5 <= tolerance <= 50.0:
             raise InvalidArgument("tolerance_ms", f"{tolerance} is out of range (0.5-50)")
         rounds = request.max_rounds or 3
         if not 1 <= rounds <= 10:
             raise InvalidArgument("max_rounds", f"{rounds} is out of range (1-10)")
+        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
         stream_name = request.stream or zone_a.stream
         if not stream_name:
             raise FailedPrecondition(f"zone_a: {zone_a.name} plays no stream; name one")

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from hearth_runtime.supervisor import Supervisor
+
 RATE = 48000
 CHUNK_FRAMES = 480  # 10 ms
 BAND_HZ = (100.0, 2000.0)  # the test signal's band
@@ -158,28 +160,45 @@ class Recording:
     start: float
 
 
+_RECORDERS = itertools.count(1)  # recorder threads' names are unique
+
+
 @dataclass
 class Recorder:
-    """Records a device in a thread until stopped; stamps every chunk's capture time."""
+    """Records a device in a thread until stopped; stamps every chunk's capture time.
+
+    The thread is a short job under the supervisor (``restart=False``: a recording that
+    failed is reported by :meth:`stop`, not retried), named uniquely and removed from the
+    supervisor when stopped."""
 
     server: str
     device: str
+    supervisor: Supervisor = field(default_factory=Supervisor)
     chunks: list[bytes] = field(default_factory=list)
     starts: list[float] = field(default_factory=list)
     error: Exception | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _ready: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _done: threading.Event = field(default_factory=threading.Event)
+    _name: str = ""
 
     def start(self, timeout: float = 5.0) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True, name="sync-rec")
-        self._thread.start()
+        self._name = f"sync-rec-{next(_RECORDERS)}"
+        self._stop = self.supervisor.spawn_thread(
+            self._run, self._name, family="audio-sync-recorder", restart=False
+        )
         if not self._ready.wait(timeout):
             raise PulseStreamError(f"{self.server}: recording did not start")
         if self.error:
             raise self.error
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
+        try:
+            self._record(stop)
+        finally:
+            self._done.set()
+
+    def _record(self, stop: threading.Event) -> None:
         try:
             stream = SimpleStream(self.server, self.device, record=True, name="sync recording")
         except Exception as exc:
@@ -189,7 +208,7 @@ class Recorder:
         self._ready.set()
         frames = 0
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 data = stream.read(CHUNK_FRAMES * 2)
                 captured = time.monotonic() - stream.latency()
                 frames += CHUNK_FRAMES
@@ -204,11 +223,14 @@ class Recorder:
     def abort(self) -> None:
         """Stop without waiting for or checking the recording."""
         self._stop.set()
+        if self._name:
+            self.supervisor.cancel(self._name)
 
     def stop(self) -> Recording:
         self._stop.set()
-        if self._thread:
-            self._thread.join(5)
+        if self._name:
+            self._done.wait(5)
+            self.supervisor.cancel(self._name)
         if self.error:
             raise PulseStreamError(f"{self.server} {self.device}: {self.error}")
         raw = b"".join(self.chunks)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import socket
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +26,7 @@ from hearth_audio.testbed import (
     start_intruder,
     tone_levels,
 )
-from hearth_lab import lab_available
+from hearth_lab import Host, lab_available
 from hearth_testing import metric_value, scrape, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -210,10 +214,30 @@ def _loss_over(al: AudioLab, packets: int) -> tuple[int, int]:
     return found
 
 
-# Binomial noise of the measured loss at p = 5 %: sigma = sqrt(p (1 - p) / n). Over
-# 9000 packets (both streams, ~300 packets/s, 30 s) sigma is 0.23 %, so the issue's
-# +-1 % bound is 4.3 sigma: a correct measurement fails it about once in 60000 runs.
+# Every statistical check below is designed to fail a correct service at most this often.
+# z is the two-sided normal quantile: P(|N(0,1)| > 3.89) = 1e-4.
+FALSE_FAILURE = 1e-4
+Z = 3.89
+LOSS_P = 0.05  # the impairment's loss probability, per packet, independent
+# n = 9000 packets (both streams, ~300 packets/s, 30 s): sd of the measured ratio
+# sqrt(p (1 - p) / n) = 0.23 %, so the bound is +-0.89 %.
 LOSS_PACKETS = 9000
+
+
+def binomial_bound(p: float, n: float) -> float:
+    """Half-width of the interval a Binomial(n, p) ratio leaves with probability
+    FALSE_FAILURE (normal approximation; n p (1 - p) >= 400 here, where it is exact to
+    well within the quoted probability)."""
+    return Z * math.sqrt(p * (1 - p) / n)
+
+
+def _udp_drops(host: Host, groups: tuple[str, ...], port: int) -> int:
+    """Datagrams the kernel dropped at full receive buffers of the sockets bound to
+    ``groups``:``port`` in ``host`` (/proc/net/udp). A loaded machine can make the service's
+    socket overflow: those packets are lost for the service too, but not by the impairment."""
+    wanted = {f"{socket.htonl(int(ipaddress.IPv4Address(g))):08X}:{port:04X}" for g in groups}
+    out = host.run(["cat", "/proc/net/udp"], check=True).stdout
+    return sum(int(f[-1]) for f in (ln.split() for ln in out.splitlines()[1:]) if f[1] in wanted)
 
 
 def _jitter(al: AudioLab) -> float:
@@ -232,54 +256,169 @@ def _after_more_packets(al: AudioLab, what: str, packets: int) -> None:
     wait_for(what, lambda: health(al, "radio").packets >= start + packets, timeout=30)
 
 
+# A second receiver beside the service (same host, same group, same kernel timestamps):
+# it prints every radio packet's arrival time and the RFC 3550 jitter (A.8, in seconds at
+# 48 kHz) after it, computed independently of hearth_audio.rtp.
+_REFERENCE = """
+import socket, struct, sys, time
+group, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+out = open(sys.argv[4], "w", buffering=1)  # line-buffered: complete up to a kill
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, 35, 1)  # SO_TIMESTAMPNS
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+s.setsockopt(socket.IPPROTO_IP, 49, 0)  # IP_MULTICAST_ALL off
+s.bind((group, port))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             socket.inet_aton(group) + socket.inet_aton("0.0.0.0"))
+s.settimeout(0.2)
+print("ready", flush=True)
+j, last, seen, end = 0.0, None, set(), time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        data, anc, _, _ = s.recvmsg(2048, socket.CMSG_SPACE(16))
+    except socket.timeout:
+        continue
+    sec, nsec = struct.unpack_from("@qq", anc[0][2])
+    arrival = sec + nsec / 1e9
+    seq, ts = struct.unpack_from("!HI", data, 2)
+    if seq in seen:
+        continue  # a duplicate: not counted (hearth drops it too)
+    seen.add(seq)
+    transit = arrival * 48000 - ts
+    if last is not None:
+        d = (transit - last + (1 << 31)) % (1 << 32) - (1 << 31)
+        j += (abs(d) - j) / 16.0
+    last = transit
+    out.write(f"{arrival:.9f} {j / 48000:.9f}\\n")
+"""
+
+
+def _reference_between(ref: list[tuple[float, float]], t0: float, t1: float) -> list[float]:
+    """The reference's jitter values after each packet that arrived within [t0, t1], and
+    the one just before (the estimate in force at t0)."""
+    before = [j for t, j in ref if t < t0][-1:]
+    return before + [j for t, j in ref if t0 <= t <= t1]
+
+
+# The service reads a packet in its event loop some time after the kernel stamped it: a
+# reading taken at t reflects the packets that arrived up to t, possibly minus those of
+# the last READ_LAG seconds (generous: the loop wakes within milliseconds when idle).
+READ_LAG = 0.25
+
+
 def test_loss_and_jitter_under_netem(house: AudioLab) -> None:
+    """Loss and jitter under an impaired station link, decided on enough samples.
+
+    Loss: over LOSS_PACKETS packets the impairment drops each with probability LOSS_P,
+    independently, so the measured ratio (after removing packets the service's own socket
+    dropped on a loaded machine, counted by the kernel) lies within binomial_bound of
+    LOSS_P except with probability FALSE_FAILURE; likewise the 10 s window of
+    GetStreamHealth, with n the packets in that window. Clean links must lose nothing
+    beyond such socket drops.
+
+    Jitter: no distribution is assumed (the impairer's scheduling and PulseAudio's bursts
+    add to netem's uniform +-20 ms by amounts that vary with machine load, which is what
+    made fixed bounds flaky). Instead a second receiver beside the service computes RFC 3550
+    jitter over the same packets; every reading of the API and of the exported gauge must
+    equal the reference's estimate at some packet of its read window. That check has no
+    false-failure probability beyond READ_LAG being exceeded. The impairment's effect is
+    checked on the same reference: more than twice the clean jitter, and below the largest
+    possible mean |D| (2 x 20 ms plus the clean jitter's own 2 x spread is far below 60 ms).
+
+    Overall: 3 binomial checks at FALSE_FAILURE each, about 3e-4 per run.
+    """
     al = house
     baseline(al)
+    groups = ("239.255.0.1", "239.255.0.2")
     wait_for("radio and tv up", lambda: health(al, "radio").up and health(al, "tv").up)
-    assert _loss_over(al, 900)[0] == 0
+    drops0 = _udp_drops(al.hub, groups, 46000)
+    clean_lost, _ = _loss_over(al, 900)
+    assert clean_lost == _udp_drops(al.hub, groups, 46000) - drops0, "loss on a clean link"
     clean_jitter = _jitter(al)
     packets_metric = _metric(al, "hearth_audio_rtp_packets_total", stream="radio")
     age = _metric(al, "hearth_audio_rtp_last_packet_age_seconds", stream="radio")
     assert 0 <= age < 1.0, f"live stream's last packet {age} s ago"
     try:
         lost_before = health(al, "radio").lost
-        al.station.netem(loss_percent=5)
+        al.station.netem(loss_percent=LOSS_P * 100)
         wait_for("netem dropping packets", lambda: health(al, "radio").lost > lost_before)
+        drops0 = _udp_drops(al.hub, groups, 46000)
+        started = time.monotonic()
         lost, expected = _loss_over(al, LOSS_PACKETS)
-        loss = lost / expected
-        assert 0.04 <= loss <= 0.06, (
-            f"measured loss {loss:.4f} = {lost}/{expected} (backend {al.lab.netem_backend})"
+        elapsed = time.monotonic() - started
+        dropped_here = _udp_drops(al.hub, groups, 46000) - drops0
+        loss = (lost - dropped_here) / expected
+        bound = binomial_bound(LOSS_P, expected)
+        assert abs(loss - LOSS_P) <= bound, (
+            f"measured loss {loss:.4f} = ({lost} - {dropped_here} socket drops)/{expected},"
+            f" bound {LOSS_P} +- {bound:.4f} (backend {al.lab.netem_backend})"
         )
-        # The 10 s window of GetStreamHealth (~1500 packets: sigma 0.56 %).
-        assert 0.03 <= health(al, "radio").loss_ratio <= 0.07
+        # The 10 s window of GetStreamHealth: radio alone, about half the packets/s.
+        window_n = expected / 2 / elapsed * 10.0
+        window_p = LOSS_P + dropped_here / expected
+        ratio = health(al, "radio").loss_ratio
+        bound = binomial_bound(window_p, window_n)
+        assert abs(ratio - window_p) <= bound, (ratio, window_p, bound, window_n)
         assert _metric(al, "hearth_audio_rtp_lost_packets_total", stream="radio") > 0
+
         al.station.netem(delay_ms=50, jitter_ms=20)
-        wait_for("jitter rising", lambda: _jitter(al) > 2 * clean_jitter)
-        # The RFC 3550 estimate averages over ~16 packets: 600 more settle it. One reading
-        # still wanders by ~2 ms (one of them read 9.8 ms), so five, 100 packets apart.
-        _after_more_packets(al, "600 packets under netem jitter", 600)
-        readings = []
-        for _ in range(5):
-            _after_more_packets(al, "100 more packets under netem jitter", 100)
-            readings.append(_jitter(al))
-        jitter = statistics.mean(readings)
-        # Uniform +-20 ms delay: E|D| of two such delays is 13.3 ms; the sender's own
-        # burstiness (clean_jitter, a few ms: PulseAudio sends in chunks) adds a little.
-        assert 0.010 <= jitter <= 0.020, f"jitter {[round(r * 1e3, 2) for r in readings]} ms"
-        assert jitter > 2 * clean_jitter
-        # The exported gauge is the same estimate: read back to back, they agree.
-        exported = _metric(al, "hearth_audio_rtp_jitter_seconds", stream="radio")
-        now = _jitter(al)
-        assert abs(exported - now) <= 0.003, (
-            f"jitter metric {exported * 1e3:.2f} ms, API {now * 1e3:.2f} ms"
+        ref_path = al.lab.workdir / "jitter-reference.txt"
+        reference = al.hub.popen(
+            ["python3", "-u", "-c", _REFERENCE, "239.255.0.1", "46000", "60", str(ref_path)],
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        assert exported > 2 * clean_jitter
+        try:
+            assert reference.stdout is not None
+            assert reference.stdout.readline().strip() == "ready"
+            # The RFC 3550 estimate forgets its past with weight (15/16)^n: 300 packets
+            # leave 4e-9 of the state before the impairment (and before the reference).
+            _after_more_packets(al, "300 packets under netem jitter", 300)
+            readings: list[tuple[float, float, float]] = []  # (t0, t1, jitter)
+            for _ in range(5):
+                _after_more_packets(al, "100 more packets under netem jitter", 100)
+                t0 = time.time()
+                value = _jitter(al)
+                readings.append((t0, time.time(), value))
+            t_scrape = time.time()
+            exported = _metric(al, "hearth_audio_rtp_jitter_seconds", stream="radio")
+            t_scraped = time.time()
+        finally:
+            al.hub.stop(reference)
+        lines = [ln.split() for ln in ref_path.read_text().splitlines()]
+        ref = [(float(f[0]), float(f[1])) for f in lines if len(f) == 2]
+        for t0, t1, value in readings:
+            near = _reference_between(ref, t0 - READ_LAG, t1)
+            assert near and min(near) - 1e-6 <= value <= max(near) + 1e-6, (
+                f"API jitter {value * 1e3:.3f} ms, reference around it"
+                f" {[round(j * 1e3, 3) for j in near]} ms"
+            )
+        # The gauge is refreshed every health_interval (1 s) from the same estimate.
+        near = _reference_between(ref, t_scrape - 1.0 - READ_LAG, t_scraped)
+        assert near and min(near) - 1e-6 <= exported <= max(near) + 1e-6, (
+            f"jitter metric {exported * 1e3:.3f} ms, reference {min(near) * 1e3:.3f}"
+            f"-{max(near) * 1e3:.3f} ms"
+        )
+        settled = [j for t, j in ref if t >= readings[0][0]]
+        mean = statistics.mean(settled)
+        print(
+            f"netem: loss {loss:.4f} = ({lost} - {dropped_here})/{expected}, window {ratio:.4f}"
+            f" (n {window_n:.0f}); jitter API {[round(r[2] * 1e3, 2) for r in readings]} ms,"
+            f" gauge {exported * 1e3:.2f} ms, reference mean {mean * 1e3:.2f} ms,"
+            f" clean {clean_jitter * 1e3:.2f} ms"
+        )
+        assert 2 * clean_jitter < mean < 0.060, (
+            f"jitter under +-20 ms netem {mean * 1e3:.2f} ms, clean {clean_jitter * 1e3:.2f} ms"
+        )
     finally:
         al.station.clear_netem()
     # Clearing drops what netem still held back; once later packets arrive that gap
-    # is counted, and from then on the clean link loses nothing.
+    # is counted, and from then on the clean link loses nothing (but socket drops).
     _after_more_packets(al, "packets after clearing netem", 50)
-    assert _loss_over(al, 600)[0] == 0
+    drops0 = _udp_drops(al.hub, groups, 46000)
+    clean_lost, _ = _loss_over(al, 600)
+    assert clean_lost == _udp_drops(al.hub, groups, 46000) - drops0, "loss on a clean link"
     counted = _metric(al, "hearth_audio_rtp_packets_total", stream="radio")
     assert counted - packets_metric >= LOSS_PACKETS / 2 * 0.9, (packets_metric, counted)
 
@@ -433,6 +572,17 @@ SESSION_DRAWS = 3
 
 
 def session_offsets(al: AudioLab, latency_b_ms: int, expected: float, bound: float) -> list[float]:
+    """Readings of the first of up to SESSION_DRAWS fresh sessions that started within
+    ``bound`` of ``expected``.
+
+    Statistically this is the test "at least one of SESSION_DRAWS independent sessions
+    starts within the bound" (stopped early once one does), not a retry of a flaky
+    measurement: what varies is PulseAudio's session start, whose rate of starting off the
+    bound was measured at about 1/15 (README "Sync"). With independent sessions a correct
+    service fails it with probability (1/15)^3 = 3e-4; on a slow day when one in four
+    sessions starts off, (1/4)^3 = 1.6e-2 - the machine's load, not the service, is then
+    what the test reports, and the printed draws show it.
+    """
     for draw in range(1, SESSION_DRAWS + 1):
         readings = fresh_offsets(al, latency_b_ms)
         if all(abs(x - expected) <= bound for x in readings):
@@ -480,7 +630,15 @@ def test_calibrate_sync_brings_zones_together(house: AudioLab) -> None:
     assert "tolerance_ms" in str(err.value.details())
     try:
         with al.steady_sinks():
-            fresh_offsets(al, 240, n=0)  # zone b 40 ms behind
+            # The precondition, zone b measurably behind, rests on PulseAudio starting the
+            # fresh sessions at their settings (+40 ms); like session_offsets, up to
+            # SESSION_DRAWS sessions are drawn until one did (false failure (1/15)^3).
+            for draw in range(1, SESSION_DRAWS + 1):
+                fresh_offsets(al, 240, n=0)  # zone b 40 ms behind
+                start = measure(al)
+                if start > 20.0:
+                    break
+                print(f"sync: session {draw} for calibration started at {start} ms, not ~40")
             cal = al.stub.CalibrateSync(request)
             # Seconds later, independently of the service's last reading: zone b is still
             # with zone a, within the ~8 ms PulseAudio's rate control leaves (README "Sync").
@@ -493,7 +651,9 @@ def test_calibrate_sync_brings_zones_together(house: AudioLab) -> None:
         assert offsets[0] > 20.0, offsets  # it started apart
         assert abs(offsets[-1]) <= NEAR_ZERO_MS, offsets
         assert len(offsets) >= 2  # it changed something
-        assert 195 <= cal.zone_b.latency.ToMilliseconds() <= 205, cal.zone_b
+        # Each round shifted zone b's latency by the (rounded) offset it measured: exactly.
+        shifted = 240 - sum(round(x) for x in offsets[:-1])
+        assert cal.zone_b.latency.ToMilliseconds() == shifted, (offsets, cal.zone_b)
         assert f"latency_msec={cal.zone_b.latency.ToMilliseconds()}" in receivers(al, "b")[0]
         assert abs(again) <= 8.0, again
     finally:
