@@ -24,15 +24,6 @@ LAB_MODULES = {
     "testkit.py",
     "demo.py",
 }
-# Calls still to be moved under the supervisor, as "path: call"; each is removed as it is
-# moved (an entry that no longer matches fails the test, so the list only shrinks).
-PENDING = {
-    "services/audio/hearth_audio/pulse.py: Thread",
-    "services/audio/hearth_audio/reconcile.py: create_task",
-    "services/audio/hearth_audio/service.py: create_task",
-    "services/audio/hearth_audio/sync.py: Thread",
-    "services/wake/hearth_wake/sniffer.py: Thread",
-}
 FORBIDDEN_CALLS = {"create_task", "ensure_future", "Thread", "start_new_thread"}
 
 
@@ -62,12 +53,7 @@ def test_the_scan_sees_product_code() -> None:
 
 
 def test_no_unsupervised_task_or_thread_in_product_code() -> None:
-    found = [v for path in _product_files() for v in _violations(path)]
-    keys = set(keys_of(found))
-    violations = [v for v, key in zip(found, keys_of(found), strict=True) if key not in PENDING]
-    assert not violations, "start these through the runtime's supervisor:\n" + "\n".join(violations)
-    assert not PENDING - keys, f"moved under the supervisor, drop from PENDING: {PENDING - keys}"
-
-
-def keys_of(found: list[str]) -> list[str]:
-    return [f"{v.split(':')[0]}: {v.rsplit(' ', 1)[1].removesuffix('(...)')}" for v in found]
+    violations = [v for path in _product_files() for v in _violations(path)]
+    assert not violations, "start these through the runtime's supervisor:\n" + "\n".join(
+        violations
+    )
