@@ -54,6 +54,4 @@ def test_the_scan_sees_product_code() -> None:
 
 def test_no_unsupervised_task_or_thread_in_product_code() -> None:
     violations = [v for path in _product_files() for v in _violations(path)]
-    assert not violations, "start these through the runtime's supervisor:\n" + "\n".join(
-        violations
-    )
+    assert not violations, "start these through the runtime's supervisor:\n" + "\n".join(violations)
