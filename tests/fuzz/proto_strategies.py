@@ -232,20 +232,34 @@ def _well_known(desc: Descriptor, names: Sequence[str]) -> st.SearchStrategy[Mes
         )
         return st.builds(lambda s, n: cls(seconds=s, nanos=n), seconds, nanos)
     if full == "google.protobuf.FieldMask":
-        # The paths of a FieldMask name fields of the message beside it; generated ones mix
-        # real field names (found at the call site by update_paths) with junk.
-        path = st.one_of(
-            st.sampled_from(sorted(_ALL_FIELD_NAMES) or ["name"]),
-            text_strategy(),
-            st.sampled_from(["*", "", "a.b", "name.x"]),
-        )
-        return st.builds(lambda ps: cls(paths=ps), st.lists(path, max_size=5))
+        return mask_strategy(cls, sorted(_ALL_FIELD_NAMES))
     if full == "google.protobuf.Empty":
         return st.just(cls())
     return None
 
 
 _NO_VALID: Mapping[str, Sequence[Message]] = {}
+
+
+def mask_strategy(cls: type[Message], real: Sequence[str]) -> st.SearchStrategy[Message]:
+    """FieldMasks whose paths mix real field names with junk."""
+    path = st.one_of(
+        st.sampled_from(list(real) or ["name"]),
+        text_strategy(),
+        st.sampled_from(["*", "", "a.b", "name.x"]),
+    )
+    return st.builds(lambda ps: cls(paths=ps), st.lists(path, max_size=5))
+
+
+def _mask_paths(desc: Descriptor) -> list[str]:
+    """The paths an update mask in ``desc`` can really name: the fields of the resource
+    beside it (and of ``desc`` itself), not every field name hearth has."""
+    names = set(desc.fields_by_name)
+    for f in desc.fields:
+        if f.type == F.TYPE_MESSAGE and not _is_map(f):
+            names.update(_msg(f).fields_by_name)
+    return sorted(names)
+
 
 # Names of every field of every hearth message: FieldMask paths draw from these.
 _ALL_FIELD_NAMES: set[str] = set()
@@ -306,6 +320,7 @@ def _set_field(msg: Message, field: FieldDescriptor, value: Any) -> None:
 
 
 MAX_DEPTH = 4
+MASK = "google.protobuf.FieldMask"
 
 
 def message_strategy(
@@ -358,6 +373,8 @@ def message_strategy(
                 if depth == 0
                 else st.just([]),
             )
+        elif field.type == F.TYPE_MESSAGE and _msg(field).full_name == MASK:
+            singles[field.name] = mask_strategy(message_class(_msg(field)), _mask_paths(desc))
         else:
             singles[field.name] = _field_value(field, names, depth, valid)
 
