@@ -69,13 +69,24 @@ demo: install ## a demo house in network namespaces with every service (as root)
 bench: install ## every benchmark under bench/, results in bench/results/
 	$(PY) bench/run_all.py
 
+# Examples per RPC and door; generated Zuul/Gerrit documents; SAP/RTP datagram draws; batches
+# of datagrams sent to a real hearth-audio.
 FUZZ_EXAMPLES ?= 200
+FUZZ_DOCUMENTS ?= 2000
+FUZZ_DATAGRAMS ?= 5000
+FUZZ_LAB_BATCHES ?= 200
 FUZZ_RESULTS := bench/results/fuzz.json
 fuzz: install ## generated requests for every RPC, large budget (as root); figures in bench/results/fuzz.json
 	rm -f $(FUZZ_RESULTS)
-	HEARTH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HEARTH_FIGURES_FILE=$(CURDIR)/$(FUZZ_RESULTS) \
-	  $(PY) -m pytest -q -p no:cacheprovider -o timeout=3600 tests/fuzz $(PYTEST_ARGS); \
-	  code=$$?; $(PY) -m hearth_testing.figures summarize $(FUZZ_RESULTS); exit $$code
+	export HEARTH_FIGURES_FILE=$(CURDIR)/$(FUZZ_RESULTS); code=0; \
+	HEARTH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider \
+	  -o timeout=3600 tests/fuzz $(PYTEST_ARGS) || code=$$?; \
+	HEARTH_FUZZ_EXAMPLES=$(FUZZ_DOCUMENTS) $(PY) -m pytest -q -p no:cacheprovider \
+	  -o timeout=3600 services/ci/tests/test_ci_fuzz.py $(PYTEST_ARGS) || code=$$?; \
+	HEARTH_FUZZ_EXAMPLES=$(FUZZ_DATAGRAMS) HEARTH_FUZZ_LAB_EXAMPLES=$(FUZZ_LAB_BATCHES) \
+	  $(PY) -m pytest -q -p no:cacheprovider -o timeout=3600 services/audio/tests/test_audio_fuzz.py \
+	  services/audio/tests/test_audio_lan_input.py $(PYTEST_ARGS) || code=$$?; \
+	$(PY) -m hearth_testing.figures summarize $(FUZZ_RESULTS); exit $$code
 
 images: $(VENV)/.stamp-pip ## build every image; makes base images from Debian if none can be pulled
 	scripts/build-images.sh

@@ -38,6 +38,7 @@ from hearth_audio.rtp import (
     decode_sap,
 )
 from hearth_audio.service import Audio
+from hearth_testing.figures import record
 
 # The bound audio.proto states for one StreamHealth.
 HEALTH_BOUND = 16 * 1024
@@ -52,6 +53,7 @@ FUZZ = settings(
 @FUZZ
 @given(sap_packet())
 def test_sap_parser_is_total_and_bounded(data: bytes) -> None:
+    record("datagrams", "sap, parser", {"tried": 1})
     try:
         sap = decode_sap(data)
     except Rejected as exc:
@@ -66,6 +68,7 @@ def test_sap_parser_is_total_and_bounded(data: bytes) -> None:
 @FUZZ
 @given(st.one_of(rtp_packet(), st.binary(max_size=64)))
 def test_rtp_parser_is_total(data: bytes) -> None:
+    record("datagrams", "rtp, parser", {"tried": 1})
     try:
         header = decode_rtp(data)
     except Rejected as exc:
@@ -103,6 +106,7 @@ def test_monitor_stays_bounded_and_other_streams_refresh(
     """Any datagrams on stream ``hostile``'s group: nothing escapes, every table stays
     within its limit, its health stays below HEALTH_BOUND, and stream ``calm`` (fed clean
     packets in between) keeps counting."""
+    record("datagrams", "sap + rtp, through the monitor", {"tried": len(datagrams)})
     loop = asyncio.new_event_loop()
     try:
         monitor = HealthMonitor(loop)

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth_lab import Host, Lab, lab_available
 from hearth_testing import ServiceProcess, metric_value, scrape, wait_for
+from hearth_testing.figures import record
 
 pytestmark = [pytest.mark.lab]
 
@@ -264,6 +265,7 @@ def test_generated_datagrams_to_a_real_process(lan: Lan) -> None:
     @given(st.lists(st.tuples(st.booleans(), st.one_of(sap_packet(), rtp_packet())),
                     min_size=1, max_size=8))  # fmt: skip
     def batch(datagrams: list[tuple[bool, bytes]]) -> None:
+        record("datagrams", "sap + rtp, sent to a real hearth-audio", {"tried": len(datagrams)})
         for is_sap, data in datagrams:
             if not data:
                 continue  # an empty line cannot carry an empty datagram

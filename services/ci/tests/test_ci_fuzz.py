@@ -37,6 +37,7 @@ from hearth_ci.sources import SourceError, parse_changes, strip_guard
 from hearth_ci.upstream import Reader, Refused, load_json
 from hearth_ci.zuul import ZuulFormatError, ZuulStatus, parse_status
 from hearth_testing import ServiceProcess, free_port, metric_value, scrape, wait_for
+from hearth_testing.figures import record
 
 EXAMPLES = int(os.environ.get("HEARTH_FUZZ_EXAMPLES", "40"))
 PROCESS_EXAMPLES = max(3, EXAMPLES // 20)
@@ -162,6 +163,7 @@ def _check_dashboard(status: ZuulStatus | None, matches: Any) -> None:
 )
 @given(body=zuul_bodies())
 def test_any_zuul_document_parses_or_is_refused(body: bytes) -> None:
+    record("documents", "zuul, in-process", {"tried": 1})
     try:
         status = parse_status(load_json(body, "zuul"), Reader("zuul"))
     except (Refused, ZuulFormatError):
@@ -183,6 +185,7 @@ def test_any_zuul_document_parses_or_is_refused(body: bytes) -> None:
 )
 @given(answer=gerrit_bodies())
 def test_any_gerrit_answer_parses_or_is_refused(answer: tuple[int, str]) -> None:
+    record("documents", "gerrit, in-process", {"tried": 1})
     queries, body = answer
     cache: dict[int, Any] = {}
     try:
@@ -272,6 +275,7 @@ def _answers(address: str) -> tuple[int, ci_pb2.Dashboard]:
 def test_a_real_process_takes_generated_documents(
     service: Any, replay_url: str, zuul: bytes, gerrit: tuple[int, str]
 ) -> None:
+    record("documents", "zuul + gerrit, served to a real hearth-ci", {"tried": 1})
     start_rss = metric_value(scrape(service.metrics_address), "process_resident_memory_bytes")
     polls = control_sync(replay_url, zuul_raw=zuul.decode(), gerrit_raw=gerrit[1])["counters"]
     wait_for(
