@@ -19,7 +19,7 @@ import grpc
 from grpc_status import rpc_status
 from prometheus_client import Counter, Gauge, Histogram
 
-from hearth_runtime.errors import HearthError
+from hearth_runtime.errors import HearthError, InvalidArgument
 
 log = logging.getLogger("hearth.rpc")
 
@@ -75,6 +75,33 @@ def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes do not parse (e.g. invalid UTF-8 in a string
+    field): grpc would answer such a request UNKNOWN before any handler runs, but it is the
+    client's mistake, so the handler's wrapper answers INVALID_ARGUMENT instead."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = f"{type(error).__name__}: {error}"
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # DecodeError, UnicodeDecodeError, ...
+            return _Undecodable(exc)
+
+    return decode
+
+
+def _check_decoded(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument("request", f"the request message cannot be decoded ({request.error})")
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts every RPC and turns :class:`HearthError` into a rich gRPC status."""
 
@@ -97,25 +124,25 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(handler.unary_unary, "unary", service, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream(handler.unary_stream, "server_stream", service, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 self._unary(handler.stream_unary, "client_stream", service, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
                 self._stream(handler.stream_stream, "bidi_stream", service, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -135,6 +162,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             if self.trailers:
                 context.set_trailing_metadata(self.trailers)
             try:
+                if kind == "unary":
+                    _check_decoded(request)
                 result = inner(request, context)
                 if inspect.isawaitable(result):
                     result = await result
@@ -171,6 +200,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             start = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if kind == "server_stream":
+                    _check_decoded(request)
                 result = inner(request, context)
                 if inspect.isasyncgen(result):
                     async for item in result:

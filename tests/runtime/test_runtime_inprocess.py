@@ -279,3 +279,30 @@ async def test_broadcaster_delivers_in_order_and_cuts_off_laggards() -> None:
             async for _ in slow:
                 pass
     assert hub.subscribers == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "raw"),
+    [
+        ("GetHost", b"\x0a\x02\xff\xfe"),  # name: two bytes that are not UTF-8
+        ("GetHost", b"\x0a\x05ab"),  # a length past the end of the message
+        ("WatchHostEvents", b"\x0a\x01\x80"),  # the same mistakes reach a stream too
+    ],
+)
+async def test_an_undecodable_request_is_invalid_argument_not_unknown(
+    served: tuple[Runtime[ServiceConfig], grpc.aio.Channel], method: str, raw: bytes
+) -> None:
+    _, channel = served
+    path = f"/{WAKE}/{method}"
+    if method.startswith("Watch"):
+        stream: Any = channel.unary_stream(path)  # raw bytes: no serializer
+        call: Any = stream(raw)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in call:
+                pass
+    else:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            unary: Any = channel.unary_unary(path)
+            await unary(raw)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request message cannot be decoded" in (err.value.details() or "")
