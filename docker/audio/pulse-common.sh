@@ -36,6 +36,26 @@ stop_all() {
 }
 trap stop_all TERM INT
 
+# A zone has one job: keep PulseAudio running, as a Raspberry Pi's systemd user unit does.
+# PulseAudio 16's GStreamer RTP receiver can abort (an assertion in rtp-gstreamer.c's
+# pa_rtp_recv, seen in the lab stack); it is started again here, and hearth-audio's
+# reconciler loads the zone's receiver into the new one. More than 5 crashes within a
+# minute stop the container instead (Docker's restart policy, or a person, takes over).
+supervise_pulse() {
+  local crashes=() now
+  while true; do
+    local code=0
+    wait "${pids[0]}" || code=$?
+    now=$(date +%s)
+    crashes=("$now" $(for t in "${crashes[@]}"; do [ $((now - t)) -lt 60 ] && echo "$t"; done))
+    echo "PulseAudio exited with code $code; restart ${#crashes[@]} within a minute" >&2
+    [ "${#crashes[@]}" -le 5 ] || { echo "PulseAudio keeps crashing; stopping" >&2; exit 1; }
+    sleep 1
+    pids=()
+    pa_start
+  done
+}
+
 supervise() {
   wait -n
   echo "a child process exited; stopping" >&2

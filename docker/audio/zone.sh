@@ -15,4 +15,4 @@ esac
 echo "set-default-sink speakers" >>"$pa_script"
 pa_start
 echo "zone ready: PulseAudio on tcp port $PULSE_PORT for $PULSE_ALLOW, sink speakers ($ZONE_SINK)"
-supervise
+supervise_pulse
