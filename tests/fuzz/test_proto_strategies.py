@@ -146,7 +146,7 @@ def _explore(msg: Any) -> None:
         _note("duration", "mixed signs")
     if msg.f_timestamp.seconds > 253_402_300_799:
         _note("timestamp", "after 9999")
-    if "f_string" in msg.f_mask.paths:
+    if set(msg.f_mask.paths) & set(EVERY.fields_by_name):  # a path the message really has
         _note("mask", "real path")
     if len(msg.m) > 0:
         _note("map", "entries")

@@ -95,6 +95,13 @@ def passable_metadata(
     return tuple((k, v) for k, v in metadata or () if not k.startswith("grpc-") or k == DETAILS_KEY)
 
 
+async def _pass_trailers(call: Any, context: grpc.aio.ServicerContext) -> None:
+    """Hand a finished backend call's passable trailers on to the caller."""
+    trailers = passable_metadata(await call.trailing_metadata())
+    if trailers:
+        context.set_trailing_metadata(trailers)
+
+
 async def _pass_initial(call: Any, context: grpc.aio.ServicerContext) -> None:
     """The backend's response headers, if it sent any of its own, go to the caller."""
     headers = passable_metadata(await call.initial_metadata())
@@ -206,9 +213,7 @@ class Forwarder(grpc.GenericRpcHandler):
         try:
             response: bytes = await call
             await _pass_initial(call, context)
-            trailers = passable_metadata(await call.trailing_metadata())
-            if trailers:
-                context.set_trailing_metadata(trailers)
+            await _pass_trailers(call, context)
             return response
         except grpc.aio.AioRpcError as exc:
             trailers = passable_metadata(exc.trailing_metadata())
@@ -227,9 +232,7 @@ class Forwarder(grpc.GenericRpcHandler):
             await _pass_initial(call, context)
             async for message in call:
                 yield message
-            trailers = passable_metadata(await call.trailing_metadata())
-            if trailers:
-                context.set_trailing_metadata(trailers)
+            await _pass_trailers(call, context)
         except grpc.aio.AioRpcError as exc:
             trailers = passable_metadata(exc.trailing_metadata())
             await context.abort(exc.code(), exc.details() or "", trailing_metadata=trailers)
@@ -306,9 +309,7 @@ class Forwarder(grpc.GenericRpcHandler):
                 )
                 response: bytes = await call
                 await _pass_initial(call, context)
-                trailers = passable_metadata(await call.trailing_metadata())
-                if trailers:
-                    context.set_trailing_metadata(trailers)
+                await _pass_trailers(call, context)
                 return response
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name
@@ -345,9 +346,7 @@ class Forwarder(grpc.GenericRpcHandler):
                 await _pass_initial(call, context)
                 async for message in call:
                     yield message
-                trailers = passable_metadata(await call.trailing_metadata())
-                if trailers:
-                    context.set_trailing_metadata(trailers)
+                await _pass_trailers(call, context)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name
                 await self._fail(backend, exc, context)
