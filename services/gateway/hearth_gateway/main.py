@@ -36,6 +36,7 @@ class Gateway:
 
     def __init__(self) -> None:
         self.http_port = 0
+        self.tls_port = 0
         self.pool: BackendPool | None = None
         self.servicer: GatewayServicer | None = None
         self.edge: Edge | None = None
@@ -113,7 +114,8 @@ class Gateway:
         if tls is not None:
             cert, key = tls
             creds = grpc.ssl_server_credentials([(key, cert)])
-            if runtime.server.add_secure_port(config.grpc_tls_listen, creds) == 0:
+            self.tls_port = runtime.server.add_secure_port(config.grpc_tls_listen, creds)
+            if self.tls_port == 0:
                 raise ConfigError(f"cannot listen on {config.grpc_tls_listen}")
         face = HttpFace(
             catalog,

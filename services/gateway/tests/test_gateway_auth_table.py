@@ -34,7 +34,7 @@ from prometheus_client import REGISTRY
 
 from hearth.wake.v1 import wake_pb2
 from hearth_runtime.logs import KeyValueFormatter
-from hearth_testing import free_port, wait_for_async
+from hearth_testing import wait_for_async
 
 WAKE = "hearth.wake.v1.WakeService"
 RATES = {f"{WAKE}/WakeHost": "1000/min", f"{WAKE}/WaitUntilAwake": "0/min"}
@@ -216,16 +216,15 @@ async def door(
     request: pytest.FixtureRequest, make_gateway: MakeGateway, certificate: tuple[Path, Path]
 ) -> AsyncIterator[Door]:
     cert, key = certificate
-    tls_port = free_port()
     gw = await make_gateway(
         tls_cert_file=cert,
         tls_key_file=key,
-        grpc_tls_listen=f"127.0.0.1:{tls_port}",
+        grpc_tls_listen="127.0.0.1:0",  # the port the system picks (no race for a free one)
         rate_limits=getattr(request.function, "rates", RATES),
         anonymous_read=getattr(request.function, "anonymous_read", False),
     )
     name: str = request.param
-    opened = Door(gw, name.split("-")[1], cert, tls_port)
+    opened = Door(gw, name.split("-")[1], cert, gw.gateway.tls_port)
     yield opened
     await opened.close()
 

@@ -96,10 +96,8 @@ def test_bad_configuration_names_the_setting() -> None:
 
 async def test_tls_on_both_faces(make_gateway: MakeGateway, certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
-    tls_port = free_port()
-    gw = await make_gateway(
-        tls_cert_file=cert, tls_key_file=key, grpc_tls_listen=f"127.0.0.1:{tls_port}"
-    )
+    gw = await make_gateway(tls_cert_file=cert, tls_key_file=key, grpc_tls_listen="127.0.0.1:0")
+    tls_port = gw.gateway.tls_port
     creds = grpc.ssl_channel_credentials(cert.read_bytes())
     async with grpc.aio.secure_channel(f"localhost:{tls_port}", creds) as channel:
         status = await gateway_pb2_grpc.GatewayStub(channel).GetSystemStatus(
