@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import logging
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
     VIEWER,
     MakeGateway,
     Running,
+    certificate,
     create_host,
     make_gateway,
 )
@@ -121,18 +121,6 @@ GOLDEN = [
 ]  # fmt: skip
 
 DOORS = [f"{front}-{face}" for front in ("edge", "python") for face in ("grpc", "tls", "http")]
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 @pytest.fixture

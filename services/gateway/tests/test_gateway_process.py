@@ -6,31 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import subprocess
 from pathlib import Path
 
 import aiohttp
 import grpc
 import pytest
 from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
-from gateway_fixtures import VIEWER, MakeGateway, auth, front, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+from gateway_fixtures import VIEWER, MakeGateway, auth, certificate, front, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_gateway.auth import hash_token
 from hearth_testing import ServiceProcess, free_port, metric_value, scrape, wait_for
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_the_process_serves_grpc_http_and_the_page(tmp_path: Path) -> None:
