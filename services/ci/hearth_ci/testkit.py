@@ -6,7 +6,9 @@ server's control clients live in :mod:`hearth_ci.replay`; waiting is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,9 @@ import pytest
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.config import CiConfig
 from hearth_ci.main import SPEC
-from hearth_ci.replay import ReplayServer, ReplayState, default_fixtures
+from hearth_ci.replay import ReplayServer, ReplayState, default_fixtures, wait_until_up
 from hearth_runtime import Runtime, start_service
-from hearth_testing import wait_for_async
+from hearth_testing import free_port, wait_for_async
 
 
 def replay_config(url: str, state_dir: Path, **overrides: Any) -> CiConfig:
@@ -52,6 +54,24 @@ def fixtures_dir() -> Path:
     path = default_fixtures()
     assert (path / "v2-status-tree.json").is_file(), f"recorded Zuul documents missing in {path}"
     return path
+
+
+@pytest.fixture(scope="module")
+def replay_url() -> Iterator[str]:
+    """The replay server as a process of its own, for tests that run hearth-ci as one."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hearth_ci.replay", "--fixtures", str(default_fixtures()),
+         "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.fixture

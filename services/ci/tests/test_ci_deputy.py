@@ -7,9 +7,7 @@ the operator says so. Plus the silent death, on a real hearth-ci process."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +18,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.config import CiConfig
 from hearth_ci.main import SPEC
-from hearth_ci.replay import ReplayServer, control, control_sync, default_fixtures, wait_until_up
-from hearth_ci.testkit import fixtures_dir, replay, replay_config  # noqa: F401  # fixtures
+from hearth_ci.replay import ReplayServer, control, control_sync
+from hearth_ci.testkit import (  # noqa: F401  # fixtures
+    fixtures_dir,
+    replay,
+    replay_config,
+    replay_url,
+)
 from hearth_runtime import Runtime, start_service
-from hearth_testing import ServiceProcess, free_port, metric_value, scrape, wait_for
+from hearth_testing import ServiceProcess, metric_value, scrape, wait_for
 
 FLT = ci_pb2.Filter(user="danms", projects=["openstack/nova"])
 
@@ -118,23 +121,6 @@ async def test_inline_queries_are_capped_per_caller_and_in_total(
 
 
 # ------------------------------------------------------------------ real processes
-
-
-@pytest.fixture(scope="module")
-def replay_url() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hearth_ci.replay", "--fixtures", str(default_fixtures()),
-         "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _env(tmp_path: Path, zuul: str, gerrit: str, **extra: str) -> dict[str, str]:

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from hearth_ci.testkit are parameters here)
 """Generated upstream documents: structural mutations of the recorded Zuul documents and
 generated Gerrit answers. In-process (fast, many examples) through the parsers, the
 dashboard and the terminal rendering; and a few served by the replay server to a real
@@ -17,8 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,11 +31,12 @@ from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci import filters
 from hearth_ci.dash import render
 from hearth_ci.dashboard import build_dashboard, combine
-from hearth_ci.replay import control_sync, default_fixtures, v3_shape, v10_shape, wait_until_up
+from hearth_ci.replay import control_sync, default_fixtures, v3_shape, v10_shape
 from hearth_ci.sources import SourceError, parse_changes, strip_guard
+from hearth_ci.testkit import replay_url  # noqa: F401  # a fixture
 from hearth_ci.upstream import Reader, Refused, load_json
 from hearth_ci.zuul import ZuulFormatError, ZuulStatus, parse_status
-from hearth_testing import ServiceProcess, free_port, metric_value, scrape, wait_for
+from hearth_testing import ServiceProcess, metric_value, scrape, wait_for
 from hearth_testing.figures import record
 
 EXAMPLES = int(os.environ.get("HEARTH_FUZZ_EXAMPLES", "40"))
@@ -207,23 +207,6 @@ def test_any_gerrit_answer_parses_or_is_refused(answer: tuple[int, str]) -> None
 
 
 # ------------------------------------------------------------------ a real process
-
-
-@pytest.fixture(scope="module")
-def replay_url() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hearth_ci.replay", "--fixtures", str(default_fixtures()),
-         "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")
