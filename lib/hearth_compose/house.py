@@ -14,7 +14,7 @@ import grpc
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
-from hearth_compose.stack import OPERATOR_TOKEN
+from hearth_compose.stack import OPERATOR_TOKEN, StackError
 from hearth_testing import wait as polling
 
 T = TypeVar("T")
@@ -74,14 +74,15 @@ def populate(channel: grpc.Channel, timeout: float = 30) -> None:
 
 
 def wait_for(check: Callable[[], T | None], within: float, what: str, every: float = 0.5) -> T:
-    """:func:`hearth_testing.wait_for`, also riding out gRPC and socket errors while the
-    stack settles (the last one is named if time runs out)."""
+    """:func:`hearth_testing.wait_for`, also riding out gRPC, socket and exec errors (a
+    recording that found no PulseAudio yet) while the stack settles (the last one is named
+    if time runs out)."""
     errors: list[Exception] = []
 
     def attempt() -> T | None:
         try:
             return check()
-        except (grpc.RpcError, OSError) as exc:
+        except (grpc.RpcError, OSError, StackError) as exc:
             errors[:] = [exc]
             return None
 
