@@ -21,13 +21,15 @@ install: .stamp-debian $(VENV)/.stamp-pip gen/.stamp $(VENV)/bin/hearth-edge ## 
 	scripts/install-debian-packages.sh
 	@touch $@
 
-$(VENV)/.stamp-pip: pyproject.toml
+$(VENV)/.stamp-pip: pyproject.toml lab/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	@# gen/hearth must exist before the editable install so that `hearth` is importable.
 	$(PY) -m pip install -q grpcio-tools mypy-protobuf googleapis-common-protos
 	$(PY) scripts/gen_protos.py
-	$(PY) -m pip install -q -e '.[dev]'
+	@# Two distributions: the product (hearth) and its lab (hearth-lab: simulators, test
+	@# harnesses, the demo), both editable.
+	$(PY) -m pip install -q -e '.[dev]' -e ./lab
 	@touch $@
 
 EDGE_SOURCES := $(wildcard services/gateway/edge/src/*.rs) services/gateway/edge/Cargo.toml \
@@ -53,10 +55,12 @@ test: install ## every test (lab tests need root); what CI runs
 	$(if $(HAVE_CARGO),$(EDGE_CARGO) test --quiet --release --locked,@echo "no cargo: hearth-edge's unit tests skipped")
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-lint: $(VENV)/.stamp-pip ## ruff + mypy; rustfmt + clippy for hearth-edge
-	$(VENV)/bin/ruff check lib services tests bench scripts
-	$(VENV)/bin/ruff format --check lib services tests bench scripts
-	$(VENV)/bin/mypy lib services tests bench scripts
+lint: $(VENV)/.stamp-pip ## ruff + mypy + import contracts; rustfmt + clippy for hearth-edge
+	$(VENV)/bin/ruff check lib services lab tests bench scripts conftest.py
+	$(VENV)/bin/ruff format --check lib services lab tests bench scripts conftest.py
+	$(VENV)/bin/mypy lib services lab tests bench scripts
+	@# product never imports lab/testing/demo, the CLI no server, services not each other
+	$(VENV)/bin/lint-imports
 	$(if $(HAVE_CARGO),$(EDGE_CARGO) fmt --check)
 	$(if $(HAVE_CARGO),$(EDGE_CARGO) clippy --quiet --release --locked -- -D warnings)
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from hearth.audio.v1 import audio_pb2
-from hearth_audio.testbed import audio_lab
+from hearth_audio_lab.testbed import audio_lab
 from hearth_testing import wait_for
 from hearth_testing.bench import Result
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from hearth.audio.v1 import audio_pb2
-from hearth_audio.testbed import AudioLab, audio_lab
+from hearth_audio_lab.testbed import AudioLab, audio_lab
 from hearth_testing import wait_for
 from hearth_testing.bench import Result
 

@@ -14,7 +14,7 @@ import time
 import grpc
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
-from hearth_audio.testbed import audio_lab
+from hearth_audio_lab.testbed import audio_lab
 from hearth_testing.bench import Result
 
 SETTLE = 60.0

@@ -21,7 +21,9 @@ import aiohttp
 from hearth.ci.v1 import ci_pb2
 from hearth_ci import filters
 from hearth_ci.dashboard import build_dashboard, combine
-from hearth_ci.replay import (
+from hearth_ci.sources import GerritClient, ZuulClient, parse_change, zuul_status_url
+from hearth_ci.zuul import parse_status
+from hearth_ci_lab.replay import (
     ReplayServer,
     ReplayState,
     change_info,
@@ -31,8 +33,6 @@ from hearth_ci.replay import (
     scale,
     shift_times,
 )
-from hearth_ci.sources import GerritClient, ZuulClient, parse_change, zuul_status_url
-from hearth_ci.zuul import parse_status
 from hearth_testing.bench import Result
 
 FILTER = ci_pb2.Filter(user="danms", owners=["danms"], projects=["openstack/nova"], starred=True)

@@ -29,7 +29,7 @@ import grpc
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
-from hearth_gateway.auth import hash_token
+from hearth_client.tokens import hash_token
 from hearth_lab import Lab, lab_available
 from hearth_testing import ServiceProcess
 from hearth_testing.bench import Result, sequential

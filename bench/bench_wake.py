@@ -29,7 +29,7 @@ from hearth.wake.v1 import wake_pb2
 from hearth_lab import Lab, lab_available
 from hearth_testing import wait_for
 from hearth_testing.bench import Result
-from hearth_wake.labtools import Captured, WakeService, capture, fast_host
+from hearth_wake_lab.labtools import Captured, WakeService, capture, fast_host
 
 DURATION = 25.0
 NOISE_RATE = 5000

@@ -4,7 +4,7 @@
 # 1. The base images (debian:bookworm-slim, python:3.11-slim-bookworm) are pulled, or made
 #    from Debian's packages when they cannot be (scripts/build-base-image.sh).
 # 2. Python wheels are built on the host (which reaches PyPI through its own settings) into
-#    docker/wheels/, and the Dockerfiles install only from there (PIP_NO_INDEX=1).
+#    docker/wheels/, and the Dockerfile installs only from there (PIP_NO_INDEX=1).
 # 3. hearth-edge (the gateway's Rust gRPC front door) is built on the host into docker/edge/.
 # 4. Each image is built; Docker's layer cache makes a rebuild after a code change quick.
 #    Prometheus (prom/prometheus) is made from Debian's `prometheus` package when it cannot
@@ -20,15 +20,17 @@ LOG=build/images.log
 mkdir -p build
 : >"$LOG"
 
-# name | Dockerfile | target (empty: last stage)
+# name | Dockerfile | target: one multi-target Dockerfile, one build stage for every Python image.
+# Product images first (wake, audio, ci, gateway: no lab code, no pytest), then the lab host
+# and the house's audio boxes.
 IMAGES=(
-  "wake|services/wake/Dockerfile|"
-  "audio|services/audio/Dockerfile|"
-  "ci|services/ci/Dockerfile|"
-  "gateway|services/gateway/Dockerfile|"
-  "station|docker/audio/Dockerfile|station"
-  "zone|docker/audio/Dockerfile|zone"
-  "labhost|docker/labhost/Dockerfile|"
+  "wake|Dockerfile|wake"
+  "audio|Dockerfile|audio"
+  "ci|Dockerfile|ci"
+  "gateway|Dockerfile|gateway"
+  "labhost|Dockerfile|labhost"
+  "station|Dockerfile|station"
+  "zone|Dockerfile|zone"
 )
 
 wanted=("$@")
@@ -45,7 +47,7 @@ trap 'rm -f "$requirements"' EXIT
 python3 - >"$requirements" <<'PY'
 import tomllib
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-# What the Dockerfiles' build stage installs besides hearth's own dependencies.
+# What the Dockerfile's build stage installs besides hearth's own dependencies.
 print("\n".join([*deps, "grpcio-tools", "mypy-protobuf", "googleapis-common-protos",
                  "setuptools", "wheel"]))
 PY

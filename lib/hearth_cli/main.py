@@ -20,6 +20,8 @@ from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_cli.client import CliError, Settings, explain
+from hearth_client.dash import dash
+from hearth_client.tokens import hash_token, new_token
 
 app = typer.Typer(help=__doc__, no_args_is_help=True)
 hosts_app = typer.Typer(help="The machines wake keeps reachable.", invoke_without_command=True)
@@ -306,16 +308,9 @@ def audio_next() -> None:
 # ------------------------------------------------------------------------------- ci
 
 
-def _mount_ci_dash() -> None:
-    """`hearth ci dash ...` is the ci service's own dashboard command, options and all."""
-    try:
-        from hearth_ci.dash import dash
-    except ImportError:  # pragma: no cover - the ci package ships with hearth
-        return
-    ci_app.command("dash")(dash)
-
-
-_mount_ci_dash()
+# `hearth ci dash ...`: the ci dashboard, options and all, reading the ci service or the gateway
+# (reading Zuul and Gerrit directly is `python -m hearth_ci.dash --zuul ...`).
+ci_app.command("dash")(dash)
 
 
 # ------------------------------------------------------------------------------- tokens
@@ -330,8 +325,6 @@ def token_new(
     role: Annotated[str, typer.Option(help="viewer or operator")] = "viewer",
 ) -> None:
     """Make a token; paste the printed lines into the gateway's tokens: setting."""
-    from hearth_gateway.auth import hash_token, new_token
-
     if role not in ("viewer", "operator"):
         fail(CliError("--role must be viewer or operator", code=2))
     token = new_token()

@@ -18,6 +18,9 @@ import yaml
 
 from hearth_compose.stack import REPO, StackError, compose_command
 
+PRODUCT_IMAGES = ["wake", "audio", "ci", "gateway"]
+LAB_IMAGES = ["labhost", "station", "zone"]
+
 DASHBOARD_UIDS = {"hearth-wake", "hearth-audio", "hearth-ci", "hearth-gateway"}
 
 
@@ -271,15 +274,40 @@ def test_dashboards_are_generated_and_use_the_provisioned_datasource() -> None:
     assert provider["providers"][0]["editable"] is False
 
 
-def test_python_images_share_one_build_stage() -> None:
-    """Docker builds the stage once for every image only while the text is the same."""
-    files = [*sorted((REPO / "services").glob("*/Dockerfile")), REPO / "docker/labhost/Dockerfile"]
-    assert len(files) == 5
-    stages = {}
-    for path in files:
-        text = path.read_text()
-        start = text.index("FROM ${BASE_IMAGE} AS build")
-        stage = text[start : text.index("\nFROM ", start)].splitlines()
-        # Comments do not count for Docker's cache.
-        stages[path.parent.name] = "\n".join(line for line in stage if not line.startswith("#"))
-    assert len(set(stages.values())) == 1, sorted(stages)
+def _stages() -> dict[str, str]:
+    """The root Dockerfile's stages: name -> instructions (from its FROM to the next FROM)."""
+    lines = (REPO / "Dockerfile").read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.startswith("#"))
+    parts = re.split(r"^(?=FROM )", text, flags=re.M)[1:]
+    return {re.match(r"FROM \S+ AS (\S+)", part).group(1): part for part in parts}  # type: ignore[union-attr]
+
+
+def test_one_dockerfile_builds_every_image_from_one_build_stage() -> None:
+    """One Dockerfile, a target per image of scripts/build-images.sh and of the compose
+    files; one build stage; product images take only the product's virtualenv."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "*Dockerfile"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    # Besides it only the stand-ins for base images when no registry can provide them.
+    assert sorted(tracked) == [
+        "Dockerfile",
+        "docker/base/python.Dockerfile",
+        "docker/prometheus/Dockerfile",
+    ]
+    stages = _stages()
+    table = (REPO / "scripts" / "build-images.sh").read_text()
+    built = dict(re.findall(r'^  "(\w+)\|Dockerfile\|(\w+)"$', table, flags=re.M))
+    assert built == {name: name for name in PRODUCT_IMAGES + LAB_IMAGES}
+    assert set(built) <= set(stages)
+    for file in ("docker-compose.yml",):
+        services = yaml.safe_load((REPO / file).read_text())["services"]
+        for name, service in services.items():
+            if "build" in service:
+                assert service["build"] == {"context": ".", "target": name}, name
+    assert [n for n, s in stages.items() if "pip wheel" in s and "gen_protos" in s] == ["build"]
+    assert "COPY lab" not in stages["build"]  # the lab is added in build-lab only
+    for name in PRODUCT_IMAGES:
+        assert "COPY --from=build /opt/hearth /opt/hearth" in stages[name], name
+        assert "build-lab" not in stages[name], name
+    assert "COPY --from=build-lab /opt/hearth /opt/hearth" in stages["labhost"]
+    assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in (REPO / "Dockerfile").read_text()

@@ -13,8 +13,9 @@ from typing import Any
 import grpc
 import pytest
 
-from hearth_demo.house import PORTS, House, start_house
-from hearth_gateway.auth import hash_token
+from hearth_client.tokens import hash_token
+from hearth_demo.house import PORTS, House
+from hearth_demo.start import start_house
 from hearth_lab import Lab, lab_available
 
 OPERATOR = "e2e-operator-token"

@@ -21,7 +21,7 @@ from e2e_fixtures import (  # type: ignore[import-not-found]
 )
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
-from hearth_audio import demo as audio_demo
+from hearth_demo import audio as audio_demo
 from hearth_gateway.catalog import Method, build_catalog
 from hearth_testing import wait_for
 from hearth_testing.browser import artifact, browser, chromium_missing

@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hearth.audio.v1 import audio_pb2
 from hearth.ci.v1 import ci_pb2
 from hearth.wake.v1 import wake_pb2
-from hearth_gateway.auth import hash_token
+from hearth_client.tokens import hash_token
 from hearth_lab import Lab
 from hearth_testing import ServiceProcess
 

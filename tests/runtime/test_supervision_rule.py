@@ -13,24 +13,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = {ROOT / "lib/hearth_runtime/supervisor.py"}
-# Lab and test harness code that still lives beside the product (moved out by the layout
-# step): simulators, fixtures and demo parts are not supervised services.
-LAB_MODULES = {
-    "labtools.py",
-    "sleepsim.py",
-    "labkit.py",
-    "testbed.py",
-    "replay.py",
-    "testkit.py",
-    "demo.py",
-}
 FORBIDDEN_CALLS = {"create_task", "ensure_future", "Thread", "start_new_thread"}
 
 
 def _product_files() -> list[Path]:
     files = sorted((ROOT / "lib/hearth_runtime").glob("*.py"))
     for package in sorted((ROOT / "services").glob("*/hearth_*")):
-        files += [p for p in sorted(package.rglob("*.py")) if p.name not in LAB_MODULES]
+        files += sorted(package.rglob("*.py"))  # all product: the lab lives in lab/
     return [f for f in files if f not in ALLOWED]
 
 

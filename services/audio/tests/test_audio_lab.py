@@ -18,7 +18,7 @@ from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.audio.v1 import audio_pb2
-from hearth_audio.testbed import (
+from hearth_audio_lab.testbed import (
     AudioLab,
     audio_lab,
     baseline,

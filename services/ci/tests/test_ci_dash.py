@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hearth_ci.dash import app as dash_app
-from hearth_ci.replay import change_info, control_sync, default_fixtures, wait_until_up
+from hearth_ci_lab.replay import change_info, control_sync, default_fixtures, wait_until_up
 from hearth_testing import ServiceProcess, free_port, metric_value, scrape, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -29,7 +29,7 @@ GREEN, RED, YELLOW, LIGHT_BLUE = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[94m"
 def replay_url() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hearth_ci.replay", "--fixtures", str(default_fixtures()),
+        [sys.executable, "-m", "hearth_ci_lab.replay", "--fixtures", str(default_fixtures()),
          "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """The ci part of `make demo` in a lab: replay server in the hub, service polling it,
 default watch with real queues."""
 
@@ -7,10 +6,9 @@ from __future__ import annotations
 import grpc
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
-from hearth_ci import demo
+from hearth_demo import ci as demo
 from hearth_demo.house import House, _service_env
 from hearth_lab import Lab
-from hearth_lab.pytest_plugin import lab  # noqa: F401  # the lab fixture
 from hearth_testing import ServiceProcess
 
 

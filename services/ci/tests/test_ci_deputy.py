@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """Issue 11, the confused deputy: readers cannot make hearth-ci spend its upstream
 credentials at will (inline Gerrit queries are shared, cached and capped), never see the
 credentials (URLs redacted everywhere), and Basic auth never goes over plain http unless
@@ -18,13 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.config import CiConfig
 from hearth_ci.main import SPEC
-from hearth_ci.replay import ReplayServer, control, control_sync
-from hearth_ci.testkit import (  # noqa: F401  # fixtures
-    fixtures_dir,
-    replay,
-    replay_config,
-    replay_url,
-)
+from hearth_ci_lab.harness import replay_config
+from hearth_ci_lab.replay import ReplayServer, control, control_sync
 from hearth_runtime import Runtime, start_service
 from hearth_testing import ServiceProcess, metric_value, scrape, wait_for
 

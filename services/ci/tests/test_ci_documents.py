@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """The recorded Zuul documents, served by the replay server, through the ci service."""
 
 from __future__ import annotations
@@ -9,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.ci.v1 import ci_pb2
-from hearth_ci.replay import control
-from hearth_ci.testkit import channel, ci, fixtures_dir, replay, stub  # noqa: F401  # fixtures
+from hearth_ci_lab.replay import control
 from hearth_testing import wait_for_async
 
 FAILING = ci_pb2.FAILING

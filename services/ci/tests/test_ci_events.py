@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """Variants of the recorded gate served by the replay server: the WatchDashboard stream's
 events as the gate moves, statuses derived from the document, ignored pipelines, and the
 Gerrit cache."""
@@ -13,18 +12,9 @@ from typing import Any
 import aiohttp
 
 from hearth.ci.v1 import ci_pb2
-from hearth_ci.replay import ReplayServer, control, iter_items
 from hearth_ci.sources import GerritClient
-from hearth_ci.testkit import (  # noqa: F401  # fixtures
-    channel,
-    ci,
-    dashboard_when,
-    events_until,
-    fixtures_dir,
-    kinds_of,
-    replay,
-    stub,
-)
+from hearth_ci_lab.harness import dashboard_when, events_until, kinds_of
+from hearth_ci_lab.replay import ReplayServer, control, iter_items
 
 Kind = ci_pb2.DashboardEvent.Kind
 HEAD, BEHIND = "48418,1", "48423,2"  # the recorded gate head (failing) and the item behind it

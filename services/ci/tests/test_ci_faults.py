@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """Zuul and Gerrit failing in every recorded way: clear errors per source, last good data
 kept and marked stale, health degraded, recovery when the server returns."""
 
@@ -11,8 +10,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.ci.v1 import ci_pb2
-from hearth_ci.replay import ReplayServer, control
-from hearth_ci.testkit import channel, ci, dashboard_when, fixtures_dir, replay, stub  # noqa: F401  # fixtures
+from hearth_ci_lab.harness import dashboard_when
+from hearth_ci_lab.replay import ReplayServer, control
 
 FLT = ci_pb2.Filter(user="danms", projects=["openstack/nova"])
 INLINE = ci_pb2.GetDashboardRequest(filter=FLT)

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """Filters against the replay server: same changes on v2 and v10, one Gerrit request per
 refresh, reasons, outdated patchsets, and bad input naming the field."""
 
@@ -15,9 +14,8 @@ from grpc_status import rpc_status
 from hearth.ci.v1 import ci_pb2
 from hearth_ci import filters
 from hearth_ci.dashboard import build_dashboard, combine
-from hearth_ci.replay import ReplayServer, control
 from hearth_ci.sources import GerritClient, ZuulClient, zuul_status_url
-from hearth_ci.testkit import channel, ci, fixtures_dir, replay, stub  # noqa: F401  # fixtures
+from hearth_ci_lab.replay import ReplayServer, control
 
 FILTERS = [
     ci_pb2.Filter(user="danms"),

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from hearth_ci.testkit are parameters here)
 """Generated upstream documents: structural mutations of the recorded Zuul documents and
 generated Gerrit answers. In-process (fast, many examples) through the parsers, the
 dashboard and the terminal rendering; and a few served by the replay server to a real
@@ -29,13 +28,12 @@ from hypothesis import strategies as st
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci import filters
-from hearth_ci.dash import render
 from hearth_ci.dashboard import build_dashboard, combine
-from hearth_ci.replay import control_sync, default_fixtures, v3_shape, v10_shape
 from hearth_ci.sources import SourceError, parse_changes, strip_guard
-from hearth_ci.testkit import replay_url  # noqa: F401  # a fixture
 from hearth_ci.upstream import Reader, Refused, load_json
 from hearth_ci.zuul import ZuulFormatError, ZuulStatus, parse_status
+from hearth_ci_lab.replay import control_sync, default_fixtures, v3_shape, v10_shape
+from hearth_client.dash import render
 from hearth_testing import ServiceProcess, metric_value, scrape, wait_for
 from hearth_testing.figures import record
 

@@ -8,9 +8,9 @@ from typing import Any
 from hearth.ci.v1 import ci_pb2
 from hearth_ci.dashboard import build_dashboard, classify, eta_ms, progress
 from hearth_ci.events import diff
-from hearth_ci.replay import default_fixtures, v3_shape, v10_shape
 from hearth_ci.sources import SourceHealth
 from hearth_ci.zuul import detect_generation, parse_status
+from hearth_ci_lab.replay import default_fixtures, v3_shape, v10_shape
 
 Kind = ci_pb2.DashboardEvent.Kind
 

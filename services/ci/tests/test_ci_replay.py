@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """The replay server itself: Zuul documents with conditional requests, the v10 shape, and
 Gerrit answers shaped as Gerrit's REST documentation says."""
 
@@ -11,8 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from hearth_ci.replay import ReplayServer, control
-from hearth_ci.testkit import fixtures_dir, replay  # noqa: F401  # fixtures
+from hearth_ci_lab.replay import ReplayServer, control
 
 UUID_HEX = re.compile(r"^[0-9a-f]{32}$")
 OPTIONS = "o=DETAILED_ACCOUNTS&o=CURRENT_REVISION&o=STAR"

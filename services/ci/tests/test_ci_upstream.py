@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """Issue 11: a malformed Zuul or Gerrit answer never ends a poller. The bad document is
 refused (counted, logged once, shown as the source's error), the last good data stays,
 and the next good document recovers by itself."""
@@ -14,8 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
-from hearth_ci.replay import ReplayServer, control
-from hearth_ci.testkit import channel, ci, dashboard_when, fixtures_dir, replay, stub  # noqa: F401  # fixtures
+from hearth_ci_lab.harness import dashboard_when
+from hearth_ci_lab.replay import ReplayServer, control
 from hearth_testing import wait_for_async
 
 FLT = ci_pb2.Filter(user="danms", projects=["openstack/nova"])
@@ -151,7 +150,7 @@ async def test_malformed_gerrit_changes_are_skipped_and_shown(
 async def test_a_zuul_project_name_with_escapes_is_neutral_everywhere(
     stub: Any, replay: ReplayServer, fixtures_dir: Path
 ) -> None:
-    from hearth_ci.dash import render
+    from hearth_client.dash import render
 
     doc = json.loads((fixtures_dir / "v2-status-basic.json").read_text())
     evil = 0
@@ -227,7 +226,7 @@ async def test_an_oversized_answer_is_refused_and_the_last_good_data_stays(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
     from hearth_ci.main import SPEC
-    from hearth_ci.testkit import replay_config
+    from hearth_ci_lab.harness import replay_config
     from hearth_runtime import start_service
 
     await control(replay.url, document="v2-status-basic.json")

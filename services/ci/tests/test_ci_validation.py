@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """Every field of ci's requests is checked against the bounds documented in ci.proto:
 INVALID_ARGUMENT naming the field, nothing stored. A bad stored watch never stops
 hearth-ci from starting: it is quarantined, visible, and fixable or deletable."""
@@ -14,9 +13,9 @@ from google.protobuf import duration_pb2, field_mask_pb2
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.main import SPEC
-from hearth_ci.replay import ReplayServer
-from hearth_ci.testkit import channel, ci, fixtures_dir, replay, replay_config, stub  # noqa: F401  # fixtures
 from hearth_ci.watches import WatchStore
+from hearth_ci_lab.harness import replay_config
+from hearth_ci_lab.replay import ReplayServer
 from hearth_runtime import start_service
 
 

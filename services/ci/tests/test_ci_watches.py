@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures come from hearth_ci.testkit; tests take them as arguments)
 """Watches: CRUD and persistence, the dashboard stream and its events, metrics, polling."""
 
 from __future__ import annotations
@@ -14,17 +13,8 @@ from prometheus_client import REGISTRY
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.main import SPEC
-from hearth_ci.replay import ReplayServer, control
-from hearth_ci.testkit import (  # noqa: F401  # fixtures
-    channel,
-    ci,
-    events_until,
-    fixtures_dir,
-    kinds_of,
-    replay,
-    replay_config,
-    stub,
-)
+from hearth_ci_lab.harness import events_until, kinds_of, replay_config
+from hearth_ci_lab.replay import ReplayServer, control
 from hearth_runtime import start_service
 from hearth_testing import wait_for_async
 

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import math
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -21,14 +20,6 @@ from hearth_gateway.config import GatewayConfig, TokenConfig, parse_rate
 from hearth_runtime import PermissionDenied, ResourceExhausted, Unauthenticated
 
 ROLES = {"anonymous": 0, "viewer": 1, "operator": 2}
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token() -> str:
-    return "hth_" + secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)

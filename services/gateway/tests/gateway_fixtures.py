@@ -14,7 +14,7 @@ from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
 from prometheus_client import REGISTRY
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
-from hearth_gateway.auth import hash_token
+from hearth_client.tokens import hash_token
 from hearth_gateway.config import GatewayConfig
 from hearth_gateway.main import Gateway, spec
 from hearth_runtime import Runtime, start_service

@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 
 from hearth.audio.v1 import audio_pb2
 from hearth_cli.main import State, app
-from hearth_gateway.auth import hash_token
+from hearth_client.tokens import hash_token
 
 
 async def hearth(gw: Running, *args: str, token: str | None = OPERATOR) -> Result:

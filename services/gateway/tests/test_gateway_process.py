@@ -16,7 +16,7 @@ from gateway_fixtures import VIEWER, MakeGateway, auth, certificate, front, make
 
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
-from hearth_gateway.auth import hash_token
+from hearth_client.tokens import hash_token
 from hearth_testing import ServiceProcess, free_port, metric_value, scrape, wait_for
 
 

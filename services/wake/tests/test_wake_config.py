@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from hearth.wake.v1 import wake_pb2
-from hearth_wake.labtools import PrivateWake, private_net_prefix
+from hearth_wake_lab.labtools import PrivateWake, private_net_prefix
 
 PREFIX = private_net_prefix()
 pytestmark = pytest.mark.skipif(isinstance(PREFIX, str), reason=str(PREFIX))

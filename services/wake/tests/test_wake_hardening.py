@@ -19,7 +19,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from hearth.wake.v1 import wake_pb2
-from hearth_wake.labtools import PrivateWake, private_net_prefix
+from hearth_wake_lab.labtools import PrivateWake, private_net_prefix
 
 H = wake_pb2
 PREFIX = private_net_prefix()

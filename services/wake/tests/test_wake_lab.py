@@ -26,7 +26,7 @@ from scapy.packet import fuzz
 from hearth.wake.v1 import wake_pb2
 from hearth_lab import Lab, lab_available
 from hearth_testing import metric_value, scrape, wait_for
-from hearth_wake.labtools import (
+from hearth_wake_lab.labtools import (
     SleepSim,
     WakeService,
     capture,
@@ -579,9 +579,9 @@ def test_a_wake_nobody_follows_up_is_counted_as_unconfirmed(net: Net) -> None:
 
 
 def test_demo_part_builds_a_devbox_a_laptop_can_wake(tmp_path: Path) -> None:
+    from hearth_demo import wake as demo
     from hearth_demo.house import House, _service_env
     from hearth_testing import ServiceProcess
-    from hearth_wake import demo
 
     with Lab(prefix="twd") as lab:
         hub = lab.add_host("hearth")

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hearth.wake.v1 import wake_pb2
-from hearth_wake.labtools import PrivateWake, private_net_prefix
+from hearth_wake_lab.labtools import PrivateWake, private_net_prefix
 
 H = wake_pb2
 PREFIX = private_net_prefix()

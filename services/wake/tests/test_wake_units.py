@@ -19,8 +19,8 @@ from hearth_wake.config import WakeConfig
 from hearth_wake.hosts import HostSpec, check_interface_name
 from hearth_wake.magic import find_magic, magic_payload, password_ok
 from hearth_wake.sender import Method
-from hearth_wake.sleepsim import classify
 from hearth_wake.sniffer import bpf_expression, check_host_filter
+from hearth_wake_lab.sleepsim import classify
 
 MAC = bytes.fromhex("020000000001")
 

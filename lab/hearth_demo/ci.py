@@ -8,7 +8,7 @@ import sys
 import grpc
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
-from hearth_ci.replay import default_fixtures, wait_until_up
+from hearth_ci_lab.replay import default_fixtures, wait_until_up
 from hearth_demo.house import House
 
 REPLAY_PORT = 8081
@@ -19,7 +19,7 @@ WATCH_ID = "mine"
 def prepare(house: House) -> None:
     """Start the replay server in the hub and point the ci service at it."""
     house.hub.popen(
-        [sys.executable, "-m", "hearth_ci.replay", "--fixtures", str(default_fixtures()),
+        [sys.executable, "-m", "hearth_ci_lab.replay", "--fixtures", str(default_fixtures()),
          "--listen", f"0.0.0.0:{REPLAY_PORT}", "--user", USER, "--password", PASSWORD],
         log=True,
     )  # fmt: skip

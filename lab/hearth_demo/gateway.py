@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
+from hearth_client.tokens import hash_token, new_token
 from hearth_demo.house import PORTS, House
-from hearth_gateway.auth import hash_token, new_token
 
 
 def prepare(house: House) -> None:

@@ -1,6 +1,6 @@
 """A real HTTP server that stands in for Zuul and Gerrit, replaying recorded Zuul documents.
 
-    python -m hearth_ci.replay --fixtures ../shared/fixtures/zuul --listen 127.0.0.1:8081
+    python -m hearth_ci_lab.replay --fixtures ../shared/fixtures/zuul --listen 127.0.0.1:8081
 
 Zuul:   ``GET /status.json`` (v2 shape) and ``GET /api/tenant/{t}/status`` (v3 shape, or
         the v10 shape derived in code from the recording when ``shape`` is "v10"), with
@@ -721,7 +721,7 @@ class ReplayServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hearth_ci.replay", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hearth_ci_lab.replay", description=__doc__)
     parser.add_argument("--fixtures", type=Path, default=default_fixtures())
     parser.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT")
     parser.add_argument("--document", default="v2-status-tree.json")

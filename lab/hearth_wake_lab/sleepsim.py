@@ -1,4 +1,4 @@
-"""A machine that sleeps, for the lab: ``python -m hearth_wake.sleepsim`` inside a namespace.
+"""A machine that sleeps, for the lab: ``python -m hearth_wake_lab.sleepsim`` inside a namespace.
 
 Asleep, the namespace sends nothing at all (an nftables ``netdev`` egress drop on the
 interface: no ARP replies, no neighbour advertisements, no ICMP), while a raw socket still
@@ -107,7 +107,7 @@ def _say(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hearth_wake.sleepsim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hearth_wake_lab.sleepsim", description=__doc__)
     parser.add_argument("--iface", default="eth0")
     parser.add_argument("--resume-delay", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("--password", default="", help="SecureOn password (4 or 6 hex bytes)")

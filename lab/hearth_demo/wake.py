@@ -22,7 +22,7 @@ def prepare(house: House) -> None:
     devbox = house.lab.add_host("devbox")
     house.lab.add_host("laptop")
     sim = devbox.popen(
-        [sys.executable, "-m", "hearth_wake.sleepsim", "--resume-delay", RESUME_DELAY],
+        [sys.executable, "-m", "hearth_wake_lab.sleepsim", "--resume-delay", RESUME_DELAY],
         log=True,
     )
     house.env.setdefault("HEARTH_WAKE_PROBE_INTERVAL", "10")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import grpc
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
-from hearth_audio import labkit
+from hearth_audio_lab import labkit
 from hearth_demo.house import House
 
 ZONES = ("kitchen", "livingroom")

@@ -129,12 +129,12 @@ class WakeService:
 
 
 class SleepSim:
-    """``python -m hearth_wake.sleepsim`` in a lab host; its printed lines are collected."""
+    """``python -m hearth_wake_lab.sleepsim`` in a lab host; its printed lines are collected."""
 
     def __init__(self, host: Host, *args: str) -> None:
         self.host = host
         self.proc = host.popen(
-            [sys.executable, "-m", "hearth_wake.sleepsim", *args],
+            [sys.executable, "-m", "hearth_wake_lab.sleepsim", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -21,7 +21,7 @@ import numpy as np
 from google.protobuf import field_mask_pb2
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
-from hearth_audio import labkit
+from hearth_audio_lab import labkit
 from hearth_lab import Host, Lab
 from hearth_testing import ServiceProcess, wait_for
 

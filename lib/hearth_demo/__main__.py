@@ -1,3 +1,0 @@
-from hearth_demo.house import build_and_run
-
-build_and_run()
