@@ -14,6 +14,7 @@ from hearth.ci.v1 import ci_pb2
 from hearth_ci import filters
 from hearth_ci.sources import Change, SourceHealth
 from hearth_ci.zuul import CANCELED_RESULTS, ZItem, ZJob, ZQueue, ZuulStatus
+from hearth_runtime.timeconv import duration_from_seconds, timestamp_from_epoch
 
 NEEDED_FAILING = "a needed change is failing"
 
@@ -283,8 +284,8 @@ def health_message(health: SourceHealth, now: float) -> ci_pb2.SourceHealth:
         warning=health.warning,
     )
     if health.last_success is not None:
-        out.last_success.FromMilliseconds(int(health.last_success * 1000))
-        out.data_age.FromMilliseconds(int((now - health.last_success) * 1000))
+        out.last_success.CopyFrom(timestamp_from_epoch(health.last_success))
+        out.data_age.CopyFrom(duration_from_seconds(now - health.last_success))
     return out
 
 
@@ -303,7 +304,7 @@ def build_dashboard(
     Zuul tells. ``everything`` keeps every item (ListPipelines)."""
     now = time.time() if now is None else now
     dash = ci_pb2.Dashboard(watch=watch, filter_description=filters.describe(flt))
-    dash.time.FromMilliseconds(int(now * 1000))
+    dash.time.CopyFrom(timestamp_from_epoch(now))
     for h in health:
         dash.sources.append(health_message(h, now))
     dash.stale = any(s.stale for s in dash.sources)

@@ -44,6 +44,7 @@ from hearth_runtime.errors import ResourceExhausted
 from hearth_runtime.logs import kv
 from hearth_runtime.supervisor import Supervisor
 from hearth_runtime.text import neutral
+from hearth_runtime.timeconv import duration_from_seconds, seconds_of
 
 log = logging.getLogger("hearth.ci")
 
@@ -70,7 +71,7 @@ class WatchState:
 
     @property
     def interval(self) -> float:
-        return self.watch.refresh_interval.ToNanoseconds() / 1e9
+        return seconds_of(self.watch.refresh_interval)
 
 
 @dataclass(eq=False)
@@ -397,7 +398,9 @@ class Engine:
         entry.subscribers += 1
         if entry.state is None:
             watch = ci_pb2.Watch(filter=flt)
-            watch.refresh_interval.FromNanoseconds(int(self.config.default_refresh_seconds * 1e9))
+            watch.refresh_interval.CopyFrom(
+                duration_from_seconds(self.config.default_refresh_seconds)
+            )
             self._inline_seq += 1
             state = WatchState(watch=watch, label="inline", inline=entry)
             state.task = f"ci-inline-{self._inline_seq}"
