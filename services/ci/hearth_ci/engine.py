@@ -27,9 +27,9 @@ from typing import Any
 import aiohttp
 
 from hearth.ci.v1 import ci_pb2
-from hearth_ci import filters, metrics
+from hearth_ci import metrics
 from hearth_ci.config import CiConfig
-from hearth_ci.dashboard import Match, build_dashboard, combine
+from hearth_ci.dashboard import Match, build_dashboard, gerrit_matches
 from hearth_ci.events import diff
 from hearth_ci.sources import (
     GerritClient,
@@ -258,17 +258,15 @@ class Engine:
         """The filter's matches from ONE Gerrit request; None when Gerrit cannot answer."""
         if self.gerrit is None:
             return None
-        groups = filters.effective_groups(flt)
         started = time.perf_counter()
         try:
-            results = await self.gerrit.query(filters.gerrit_queries(flt))
+            return await gerrit_matches(self.gerrit, flt)
         except SourceError:
             metrics.POLL_ERRORS.labels("gerrit").inc()
             return None
         finally:
             metrics.POLL_SECONDS.labels("gerrit").observe(time.perf_counter() - started)
             self._log_change(self.gerrit.health)
-        return combine(groups, results, flt.operator)
 
     # ------------------------------------------------------------------ inline filters
     def admit_inline(self, flt: ci_pb2.Filter, principal: str) -> InlineQuery:
