@@ -7,6 +7,7 @@ The dashboard itself (options, screen, reading the ci service) is the client's,
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,7 @@ import typer
 
 from hearth.ci.v1 import ci_pb2
 from hearth_ci import filters
-from hearth_ci.dashboard import Match, build_dashboard, combine
+from hearth_ci.dashboard import Match, build_dashboard, gerrit_matches
 from hearth_ci.sources import GerritClient, SourceError, SourceHealth, ZuulClient, zuul_status_url
 from hearth_client.dash import DashOptions, make_command
 
@@ -42,13 +43,8 @@ class DirectSource:
         healths: list[SourceHealth] = [self.zuul.health]
         if self.gerrit is not None:
             healths.append(self.gerrit.health)
-            try:
-                results = await self.gerrit.query(filters.gerrit_queries(self.flt))
-                self.matches = combine(
-                    filters.effective_groups(self.flt), results, self.flt.operator
-                )
-            except SourceError:
-                pass  # recorded in gerrit.health; the last matches stay
+            with contextlib.suppress(SourceError):  # in gerrit.health; the last matches stay
+                self.matches = await gerrit_matches(self.gerrit, self.flt)
         return build_dashboard(
             self.zuul.status, self.matches, self.flt, health=healths, zuul_url=self.zuul.url
         )
@@ -60,7 +56,7 @@ class DirectSource:
             out.append(self.zuul.raw if self.zuul.raw is not None else self.zuul.health.error)
         if self.options.dump_gerrit and self.gerrit is not None:
             try:
-                await self.gerrit.query(filters.gerrit_queries(self.flt))
+                await gerrit_matches(self.gerrit, self.flt)
                 out.append(self.gerrit.raw)
             except SourceError as exc:
                 out.append(str(exc))
