@@ -14,6 +14,59 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 
+# ======== the house's audio boxes, no Python (first: Docker's classic builder runs every
+# ======== stage before the target, and these never change with the code: always cached)
+
+# ---- pulse: what both audio boxes share: PulseAudio with RTP through GStreamer ----
+# station: MPD playing into PulseAudio null sinks (one per stream) that the audio service
+#          sends as multicast RTP; a second source plays a test tone (a stand-in for a TV).
+# zone:    PulseAudio that plays the stream the audio service subscribes it to.
+# Both are configured by environment variables (see the entrypoints and .env.example) and
+# take remote control only from the addresses in PULSE_ALLOW (module-native-protocol-tcp).
+FROM ${DEBIAN_IMAGE} AS pulse
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends pulseaudio pulseaudio-utils \
+      gstreamer1.0-plugins-good gstreamer1.0-plugins-base \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10002 --user-group --home-dir /var/lib/hearth-audio --create-home \
+      --shell /usr/sbin/nologin audiobox \
+ && install -d -o audiobox -g audiobox /run/hearth-audio
+# PulseAudio refuses to run as root without --system: everything runs as `audiobox`.
+ENV HOME=/var/lib/hearth-audio XDG_RUNTIME_DIR=/run/hearth-audio \
+    PULSE_SERVER=unix:/run/hearth-audio/pulse/native \
+    PULSE_LISTEN=0.0.0.0 PULSE_PORT=4713 PULSE_ALLOW=127.0.0.1
+COPY docker/audio/pulse-common.sh /usr/local/lib/hearth/pulse-common.sh
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD ["pactl", "info"]
+
+# ---- zone: plays the subscribed stream on its speakers ----
+FROM pulse AS zone
+# ZONE_SINK: "null" (a null sink, for labs and tests: record it from speakers.monitor) or
+# "alsa" (the box's sound card, ZONE_ALSA_DEVICE, default hw:0).
+ENV ZONE_SINK=null ZONE_ALSA_DEVICE=hw:0
+COPY docker/audio/zone.sh /usr/local/bin/hearth-zone
+USER audiobox
+EXPOSE 4713
+ENTRYPOINT ["/usr/local/bin/hearth-zone"]
+
+# ---- station: MPD into PulseAudio, a music volume, test pieces made on first start ----
+FROM pulse AS station
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends mpd mpc sox \
+ && rm -rf /var/lib/apt/lists/* \
+ && install -d -o audiobox -g audiobox /music /var/lib/mpd-hearth
+# STATION_SINKS: the null sinks (one per stream) to create; MPD plays into MPD_SINK.
+# STATION_TONES: "sink:Hz" pairs, each a test tone looped into that sink (a TV stand-in);
+# STATION_TEST_PIECES: pieces generated into an empty /music, as "name:Hz" pairs.
+ENV STATION_SINKS="radio tv" MPD_SINK=radio STATION_TONES="tv:880" \
+    STATION_TEST_PIECES="radio-a:440 radio-b:440" MPD_BIND=any MPD_PORT=6600 MPD_AUTOPLAY=1
+COPY docker/audio/station.sh /usr/local/bin/hearth-station
+USER audiobox
+VOLUME ["/music"]
+EXPOSE 4713 6600
+ENTRYPOINT ["/usr/local/bin/hearth-station"]
+
+# ======== the Python images: one build stage ========
+
 # ---- build: one virtualenv with hearth and its dependencies; gRPC code generated here ----
 FROM ${BASE_IMAGE} AS build
 # Registry-less builds bring wheels in docker/wheels/ and pass PIP_NO_INDEX=1.
@@ -110,7 +163,7 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
        "127.0.0.1:50051"]
 ENTRYPOINT ["hearth-gateway"]
 
-# ============ the lab stack's images, and the house's audio boxes ============
+# ======== the lab stack's lab host ========
 
 # ---- build-lab: the product's virtualenv plus the hearth-lab distribution ----
 FROM build AS build-lab
@@ -133,51 +186,3 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build-lab /opt/hearth /opt/hearth
 CMD ["sleep", "infinity"]
-
-# ---- pulse: what both audio boxes share: PulseAudio with RTP through GStreamer ----
-# station: MPD playing into PulseAudio null sinks (one per stream) that the audio service
-#          sends as multicast RTP; a second source plays a test tone (a stand-in for a TV).
-# zone:    PulseAudio that plays the stream the audio service subscribes it to.
-# Both are configured by environment variables (see the entrypoints and .env.example) and
-# take remote control only from the addresses in PULSE_ALLOW (module-native-protocol-tcp).
-FROM ${DEBIAN_IMAGE} AS pulse
-RUN apt-get update \
- && apt-get install -y --no-install-recommends pulseaudio pulseaudio-utils \
-      gstreamer1.0-plugins-good gstreamer1.0-plugins-base \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10002 --user-group --home-dir /var/lib/hearth-audio --create-home \
-      --shell /usr/sbin/nologin audiobox \
- && install -d -o audiobox -g audiobox /run/hearth-audio
-# PulseAudio refuses to run as root without --system: everything runs as `audiobox`.
-ENV HOME=/var/lib/hearth-audio XDG_RUNTIME_DIR=/run/hearth-audio \
-    PULSE_SERVER=unix:/run/hearth-audio/pulse/native \
-    PULSE_LISTEN=0.0.0.0 PULSE_PORT=4713 PULSE_ALLOW=127.0.0.1
-COPY docker/audio/pulse-common.sh /usr/local/lib/hearth/pulse-common.sh
-HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD ["pactl", "info"]
-
-# ---- zone: plays the subscribed stream on its speakers ----
-FROM pulse AS zone
-# ZONE_SINK: "null" (a null sink, for labs and tests: record it from speakers.monitor) or
-# "alsa" (the box's sound card, ZONE_ALSA_DEVICE, default hw:0).
-ENV ZONE_SINK=null ZONE_ALSA_DEVICE=hw:0
-COPY docker/audio/zone.sh /usr/local/bin/hearth-zone
-USER audiobox
-EXPOSE 4713
-ENTRYPOINT ["/usr/local/bin/hearth-zone"]
-
-# ---- station: MPD into PulseAudio, a music volume, test pieces made on first start ----
-FROM pulse AS station
-RUN apt-get update \
- && apt-get install -y --no-install-recommends mpd mpc sox \
- && rm -rf /var/lib/apt/lists/* \
- && install -d -o audiobox -g audiobox /music /var/lib/mpd-hearth
-# STATION_SINKS: the null sinks (one per stream) to create; MPD plays into MPD_SINK.
-# STATION_TONES: "sink:Hz" pairs, each a test tone looped into that sink (a TV stand-in);
-# STATION_TEST_PIECES: pieces generated into an empty /music, as "name:Hz" pairs.
-ENV STATION_SINKS="radio tv" MPD_SINK=radio STATION_TONES="tv:880" \
-    STATION_TEST_PIECES="radio-a:440 radio-b:440" MPD_BIND=any MPD_PORT=6600 MPD_AUTOPLAY=1
-COPY docker/audio/station.sh /usr/local/bin/hearth-station
-USER audiobox
-VOLUME ["/music"]
-EXPOSE 4713 6600
-ENTRYPOINT ["/usr/local/bin/hearth-station"]
