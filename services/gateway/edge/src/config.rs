@@ -35,3 +35,43 @@ pub fn load(path: &str) -> Result<Config, String> {
     }
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::EdgeMethod;
+
+    fn written(config: &Config, name: &str) -> String {
+        let path =
+            std::env::temp_dir().join(format!("hearth-edge-{}-{name}.pb", std::process::id()));
+        std::fs::write(&path, config.encode_to_vec()).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn with_method(role: Role) -> Config {
+        let mut config = Config {
+            backends: [("wake".to_string(), "localhost:1".to_string())].into(),
+            ..Config::default()
+        };
+        let method = EdgeMethod {
+            backend: "wake".into(),
+            full_name: "hearth.wake.v1.WakeService/WakeHost".into(),
+            role: role.into(),
+            ..EdgeMethod::default()
+        };
+        config
+            .methods
+            .insert("/hearth.wake.v1.WakeService/WakeHost".into(), method);
+        config
+    }
+
+    #[test]
+    fn a_method_needs_a_policy_role() {
+        let loaded = load(&written(&with_method(Role::Operator), "ok")).unwrap();
+        assert_eq!(loaded.connect_timeout_seconds, DEFAULT_CONNECT_TIMEOUT);
+        for role in [Role::Unspecified, Role::Anonymous] {
+            let error = load(&written(&with_method(role), "no-role")).unwrap_err();
+            assert!(error.ends_with("no policy role"), "{error}");
+        }
+    }
+}
