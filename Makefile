@@ -32,7 +32,9 @@ $(VENV)/.stamp-pip: pyproject.toml lab/pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]' -e ./lab
 	@touch $@
 
-EDGE_SOURCES := $(wildcard services/gateway/edge/src/*.rs) services/gateway/edge/Cargo.toml \
+EDGE_SOURCES := $(wildcard services/gateway/edge/src/*.rs) services/gateway/edge/build.rs \
+                services/gateway/edge/Cargo.toml protos/hearth/gateway/internal/v1/edge.proto \
+                protos/hearth/auth/v1/policy.proto \
                 services/gateway/edge/Cargo.lock
 $(VENV)/bin/hearth-edge: $(VENV)/.stamp-pip $(EDGE_SOURCES)
 	scripts/build-edge.sh $@
