@@ -214,3 +214,66 @@ def test_runtime_metrics_are_documented() -> None:
         n for n in metrics if n.startswith(("hearth_", "grpc_")) and not n.startswith(owned)
     )
     assert not orphans, f"metrics no document is responsible for: {orphans}"
+
+
+# Upper-case words the documents may show that are not enum values of hearth's contracts.
+NOT_ENUMS = {"DEBUG", "INFO", "WARNING", "ERROR", "HEALTHCHECK"}
+NOT_ENUM_PREFIXES = ("CAP_", "SO_", "NET_", "HEARTH_", "GF_")
+# google.rpc.ErrorInfo reasons hearth sets; each must still be in the code (checked below).
+ERROR_REASONS = {
+    "TOKEN_REQUIRED",
+    "INVALID_TOKEN",
+    "ROLE_REQUIRED",
+    "RATE_LIMITED",
+    "BACKEND_UNAVAILABLE",
+    "BACKEND_ANSWER_UNREADABLE",
+}
+
+
+def contract_enum_values() -> set[str]:
+    """Every enum value name of hearth's contracts (top-level and nested enums)."""
+    from google.protobuf.descriptor import Descriptor
+
+    names: set[str] = set()
+
+    def nested(message: Descriptor) -> None:
+        for enum in message.enum_types:
+            names.update(value.name for value in enum.values)
+        for inner in message.nested_types:
+            nested(inner)
+
+    for path in sorted((ROOT / "protos" / "hearth").glob("*/v1/*.proto")):
+        package, version = path.parent.parent.name, path.parent.name
+        module = importlib.import_module(f"hearth.{package}.{version}.{path.stem}_pb2")
+        for enum in module.DESCRIPTOR.enum_types_by_name.values():
+            names.update(value.name for value in enum.values)
+        for message in module.DESCRIPTOR.message_types_by_name.values():
+            nested(message)
+    return names
+
+
+def test_error_reasons_exist() -> None:
+    sources = [
+        *(ROOT / "services").rglob("*.py"),
+        *(ROOT / "services").rglob("*.rs"),
+        *(ROOT / "lib").rglob("*.py"),
+    ]
+    code = "\n".join(p.read_text() for p in sources)
+    stale = sorted(reason for reason in ERROR_REASONS if f'"{reason}"' not in code)
+    assert not stale, f"error reasons no longer in the code: {stale}"
+
+
+@pytest.mark.parametrize("name", [*SERVICES, "runtime"])
+def test_enum_names_are_real(name: str) -> None:
+    """Enum names in a document (`AWAKE` in the text, "AWAKE" in a JSON example) are the
+    contracts' names of today: a renamed value fails here until the document follows."""
+    import grpc
+    from grpc_health.v1 import health_pb2
+
+    known = contract_enum_values() | NOT_ENUMS | ERROR_REASONS
+    known |= {code.name for code in grpc.StatusCode}
+    known |= set(health_pb2.HealthCheckResponse.ServingStatus.keys())
+    text = (DOCS / f"{name}.md").read_text()
+    words = set(re.findall(r'[`"]([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)[`"]', text))
+    unknown = sorted(w for w in words - known if not w.startswith(NOT_ENUM_PREFIXES))
+    assert not unknown, f"docs/{name}.md shows enum names the contracts do not have: {unknown}"
