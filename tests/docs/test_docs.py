@@ -163,6 +163,26 @@ def test_every_setting_is_documented(service: str) -> None:
     assert not missing, f"docs/{service}.md does not mention these settings: {missing}"
 
 
+def settings_table(doc: str) -> set[str]:
+    """The names in the first column of the table under a document's ## Settings."""
+    section = doc.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    names: set[str] = set()
+    for row in re.findall(r"^\|([^|]*)\|", section, re.M):
+        names.update(re.findall(r"`([a-z_0-9]+)`", row))
+    return names
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_documented_setting_exists(service: str) -> None:
+    doc = (DOCS / f"{service}.md").read_text()
+    assert "\n## Settings\n" in doc, f"docs/{service}.md has no ## Settings section"
+    fields = {field for model in config_models(service) for field in model.model_fields}
+    listed = settings_table(doc)
+    assert listed, f"docs/{service}.md: no settings table"
+    stale = sorted(listed - fields)
+    assert not stale, f"docs/{service}.md lists settings that do not exist: {stale}"
+
+
 def import_all(package: str) -> None:
     root: ModuleType = importlib.import_module(package)
     for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
