@@ -97,9 +97,9 @@ def _backlog_colour(length: int) -> str:
 
 
 def _item_colour(item: ci_pb2.Item) -> str:
-    if item.status == ci_pb2.FAILING:
+    if item.status == ci_pb2.ITEM_STATUS_FAILING:
         return RED
-    if item.status == ci_pb2.BEHIND_FAILURE:
+    if item.status == ci_pb2.ITEM_STATUS_BEHIND_FAILURE:
         return YELLOW
     if item.own:
         return GREEN
@@ -116,7 +116,7 @@ def item_line(item: ci_pb2.Item, now_ms: float) -> str:
     subject = neutral(item.subject or item.project, 200)
     jobs = neutral(item.job_string, 400)
     line = f"{position}({neutral(item.change, 40)}) {subject} ({spent}/{jobs}/{eta})"
-    if item.status == ci_pb2.BEHIND_FAILURE:
+    if item.status == ci_pb2.ITEM_STATUS_BEHIND_FAILURE:
         what = neutral(item.behind_change or "a failing change", 80)
         job = f" ({neutral(item.behind_job, 200)})" if item.behind_job else ""
         line += f" behind {what}{job}"

@@ -31,7 +31,7 @@ def combine(
     per_group: list[dict[int, Change]] = [{c.number: c for c in res} for res in results]
     numbers: set[int] = set()
     if per_group:
-        if operator == ci_pb2.AND:
+        if operator == ci_pb2.OPERATOR_AND:
             numbers = set(per_group[0]).intersection(*per_group[1:])
         else:
             numbers = set().union(*per_group)
@@ -91,8 +91,10 @@ def _zuul_change(number: int, item: ZItem) -> Change:
 
 def job_result(job: ZJob) -> int:
     if job.result is None:
-        return ci_pb2.RUNNING if job.started else ci_pb2.WAITING
-    return ci_pb2.JobResult.Value(job.result) if job.result in _KNOWN_RESULTS else ci_pb2.OTHER
+        return ci_pb2.JOB_RESULT_RUNNING if job.started else ci_pb2.JOB_RESULT_WAITING
+    if job.result in _KNOWN_RESULTS:  # Zuul's word is the enum value's name after the prefix
+        return ci_pb2.JobResult.Value(f"JOB_RESULT_{job.result}")
+    return ci_pb2.JOB_RESULT_OTHER
 
 
 _KNOWN_RESULTS = {"SUCCESS", "FAILURE", "UNSTABLE", "CANCELED", "SKIPPED", "ABORTED"}
@@ -132,7 +134,7 @@ def classify(queue: ZQueue) -> dict[str, Verdict]:
     for item in queue.items:
         own = failed[item.key]
         if own:
-            out[item.key] = Verdict(ci_pb2.FAILING)
+            out[item.key] = Verdict(ci_pb2.ITEM_STATUS_FAILING)
             continue
         ahead, seen = item.item_ahead, {item.key}
         verdict: Verdict | None = None
@@ -140,18 +142,18 @@ def classify(queue: ZQueue) -> dict[str, Verdict]:
             seen.add(ahead)
             job = failed[ahead]
             if job:
-                verdict = Verdict(ci_pb2.BEHIND_FAILURE, ahead, job)
+                verdict = Verdict(ci_pb2.ITEM_STATUS_BEHIND_FAILURE, ahead, job)
                 break
             ahead = by_key[ahead].item_ahead
         if verdict is None:
             if NEEDED_FAILING in item.failing_reasons or _all_canceled(item):
-                verdict = Verdict(ci_pb2.BEHIND_FAILURE)
+                verdict = Verdict(ci_pb2.ITEM_STATUS_BEHIND_FAILURE)
             elif not item.jobs:
-                verdict = Verdict(ci_pb2.UNKNOWN)
+                verdict = Verdict(ci_pb2.ITEM_STATUS_UNKNOWN)
             elif not any(j.started or j.finished for j in item.jobs):
-                verdict = Verdict(ci_pb2.QUEUED)
+                verdict = Verdict(ci_pb2.ITEM_STATUS_QUEUED)
             else:
-                verdict = Verdict(ci_pb2.PASSING)
+                verdict = Verdict(ci_pb2.ITEM_STATUS_PASSING)
         out[item.key] = verdict
     return out
 
@@ -260,12 +262,20 @@ def build_item(
     return out
 
 
+# The parser's "v2", "v3", "v10" -> the contract's ZuulApiGeneration.
+GENERATIONS = {
+    "v2": ci_pb2.ZUUL_API_GENERATION_V2,
+    "v3": ci_pb2.ZUUL_API_GENERATION_V3,
+    "v10": ci_pb2.ZUUL_API_GENERATION_V10,
+}
+
+
 def zuul_message(zuul: ZuulStatus, url: str = "") -> ci_pb2.ZuulStatus:
     out = ci_pb2.ZuulStatus(
         version=zuul.version,
         message=zuul.message,
         event_queues=zuul.event_queues,
-        api_generation=zuul.generation,
+        api_generation=GENERATIONS.get(zuul.generation, ci_pb2.ZUUL_API_GENERATION_UNSPECIFIED),
         url=url,
     )
     if zuul.last_reconfigured_ms:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import duration_pb2, json_format
 
@@ -24,6 +26,9 @@ MIGRATIONS = [
     """,
 ]
 UPDATABLE = ("display_name", "filter", "refresh_interval")
+# Enum names written before the values carried their enum's prefix (a body stored by an
+# older version says "operator": "AND"; json_format would silently drop the unknown name).
+LEGACY_OPERATORS = {"OR": "OPERATOR_OR", "AND": "OPERATOR_AND"}
 
 
 MAX_REFRESH_SECONDS = 86_400
@@ -65,6 +70,20 @@ def validate_watch(
     return out
 
 
+def upgrade(body: str) -> str:
+    """A stored body in today's JSON form: older enum names get their prefix. Anything that
+    is not a JSON object comes back as it was (and is quarantined by the parse)."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        return body
+    flt = data.get("filter") if isinstance(data, dict) else None
+    if isinstance(flt, dict) and flt.get("operator") in LEGACY_OPERATORS:
+        flt["operator"] = LEGACY_OPERATORS[flt["operator"]]
+        return json.dumps(data)
+    return body
+
+
 def _seconds(value: float) -> duration_pb2.Duration:
     out = duration_pb2.Duration()
     out.FromNanoseconds(int(value * 1e9))
@@ -98,7 +117,7 @@ class WatchStore:
         try:
             if not isinstance(body, str):
                 raise ValueError(f"stored body is {type(body).__name__}, not JSON text")
-            watch = json_format.Parse(body, ci_pb2.Watch(), ignore_unknown_fields=True)
+            watch = json_format.Parse(upgrade(body), ci_pb2.Watch(), ignore_unknown_fields=True)
         except Exception as exc:  # any stored bytes at all: quarantined, never fatal
             reason = f"stored form does not parse: {neutral(exc, 200)}"
             return ci_pb2.Watch(name=name, quarantine_reason=reason)

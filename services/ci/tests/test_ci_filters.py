@@ -22,7 +22,9 @@ from hearth_ci.testkit import channel, ci, fixtures_dir, replay, stub  # noqa: F
 FILTERS = [
     ci_pb2.Filter(user="danms"),
     ci_pb2.Filter(user="danms", projects=["openstack/nova"], starred=True, owners=["danms"]),
-    ci_pb2.Filter(owners=["alice", "bob"], operator=ci_pb2.AND, projects=["openstack/heat"]),
+    ci_pb2.Filter(
+        owners=["alice", "bob"], operator=ci_pb2.OPERATOR_AND, projects=["openstack/heat"]
+    ),
     ci_pb2.Filter(topic="bp/cells-v2", ignored_pipelines=["check"]),
     ci_pb2.Filter(user="danms", watched=True),
     ci_pb2.Filter(changes=["48418", "48423", "48560"]),
@@ -57,7 +59,8 @@ async def test_same_filters_same_changes_on_v2_and_v10(replay: ReplayServer) -> 
         for flt in FILTERS:
             v2 = await _dashboard(session, zuul_status_url(replay.url, ""), gerrit, flt)
             v10 = await _dashboard(session, zuul_status_url(replay.url, "openstack"), gerrit, flt)
-            assert v2.zuul.api_generation == "v2" and v10.zuul.api_generation == "v10"
+            assert v2.zuul.api_generation == ci_pb2.ZUUL_API_GENERATION_V2
+            assert v10.zuul.api_generation == ci_pb2.ZUUL_API_GENERATION_V10
             assert _shape(v2), f"filter matched nothing: {filters.describe(flt)}"
             assert _shape(v2) == _shape(v10), filters.describe(flt)
             assert v2.matching_items == v10.matching_items > 0
@@ -76,7 +79,9 @@ async def test_or_and_and_reasons(stub: Any) -> None:
         assert ("project" in item.matched_by) == (item.project == "openstack/nova")
         assert item.own == (item.owner_username == "danms")
         assert item.subject and item.owner
-    both = ci_pb2.Filter(owners=["danms"], projects=["openstack/nova"], operator=ci_pb2.AND)
+    both = ci_pb2.Filter(
+        owners=["danms"], projects=["openstack/nova"], operator=ci_pb2.OPERATOR_AND
+    )
     dash_and = await stub.GetDashboard(ci_pb2.GetDashboardRequest(filter=both))
     and_items = [i for p in dash_and.pipelines for q in p.queues for i in q.items]
     assert and_items and {tuple(i.matched_by) for i in and_items} == {("owner", "project")}
@@ -151,6 +156,6 @@ async def test_bad_filters_are_invalid_argument_naming_the_field(
 
 
 def test_operator_text_is_checked() -> None:
-    assert filters.parse_operator("and") == ci_pb2.AND
+    assert filters.parse_operator("and") == ci_pb2.OPERATOR_AND
     with pytest.raises(Exception, match="operator: unknown operator 'XOR'"):
         filters.parse_operator("XOR")

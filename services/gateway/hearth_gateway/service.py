@@ -16,6 +16,12 @@ from hearth_gateway.proxy import token_of
 from hearth_runtime.broadcast import Broadcaster
 
 SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
+# A principal's role ("anonymous", "viewer", "operator") -> the contract's Role.
+ROLES = {
+    "anonymous": gateway_pb2.ROLE_ANONYMOUS,
+    "viewer": gateway_pb2.ROLE_VIEWER,
+    "operator": gateway_pb2.ROLE_OPERATOR,
+}
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
@@ -40,7 +46,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             backends=[b.describe() for b in self.pool.backends.values()],
             version=self.version,
             time=now,
-            role=principal.role,
+            role=ROLES.get(principal.role, gateway_pb2.ROLE_UNSPECIFIED),
         )
 
     async def GetSystemStatus(

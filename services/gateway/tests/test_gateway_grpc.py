@@ -73,10 +73,13 @@ async def test_every_service_is_forwarded_unary_and_streaming(gw: Running) -> No
 
     stream = wake.WatchHostEvents(wake_pb2.WatchHostEventsRequest(), metadata=auth(VIEWER))
     first = await stream.read()
-    assert first.kind == wake_pb2.HostEvent.CURRENT and first.host.name == "hosts/devbox"
+    assert first.kind == wake_pb2.HostEvent.KIND_CURRENT and first.host.name == "hosts/devbox"
     await wake.WakeHost(wake_pb2.WakeHostRequest(name="hosts/devbox"), metadata=auth(OPERATOR))
     event = await asyncio.wait_for(stream.read(), 5)
-    assert event.kind == wake_pb2.HostEvent.ALIVE and event.host.state == wake_pb2.AWAKE
+    assert (
+        event.kind == wake_pb2.HostEvent.KIND_ALIVE
+        and event.host.state == wake_pb2.HOST_STATE_AWAKE
+    )
     stream.cancel()
 
 
@@ -188,7 +191,7 @@ async def test_anonymous_read_when_the_owner_allows_it(make_gateway: MakeGateway
     status = await gateway_pb2_grpc.GatewayStub(gw.channel).GetSystemStatus(
         gateway_pb2.GetSystemStatusRequest()
     )
-    assert status.role == "anonymous"
+    assert status.role == gateway_pb2.ROLE_ANONYMOUS
 
 
 async def test_wake_requests_are_rate_limited(make_gateway: MakeGateway) -> None:
@@ -208,11 +211,11 @@ async def test_system_status_reports_each_backend(gw: Running) -> None:
     status = await gateway_pb2_grpc.GatewayStub(gw.channel).GetSystemStatus(
         gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
     )
-    assert status.role == "viewer"
+    assert status.role == gateway_pb2.ROLE_VIEWER
     by_name = {b.name: b for b in status.backends}
     assert set(by_name) == {"wake", "audio", "ci"}
     for name, backend in by_name.items():
-        assert backend.up and backend.health == "SERVING", backend
+        assert backend.up and backend.health == gateway_pb2.HEALTH_STATUS_SERVING, backend
         assert backend.version == "9.9.9"
         assert backend.address == gw.backends.address(name)
         assert backend.round_trip.ToNanoseconds() > 0
@@ -353,11 +356,11 @@ async def test_200_concurrent_watches_each_receive_every_event(gw: Running) -> N
         for _ in range(200)
     ]
     for stream in streams:  # the current state first
-        assert (await asyncio.wait_for(stream.read(), 20)).kind == wake_pb2.HostEvent.CURRENT
+        assert (await asyncio.wait_for(stream.read(), 20)).kind == wake_pb2.HostEvent.KIND_CURRENT
     for i in range(events):
         host = wake_pb2.Host(name="hosts/devbox", ipv4=f"198.18.0.{i}")
         gw.backends.wake.events.publish(
-            wake_pb2.HostEvent(kind=wake_pb2.HostEvent.ALIVE, host=host)
+            wake_pb2.HostEvent(kind=wake_pb2.HostEvent.KIND_ALIVE, host=host)
         )
 
     async def receive(stream: Any) -> list[str]:

@@ -90,7 +90,7 @@ async def test_tls_on_both_faces(make_gateway: MakeGateway, certificate: tuple[P
         status = await gateway_pb2_grpc.GatewayStub(channel).GetSystemStatus(
             gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
         )
-    assert status.role == "viewer"
+    assert status.role == gateway_pb2.ROLE_VIEWER
     context = ssl.create_default_context(cafile=str(cert))
     url = f"https://localhost:{gw.gateway.http_port}/v1/system/status"
     async with (
