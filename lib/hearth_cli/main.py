@@ -14,7 +14,6 @@ from typing import Annotated, Any, TypeVar
 import grpc
 import typer
 from google.protobuf import duration_pb2, field_mask_pb2
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from rich.console import Console
 from rich.table import Table
 
@@ -65,12 +64,12 @@ def stub(kind: type[T]) -> T:
     return kind(settings().channel())  # type: ignore[call-arg]
 
 
-def word(enum: EnumTypeWrapper, value: int) -> str:
+def word(enum: Any, value: int) -> str:
     """An enum value's name without its enum's prefix: HOST_STATE_AWAKE -> AWAKE (unknown
     numbers as the number)."""
     prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.DESCRIPTOR.name).upper() + "_"
     try:
-        return enum.Name(value).removeprefix(prefix)  # type: ignore[arg-type]
+        return str(enum.Name(value)).removeprefix(prefix)
     except ValueError:
         return str(value)
 
