@@ -65,7 +65,7 @@ def test_reflection_lists_every_service(e2e: E2E) -> None:
         "hearth.wake.v1.WakeService",
         "hearth.audio.v1.AudioService",
         "hearth.ci.v1.CiService",
-        "hearth.gateway.v1.Gateway",
+        "hearth.gateway.v1.GatewayService",
     } <= services
     pool = descriptor_pool.DescriptorPool(database)
     ci = pool.FindServiceByName("hearth.ci.v1.CiService")
@@ -126,7 +126,7 @@ def test_auth_through_the_gateway(e2e: E2E) -> None:
 
 
 def status(e2e: E2E) -> dict[str, gateway_pb2.Backend]:
-    reply = gateway_pb2_grpc.GatewayStub(e2e.channel).GetSystemStatus(
+    reply = gateway_pb2_grpc.GatewayServiceStub(e2e.channel).GetSystemStatus(
         gateway_pb2.GetSystemStatusRequest(), metadata=auth(), timeout=5
     )
     return {b.name: b for b in reply.backends}

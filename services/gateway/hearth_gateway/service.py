@@ -15,7 +15,7 @@ from hearth_gateway.catalog import Catalog
 from hearth_gateway.proxy import token_of
 from hearth_runtime.broadcast import Broadcaster
 
-SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
+SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
 # A principal's role ("anonymous", "viewer", "operator") -> the contract's Role.
 ROLES = {
     "anonymous": gateway_pb2.ROLE_ANONYMOUS,
@@ -24,7 +24,7 @@ ROLES = {
 }
 
 
-class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def __init__(
         self, catalog: Catalog, pool: BackendPool, authorizer: Authorizer, version: str
     ) -> None:

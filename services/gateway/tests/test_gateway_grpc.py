@@ -188,7 +188,7 @@ async def test_anonymous_read_when_the_owner_allows_it(make_gateway: MakeGateway
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await wake.DeleteHost(wake_pb2.DeleteHostRequest(name="hosts/x"))
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
-    status = await gateway_pb2_grpc.GatewayStub(gw.channel).GetSystemStatus(
+    status = await gateway_pb2_grpc.GatewayServiceStub(gw.channel).GetSystemStatus(
         gateway_pb2.GetSystemStatusRequest()
     )
     assert status.role == gateway_pb2.ROLE_ANONYMOUS
@@ -208,7 +208,7 @@ async def test_wake_requests_are_rate_limited(make_gateway: MakeGateway) -> None
 
 
 async def test_system_status_reports_each_backend(gw: Running) -> None:
-    status = await gateway_pb2_grpc.GatewayStub(gw.channel).GetSystemStatus(
+    status = await gateway_pb2_grpc.GatewayServiceStub(gw.channel).GetSystemStatus(
         gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
     )
     assert status.role == gateway_pb2.ROLE_VIEWER
@@ -240,7 +240,7 @@ async def test_reflection_lists_and_describes_every_service(gw: Running) -> None
         "hearth.wake.v1.WakeService",
         "hearth.audio.v1.AudioService",
         "hearth.ci.v1.CiService",
-        "hearth.gateway.v1.Gateway",
+        "hearth.gateway.v1.GatewayService",
         "grpc.health.v1.Health",
     } <= services
     assert "WakeHost" in methods
@@ -262,7 +262,7 @@ async def test_grpcurl_lists_describes_and_calls_through_the_gateway(gw: Running
     await create_host(gw)
     listed = set((await grpcurl(gw.grpc_address, "list")).split())
     assert set(gw.runtime.service_names) <= listed
-    assert {"hearth.wake.v1.WakeService", "hearth.gateway.v1.Gateway"} <= listed
+    assert {"hearth.wake.v1.WakeService", "hearth.gateway.v1.GatewayService"} <= listed
     described = await grpcurl(gw.grpc_address, "describe", "hearth.wake.v1.WakeService")
     assert "rpc WakeHost ( .hearth.wake.v1.WakeHostRequest )" in described
     answer = await grpcurl(
@@ -278,7 +278,7 @@ async def test_grpcurl_lists_describes_and_calls_through_the_gateway(gw: Running
 
 async def test_a_stopped_backend_fails_fast_and_recovers(gw: Running) -> None:
     health = health_pb2_grpc.HealthStub(gw.channel)
-    gateway = gateway_pb2_grpc.GatewayStub(gw.channel)
+    gateway = gateway_pb2_grpc.GatewayServiceStub(gw.channel)
     ci = ci_pb2_grpc.CiServiceStub(gw.channel)
     wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
     port = gw.backends.runtimes["ci"].grpc_port
@@ -314,7 +314,7 @@ async def test_a_stopped_backend_fails_fast_and_recovers(gw: Running) -> None:
 
 
 async def test_watch_system_status_sends_current_state_first(gw: Running) -> None:
-    stream = gateway_pb2_grpc.GatewayStub(gw.channel).WatchSystemStatus(
+    stream = gateway_pb2_grpc.GatewayServiceStub(gw.channel).WatchSystemStatus(
         gateway_pb2.WatchSystemStatusRequest(), metadata=auth(VIEWER)
     )
     first = await asyncio.wait_for(stream.read(), 5)

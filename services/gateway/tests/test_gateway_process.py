@@ -41,7 +41,7 @@ async def test_the_process_serves_grpc_http_and_the_page(tmp_path: Path) -> None
     try:
         assert f"http://127.0.0.1:{http_port}/" in proc.output
         async with grpc.aio.insecure_channel(proc.grpc_address) as channel:
-            status = await gateway_pb2_grpc.GatewayStub(channel).GetSystemStatus(
+            status = await gateway_pb2_grpc.GatewayServiceStub(channel).GetSystemStatus(
                 gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
             )
         assert all(b.up for b in status.backends)
@@ -87,7 +87,7 @@ async def test_tls_on_both_faces(make_gateway: MakeGateway, certificate: tuple[P
     tls_port = gw.gateway.tls_port
     creds = grpc.ssl_channel_credentials(cert.read_bytes())
     async with grpc.aio.secure_channel(f"localhost:{tls_port}", creds) as channel:
-        status = await gateway_pb2_grpc.GatewayStub(channel).GetSystemStatus(
+        status = await gateway_pb2_grpc.GatewayServiceStub(channel).GetSystemStatus(
             gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
         )
     assert status.role == gateway_pb2.ROLE_VIEWER
