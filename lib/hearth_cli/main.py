@@ -108,7 +108,8 @@ def version() -> None:
 def status() -> None:
     """Each backend behind the gateway: up or down, version, round-trip time."""
     reply = call(
-        stub(gateway_pb2_grpc.GatewayServiceStub).GetSystemStatus, gateway_pb2.GetSystemStatusRequest()
+        stub(gateway_pb2_grpc.GatewayServiceStub).GetSystemStatus,
+        gateway_pb2.GetSystemStatusRequest(),
     )
     role = word(gateway_pb2.Role, reply.role).lower()
     table = Table(title=f"hearth gateway {reply.version} at {settings().gateway} ({role})")

@@ -319,7 +319,7 @@ def test_ci_watch_shows_the_replayed_queues(gateway: grpc.Channel) -> None:
     assert queues, dashboard
     assert sum(len(q.items) for q in queues) == dashboard.matching_items
     assert all(q.total >= len(q.items) for q in queues)
-    assert {s.source for s in dashboard.sources} >= {"zuul"}
+    assert {s.source for s in dashboard.sources} >= {ci_pb2.UPSTREAM_ZUUL}
 
 
 def test_prometheus_scrapes_every_service(stack: LabStack) -> None:

@@ -96,6 +96,13 @@ def _backlog_colour(length: int) -> str:
     return ""
 
 
+def _upstream(value: int) -> str:
+    """UPSTREAM_ZUUL -> "zuul" (an unknown number as the number)."""
+    if value not in ci_pb2.Upstream.values():
+        return str(value)
+    return ci_pb2.Upstream.Name(value).removeprefix("UPSTREAM_").lower()  # type: ignore[arg-type]
+
+
 def _item_colour(item: ci_pb2.Item) -> str:
     if item.status == ci_pb2.ITEM_STATUS_FAILING:
         return RED
@@ -160,14 +167,12 @@ def render(
             lines.append(
                 paint(
                     YELLOW,
-                    f"{source.failed_attempts} failed attempts ({neutral(source.source, 20)}: "
+                    f"{source.failed_attempts} failed attempts ({_upstream(source.source)}: "
                     f"{neutral(source.error, 300)}){since}",
                 )
             )
         elif not source.ok and source.error:
-            lines.append(
-                paint(YELLOW, f"{neutral(source.source, 20)}: {neutral(source.error, 300)}")
-            )
+            lines.append(paint(YELLOW, f"{_upstream(source.source)}: {neutral(source.error, 300)}"))
     for pipeline in dash.pipelines:
         for queue in pipeline.queues:
             label = neutral(pipeline.name, 100)

@@ -223,7 +223,7 @@ def build_item(
         behind_change=keys_to_change.get(verdict.behind_key, verdict.behind_key),
         behind_job=verdict.behind_job,
         progress=fraction,
-        matched_by=match.reasons if match else [],
+        matched_by=[GROUPS[r] for r in match.reasons if r in GROUPS] if match else [],
         starred=bool(change and change.starred),
         live=item.live,
         job_string="".join(job_char(j) for j in item.jobs),
@@ -262,6 +262,18 @@ def build_item(
     return out
 
 
+# The source's name ("zuul", "gerrit", also the metrics' label) -> the contract's Upstream.
+UPSTREAMS = {"zuul": ci_pb2.UPSTREAM_ZUUL, "gerrit": ci_pb2.UPSTREAM_GERRIT}
+# A filter group's reason ("owner", "project", ...) -> the contract's FilterGroup.
+GROUPS = {
+    "owner": ci_pb2.FILTER_GROUP_OWNER,
+    "change": ci_pb2.FILTER_GROUP_CHANGE,
+    "topic": ci_pb2.FILTER_GROUP_TOPIC,
+    "query": ci_pb2.FILTER_GROUP_QUERY,
+    "watched": ci_pb2.FILTER_GROUP_WATCHED,
+    "starred": ci_pb2.FILTER_GROUP_STARRED,
+    "project": ci_pb2.FILTER_GROUP_PROJECT,
+}
 # The parser's "v2", "v3", "v10" -> the contract's ZuulApiGeneration.
 GENERATIONS = {
     "v2": ci_pb2.ZUUL_API_GENERATION_V2,
@@ -285,7 +297,7 @@ def zuul_message(zuul: ZuulStatus, url: str = "") -> ci_pb2.ZuulStatus:
 
 def health_message(health: SourceHealth, now: float) -> ci_pb2.SourceHealth:
     out = ci_pb2.SourceHealth(
-        source=health.name,
+        source=UPSTREAMS.get(health.name, ci_pb2.UPSTREAM_UNSPECIFIED),
         ok=health.ok,
         error=health.error,
         failed_attempts=health.failed_attempts,

@@ -323,7 +323,7 @@ function renderDashboard() {
     }, `${name}: ${length}`)),
     ...(d.sources || []).filter((s) => !s.ok || s.stale).map((s) => el("span", {
       class: "badge bad",
-    }, `${s.source}: ${s.error || "stale"}`)));
+    }, `${word(s.source, "UPSTREAM_").toLowerCase()}: ${s.error || "stale"}`)));
   const pipelines = (d.pipelines || []).filter((p) => (p.queues || []).some((q) => (q.items || []).length));
   document.getElementById("pipelines").replaceChildren(
     ...(pipelines.length ? [] : [el("p", { class: "muted" }, `nothing matching ${d.filterDescription || ""}`)]),
