@@ -121,10 +121,14 @@ async def test_press_wake_and_watch_the_devbox_wake_up(e2e: E2E) -> None:
         await page.goto(e2e.http + "/")
         await page.fill("#token", OPERATOR)
         await page.click("#token-form button[type=submit]")
-        await page.wait_for_selector("tr[data-host=devbox] [data-state=HOST_STATE_ASLEEP]", timeout=15_000)
+        await page.wait_for_selector(
+            "tr[data-host=devbox] [data-state=HOST_STATE_ASLEEP]", timeout=15_000
+        )
         await page.screenshot(path=artifact("e2e-wake-before.png"), full_page=True)
         await page.click("button[data-wake=devbox]")
-        await page.wait_for_selector("tr[data-host=devbox] [data-state=HOST_STATE_AWAKE]", timeout=30_000)
+        await page.wait_for_selector(
+            "tr[data-host=devbox] [data-state=HOST_STATE_AWAKE]", timeout=30_000
+        )
         await page.wait_for_selector("#wakes tr:has-text('MANUAL')", timeout=10_000)
         # The finished wake's reaction and resume times arrive live in the recent wakes.
         wakes = wake.ListWakes(wake_pb2.ListWakesRequest(parent="hosts/devbox"), metadata=auth())
