@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth_audio import metrics, sync
@@ -37,23 +37,18 @@ from hearth_runtime.resources import apply_update_mask, check_id, paginate
 from hearth_runtime.store import Store
 from hearth_runtime.supervisor import Supervisor
 from hearth_runtime.text import neutral
+from hearth_runtime.timeconv import (
+    duration_from_seconds,
+    duration_seconds,
+    seconds_of,
+    timestamp_from_epoch,
+    timestamp_now,
+)
 
 log = logging.getLogger("hearth.audio")
 
 Event = audio_pb2.AudioEvent
 SERVICE_NAME = audio_pb2.DESCRIPTOR.services_by_name["AudioService"].full_name
-
-
-def _now() -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.GetCurrentTime()
-    return ts
-
-
-def _stamp(seconds: float) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
 
 
 class Audio:
@@ -135,10 +130,10 @@ class Audio:
             st.reachable = obs.reachable
             st.receiving = obs.receiving
             st.stalled = self._stalled(zone)
-            st.latency.FromNanoseconds(int(obs.latency * 1e9))
+            st.latency.CopyFrom(duration_from_seconds(obs.latency))
             st.error = obs.error
             if obs.last_contact:
-                st.last_contact.CopyFrom(_stamp(obs.last_contact))
+                st.last_contact.CopyFrom(timestamp_from_epoch(obs.last_contact))
         return out
 
     def _stalled(self, zone: audio_pb2.Zone) -> bool:
@@ -152,7 +147,7 @@ class Audio:
         return live and waited > self.config.stall_after_seconds
 
     def current_event(self) -> audio_pb2.AudioEvent:
-        event = Event(kind=Event.KIND_CURRENT, time=_now())
+        event = Event(kind=Event.KIND_CURRENT, time=timestamp_now())
         event.streams.extend(self.stream_view(s) for s in self.desired.streams.values())
         event.zones.extend(self.zone_view(z) for z in self.desired.zones.values())
         event.player.CopyFrom(self.player_view())
@@ -165,7 +160,7 @@ class Audio:
     # ------------------------------------------------------------------ callbacks
 
     def _publish(self, kind: int, **fields: object) -> None:
-        event = Event(kind=kind, time=_now())  # type: ignore[arg-type]
+        event = Event(kind=kind, time=timestamp_now())  # type: ignore[arg-type]
         for key, value in fields.items():
             if isinstance(value, list):
                 getattr(event, key).extend(value)
@@ -231,13 +226,13 @@ class Audio:
         out.packets, out.lost = snap.packets, snap.lost
         out.duplicates, out.reordered = snap.duplicates, snap.reordered
         out.loss_ratio = snap.loss_ratio
-        out.jitter.FromNanoseconds(int(snap.jitter * 1e9))
+        out.jitter.CopyFrom(duration_from_seconds(snap.jitter))
         out.bitrate_bps = snap.bitrate
         if snap.last_packet_age is not None:
-            out.last_packet_age.FromNanoseconds(int(snap.last_packet_age * 1e9))
+            out.last_packet_age.CopyFrom(duration_from_seconds(snap.last_packet_age))
         out.ssrc, out.ssrc_changes = snap.ssrc, snap.ssrc_changes
         if snap.sap_age is not None:
-            out.sap_age.FromNanoseconds(int(snap.sap_age * 1e9))
+            out.sap_age.CopyFrom(duration_from_seconds(snap.sap_age))
         out.conflicts.extend(snap.conflicts)
         for reason, count in snap.rejected.items():
             out.rejected[reason] = count
@@ -272,7 +267,7 @@ class Audio:
             if msg.lost >= lost:
                 metrics.RTP_LOST.labels(sid).inc(msg.lost - lost)
             self._counted[sid] = (max(msg.packets, packets), max(msg.lost, lost))
-            metrics.RTP_JITTER.labels(sid).set(msg.jitter.ToNanoseconds() / 1e9)
+            metrics.RTP_JITTER.labels(sid).set(seconds_of(msg.jitter))
             if snap is not None and snap.last_packet_age is not None:
                 metrics.RTP_AGE.labels(sid).set(snap.last_packet_age)
             metrics.STREAM_UP.labels(sid).set(1 if msg.up else 0)
@@ -371,7 +366,7 @@ class Audio:
             zone_b=zone_b.name,
             offset_ms=result.offset_s * 1e3,
             confidence=result.confidence,
-            time=_now(),
+            time=timestamp_now(),
         )
 
     async def calibrate_sync(
@@ -689,9 +684,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         # The request's own fields first (no lookups for a malformed request).
         seconds = 3.0
         if request.HasField("duration"):
-            seconds = request.duration.ToNanoseconds() / 1e9
-            if not 2.0 <= seconds <= 30.0:
-                raise InvalidArgument("duration", f"{seconds} s is out of range (2-30 s)")
+            seconds = duration_seconds("duration", request.duration, 2.0, 30.0)
         zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
         stream_name = request.stream or zone_a.stream
         if not stream_name:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth_gateway.auth import Authorizer, Principal
@@ -14,6 +12,7 @@ from hearth_gateway.backends import BackendPool
 from hearth_gateway.catalog import Catalog
 from hearth_gateway.proxy import token_of
 from hearth_runtime.broadcast import Broadcaster
+from hearth_runtime.timeconv import timestamp_now
 
 SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
 # A principal's role ("anonymous", "viewer", "operator") -> the contract's Role.
@@ -40,12 +39,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return self.authorizer.authorize(method, token_of(context.invocation_metadata()))
 
     def status(self, principal: Principal) -> gateway_pb2.SystemStatus:
-        now = timestamp_pb2.Timestamp()
-        now.FromNanoseconds(time.time_ns())
         return gateway_pb2.SystemStatus(
             backends=[b.describe() for b in self.pool.backends.values()],
             version=self.version,
-            time=now,
+            time=timestamp_now(),
             role=ROLES.get(principal.role, gateway_pb2.ROLE_UNSPECIFIED),
         )
 

@@ -9,12 +9,11 @@ from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from hearth.wake.v1 import wake_pb2
 from hearth_runtime import InvalidArgument, Runtime
 from hearth_runtime.broadcast import Broadcaster
 from hearth_runtime.logs import kv
+from hearth_runtime.timeconv import duration_from_seconds, timestamp_from_epoch
 from hearth_wake import metrics
 from hearth_wake.config import WakeConfig
 from hearth_wake.engine import (
@@ -26,7 +25,7 @@ from hearth_wake.engine import (
     WakeRecord,
     interfaces_of,
 )
-from hearth_wake.hosts import MAX_HOSTS, HostSpec, seconds_to_duration
+from hearth_wake.hosts import MAX_HOSTS, HostSpec
 from hearth_wake.loading import Quarantined, load_declared, reason_of
 from hearth_wake.repo import Repository
 from hearth_wake.sender import Method, Sender
@@ -63,19 +62,13 @@ EVENT_KINDS = {
 }
 
 
-def timestamp(seconds: float) -> Timestamp:
-    out = Timestamp()
-    out.FromNanoseconds(int(seconds * 1e9))
-    return out
-
-
 def host_proto(spec: HostSpec, status: HostStatus | None) -> wake_pb2.Host:
     msg = spec.to_proto()
     if status is not None:
         msg.state = status.state.value  # type: ignore[assignment]
-        msg.state_since.CopyFrom(timestamp(status.since))
+        msg.state_since.CopyFrom(timestamp_from_epoch(status.since))
         if status.last_seen is not None:
-            msg.last_seen.CopyFrom(timestamp(status.last_seen))
+            msg.last_seen.CopyFrom(timestamp_from_epoch(status.last_seen))
     return msg
 
 
@@ -91,13 +84,13 @@ def wake_proto(wake: WakeRecord) -> wake_pb2.Wake:
         extra_demands=wake.extra_demands,
         methods=[METHODS[m] for m in wake.methods if m in METHODS],  # type: ignore[misc]
     )
-    msg.demand_time.CopyFrom(timestamp(wake.demand_time))
+    msg.demand_time.CopyFrom(timestamp_from_epoch(wake.demand_time))
     if wake.first_packet_time:
-        msg.first_packet_time.CopyFrom(timestamp(wake.first_packet_time))
-        msg.reaction.CopyFrom(seconds_to_duration(wake.reaction))
+        msg.first_packet_time.CopyFrom(timestamp_from_epoch(wake.first_packet_time))
+        msg.reaction.CopyFrom(duration_from_seconds(wake.reaction))
     if wake.alive_time is not None:
-        msg.alive_time.CopyFrom(timestamp(wake.alive_time))
-        msg.resume.CopyFrom(seconds_to_duration(wake.resume or 0.0))
+        msg.alive_time.CopyFrom(timestamp_from_epoch(wake.alive_time))
+        msg.resume.CopyFrom(duration_from_seconds(wake.resume or 0.0))
     if wake.followed_up is not None:
         msg.followed_up = wake.followed_up
     return msg
@@ -333,7 +326,7 @@ class WakeApp:
             message=event.message,
             verdict=VERDICTS.get(event.verdict, wake_pb2.DEMAND_VERDICT_UNSPECIFIED),
         )
-        msg.time.CopyFrom(timestamp(event.time))
+        msg.time.CopyFrom(timestamp_from_epoch(event.time))
         if event.wake is not None:
             msg.wake.CopyFrom(wake_proto(event.wake))
         self.events.publish(msg)

@@ -21,9 +21,10 @@ from hearth_runtime import (
 )
 from hearth_runtime.errors import not_found
 from hearth_runtime.resources import apply_update_mask, check_id, paginate, parse_name
+from hearth_runtime.timeconv import duration_seconds
 from hearth_wake.app import WakeApp, host_proto, wake_proto
 from hearth_wake.engine import State
-from hearth_wake.hosts import MAX_HOSTS, UPDATABLE, HostSpec, duration_seconds, spec_from_proto
+from hearth_wake.hosts import MAX_HOSTS, UPDATABLE, HostSpec, spec_from_proto
 from hearth_wake.loading import Quarantined
 from hearth_wake.sniffer import check_host_filter
 
