@@ -45,7 +45,7 @@ class Gateway:
     async def setup(self, runtime: Runtime[GatewayConfig]) -> None:
         config = runtime.config
         catalog = build_catalog(BACKENDS)
-        authorizer = Authorizer(config)
+        authorizer = Authorizer(config, catalog)
         # "" aggregates the backends; the gateway itself serves while its own service does.
         runtime.serving_gauge_follows = SERVICE
 
@@ -86,7 +86,7 @@ class Gateway:
         socket = f"unix:{private / 'grpc.sock'}"
         runtime.server.add_insecure_port(socket)
         try:
-            runner, face = await self._faces(runtime, catalog, socket, private)
+            runner, face = await self._faces(runtime, catalog, authorizer, socket, private)
         except BaseException:
             # Setup failed (a port in use, unreadable TLS files): leave nothing running.
             if self.edge is not None:
@@ -99,7 +99,6 @@ class Gateway:
                 await self.edge.close()
             await runner.cleanup()
             await face.close()
-            await forwarder.close()
             await pool.close()
             with contextlib.suppress(OSError):
                 shutil.rmtree(private)
@@ -107,13 +106,19 @@ class Gateway:
         runtime.on_shutdown(cleanup)
 
     async def _faces(
-        self, runtime: Runtime[GatewayConfig], catalog: Catalog, socket: str, private: Path
+        self,
+        runtime: Runtime[GatewayConfig],
+        catalog: Catalog,
+        authorizer: Authorizer,
+        socket: str,
+        private: Path,
     ) -> tuple[web.AppRunner, HttpFace]:
-        """The gRPC front door, gRPC with TLS if configured, and the HTTP face."""
+        """The gRPC front door (with TLS if configured) and the HTTP face."""
         config = runtime.config
-        front = await self._front_door(runtime, catalog, socket, private)
         tls = _tls(config)
-        if tls is not None:
+        front = await self._front_door(runtime, catalog, authorizer, socket, private)
+        if tls is not None and self.edge is None:
+            # The Python front door: the same server, Authorizer and buckets as grpc_listen.
             cert, key = tls
             creds = grpc.ssl_server_credentials([(key, cert)])
             self.tls_port = runtime.server.add_secure_port(config.grpc_tls_listen, creds)
@@ -154,9 +159,15 @@ class Gateway:
         return runner, face
 
     async def _front_door(
-        self, runtime: Runtime[GatewayConfig], catalog: Catalog, socket: str, private: Path
+        self,
+        runtime: Runtime[GatewayConfig],
+        catalog: Catalog,
+        authorizer: Authorizer,
+        socket: str,
+        private: Path,
     ) -> str:
-        """Hand grpc_listen to hearth-edge, unless configured (or forced) to serve it here.
+        """Hand grpc_listen (and grpc_tls_listen) to hearth-edge, unless configured (or
+        forced) to serve them here.
 
         Returns the socket the HTTP face should call: the edge's, or this process's own.
         """
@@ -175,7 +186,12 @@ class Gateway:
         # The HTTP face's calls go through the edge too (one rate limit, one audit trail),
         # on a socket of its own where the edge trusts the caller's x-forwarded-for.
         edge_socket = f"unix:{private / 'edge.sock'}"
-        settings = edge_config(config, catalog, BACKENDS, socket, edge_socket)
+        tls_files = None
+        if config.tls_cert_file and config.tls_key_file:
+            tls_files = (config.tls_cert_file.resolve(), config.tls_key_file.resolve())
+        settings = edge_config(
+            config, catalog, authorizer, BACKENDS, socket, edge_socket, tls_files
+        )
         edge = Edge(binary, settings, private, runtime.supervisor)
         try:
             runtime.grpc_port = await edge.start()
@@ -187,10 +203,7 @@ class Gateway:
             )
             return socket
         self.edge = edge
-        if self.forwarder is not None:
-            # gRPC with TLS (served here) goes through the edge too: one set of rate-limit
-            # buckets and one audit trail for every port.
-            self.forwarder.relay_to(edge_socket)
+        self.tls_port = edge.tls_port
         runtime.binds_grpc_listen = False
         runtime.on_drain(edge.drain)
         return edge_socket
