@@ -5,7 +5,7 @@
 The AIP rules (each names itself in its findings; `make lint` runs them all):
 
   naming              messages, enums, services PascalCase; fields lower_snake_case; enum
-                      values UPPER_SNAKE_CASE; package hearth.<name>.v<N> in hearth/<name>/v<N>/
+                      values UPPER_SNAKE_CASE; package hearth.<name>[.<part>].v<N> in its folder
   enum-value-prefix   every enum value starts with the enum's name in UPPER_SNAKE_CASE + "_"
   enum-zero           the zero value is <PREFIX>_UNSPECIFIED (AIP-126)
   comments            every service, rpc, message and enum has a leading comment; so has every
@@ -48,7 +48,7 @@ BUF_CONFIG = PROTOS / "buf.yaml"
 PASCAL = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 UPPER_SNAKE = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$")
-PACKAGE = re.compile(r"^hearth\.([a-z][a-z0-9]*)\.v[0-9]+$")
+PACKAGE = re.compile(r"^hearth(\.[a-z][a-z0-9]*)+\.v[0-9]+$")
 RESOURCE_TYPE = re.compile(r"^([a-z][a-z0-9]*)\.hearth\.home/([A-Z][A-Za-z0-9]*)$")
 STANDARD = re.compile(r"^(Get|List|Create|Update|Delete)([A-Z][A-Za-z0-9]*)$")
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
+from hearth.auth.v1 import policy_pb2
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_cli.client import CliError, Settings, explain
@@ -112,7 +113,7 @@ def status() -> None:
         stub(gateway_pb2_grpc.GatewayServiceStub).GetSystemStatus,
         gateway_pb2.GetSystemStatusRequest(),
     )
-    role = word(gateway_pb2.Role, reply.role).lower()
+    role = word(policy_pb2.Role, reply.role).lower()
     table = Table(title=f"hearth gateway {reply.version} at {settings().gateway} ({role})")
     for column in ("backend", "address", "health", "version", "rtt", "error"):
         table.add_column(column)

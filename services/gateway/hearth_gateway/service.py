@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from hearth.auth.v1 import policy_pb2
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth_gateway.auth import Authorizer, Principal
 from hearth_gateway.backends import BackendPool
@@ -17,9 +18,9 @@ from hearth_runtime.timeconv import timestamp_now
 SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
 # A principal's role ("anonymous", "viewer", "operator") -> the contract's Role.
 ROLES = {
-    "anonymous": gateway_pb2.ROLE_ANONYMOUS,
-    "viewer": gateway_pb2.ROLE_VIEWER,
-    "operator": gateway_pb2.ROLE_OPERATOR,
+    "anonymous": policy_pb2.ROLE_ANONYMOUS,
+    "viewer": policy_pb2.ROLE_VIEWER,
+    "operator": policy_pb2.ROLE_OPERATOR,
 }
 
 
@@ -43,7 +44,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             backends=[b.describe() for b in self.pool.backends.values()],
             version=self.version,
             time=timestamp_now(),
-            role=ROLES.get(principal.role, gateway_pb2.ROLE_UNSPECIFIED),
+            role=ROLES.get(principal.role, policy_pb2.ROLE_UNSPECIFIED),
         )
 
     async def GetSystemStatus(

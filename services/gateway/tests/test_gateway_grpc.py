@@ -35,6 +35,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from grpc_status import rpc_status
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
+from hearth.auth.v1 import policy_pb2
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
@@ -191,7 +192,7 @@ async def test_anonymous_read_when_the_owner_allows_it(make_gateway: MakeGateway
     status = await gateway_pb2_grpc.GatewayServiceStub(gw.channel).GetSystemStatus(
         gateway_pb2.GetSystemStatusRequest()
     )
-    assert status.role == gateway_pb2.ROLE_ANONYMOUS
+    assert status.role == policy_pb2.ROLE_ANONYMOUS
 
 
 async def test_wake_requests_are_rate_limited(make_gateway: MakeGateway) -> None:
@@ -211,7 +212,7 @@ async def test_system_status_reports_each_backend(gw: Running) -> None:
     status = await gateway_pb2_grpc.GatewayServiceStub(gw.channel).GetSystemStatus(
         gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
     )
-    assert status.role == gateway_pb2.ROLE_VIEWER
+    assert status.role == policy_pb2.ROLE_VIEWER
     by_name = {b.name: b for b in status.backends}
     assert set(by_name) == {"wake", "audio", "ci"}
     for name, backend in by_name.items():

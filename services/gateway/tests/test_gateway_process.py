@@ -14,6 +14,7 @@ import pytest
 from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
 from gateway_fixtures import VIEWER, MakeGateway, auth, certificate, front, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 
+from hearth.auth.v1 import policy_pb2
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_gateway.auth import hash_token
@@ -90,7 +91,7 @@ async def test_tls_on_both_faces(make_gateway: MakeGateway, certificate: tuple[P
         status = await gateway_pb2_grpc.GatewayServiceStub(channel).GetSystemStatus(
             gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
         )
-    assert status.role == gateway_pb2.ROLE_VIEWER
+    assert status.role == policy_pb2.ROLE_VIEWER
     context = ssl.create_default_context(cafile=str(cert))
     url = f"https://localhost:{gw.gateway.http_port}/v1/system/status"
     async with (
