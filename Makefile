@@ -57,7 +57,8 @@ test: install ## every test (lab tests need root); what CI runs
 	$(if $(HAVE_CARGO),$(EDGE_CARGO) test --quiet --release --locked,@echo "no cargo: hearth-edge's unit tests skipped")
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-lint: $(VENV)/.stamp-pip ## ruff + mypy + import contracts; rustfmt + clippy for hearth-edge
+lint: $(VENV)/.stamp-pip ## ruff + mypy + import contracts; the contracts' AIP rules + buf lint; rustfmt + clippy for hearth-edge
+	$(PY) scripts/lint_protos.py
 	$(VENV)/bin/ruff check lib services lab tests bench scripts conftest.py
 	$(VENV)/bin/ruff format --check lib services lab tests bench scripts conftest.py
 	$(VENV)/bin/mypy lib services lab tests bench scripts

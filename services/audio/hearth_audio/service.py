@@ -107,14 +107,14 @@ class Audio:
         sid = stream_id(stream.name)
         bad = self.desired.bad_streams.get(sid)
         if bad is not None and sid not in self.desired.streams:
-            out.state = audio_pb2.QUARANTINED
+            out.state = audio_pb2.STREAM_STATE_QUARANTINED
             out.problem = bad[1]
         elif not stream.enabled:
-            out.state = audio_pb2.DISABLED
+            out.state = audio_pb2.STREAM_STATE_DISABLED
         elif sid in self.reconciler.station.senders:
-            out.state = audio_pb2.SENDING
+            out.state = audio_pb2.STREAM_STATE_SENDING
         else:
-            out.state = audio_pb2.DEGRADED
+            out.state = audio_pb2.STREAM_STATE_DEGRADED
         return out
 
     def zone_view(self, zone: audio_pb2.Zone) -> audio_pb2.Zone:
@@ -147,7 +147,7 @@ class Audio:
         return live and waited > self.config.stall_after_seconds
 
     def current_event(self) -> audio_pb2.AudioEvent:
-        event = Event(kind=Event.CURRENT, time=timestamp_now())
+        event = Event(kind=Event.KIND_CURRENT, time=timestamp_now())
         event.streams.extend(self.stream_view(s) for s in self.desired.streams.values())
         event.zones.extend(self.zone_view(z) for z in self.desired.zones.values())
         event.player.CopyFrom(self.player_view())
@@ -172,11 +172,11 @@ class Audio:
         if key == STATION:
             metrics.STATION_UP.set(1 if self.reconciler.station.reachable else 0)
             for stream in self.desired.streams.values():
-                self._publish(Event.STREAM_CHANGED, streams=[self.stream_view(stream)])
+                self._publish(Event.KIND_STREAM_CHANGED, streams=[self.stream_view(stream)])
         elif key in self.desired.zones:
             obs = self.reconciler.zones.get(key)
             metrics.ZONE_UP.labels(key).set(1 if obs and obs.reachable else 0)
-            self._publish(Event.ZONE_CHANGED, zones=[self.zone_view(self.desired.zones[key])])
+            self._publish(Event.KIND_ZONE_CHANGED, zones=[self.zone_view(self.desired.zones[key])])
         self._spawn_update_serving()
 
     def _spawn_update_serving(self) -> None:
@@ -187,7 +187,7 @@ class Audio:
 
     def _player_changed(self, player: audio_pb2.Player) -> None:
         metrics.PLAYER_UP.set(1 if player.reachable else 0)
-        self._publish(Event.PLAYER_CHANGED, player=player)
+        self._publish(Event.KIND_PLAYER_CHANGED, player=player)
         self._spawn_update_serving()
 
     def _receiver_loaded(self, zid: str, stream_name: str) -> None:
@@ -286,8 +286,8 @@ class Audio:
             )
             if self._zone_status.get(zid) != status:
                 self._zone_status[zid] = status
-                self._publish(Event.ZONE_CHANGED, zones=[self.zone_view(zone)])
-        self._publish(Event.HEALTH, health=list(self.health.values()))
+                self._publish(Event.KIND_ZONE_CHANGED, zones=[self.zone_view(zone)])
+        self._publish(Event.KIND_HEALTH, health=list(self.health.values()))
 
     def _subscribed_metric(self, zid: str, sid: str) -> None:
         old = self._subscribed_labels.get(zid)
@@ -321,7 +321,7 @@ class Audio:
         for zone in self.desired.zones_on(f"streams/{sid}"):
             self.reconciler.trigger(zone_id(zone.name))
         if stream is not None:
-            self._publish(Event.STREAM_CHANGED, streams=[self.stream_view(stream)])
+            self._publish(Event.KIND_STREAM_CHANGED, streams=[self.stream_view(stream)])
 
     # --------------------------------------------------------------------- sync
 
@@ -381,7 +381,7 @@ class Audio:
         the offset and measure again, at most ``max_rounds`` times.
 
         Changing the latency reloads zone_b's module-rtp-recv; a fresh receiver starts at
-        its setting (within ~2 ms on a steady zone, README "Sync"), which is what makes
+        its setting (within ~2 ms on a steady zone, docs/audio.md "Sync"), which is what makes
         this converge; the receiver's own slow rate control could not.
         """
         out = audio_pb2.SyncCalibration()
@@ -405,7 +405,7 @@ class Audio:
             zone_b.latency.FromMilliseconds(ms)
             self.desired.put_zone(zone_b)
             await self.reconciler.converge(zid)
-            self._publish(Event.ZONE_CHANGED, zones=[self.zone_view(zone_b)])
+            self._publish(Event.KIND_ZONE_CHANGED, zones=[self.zone_view(zone_b)])
             log.info("sync calibration", extra=kv(zone=zid, latency_ms=ms))
             await self._until_playing(zid, ms / 1e3)
         out.zone_b.CopyFrom(self.zone_view(self.desired.zones[zid]))
@@ -518,7 +518,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         await self.audio.stream_changed(sid)
         self.audio.health.pop(sid, None)
         metrics.forget_stream(sid)
-        self.audio._publish(Event.STREAM_DELETED, streams=[stream])
+        self.audio._publish(Event.KIND_STREAM_DELETED, streams=[stream])
         return _empty()
 
     async def EnableStream(
@@ -561,7 +561,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         self.desired.put_zone(zone)
         await self.audio.reconciler.zone_added(zid)
         view = self.audio.zone_view(zone)
-        self.audio._publish(Event.ZONE_CHANGED, zones=[view])
+        self.audio._publish(Event.KIND_ZONE_CHANGED, zones=[view])
         return view
 
     async def GetZone(
@@ -601,7 +601,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         metrics.forget_zone(zid)
         self.audio._subscribed_metric(zid, "")
         self.audio._zone_status.pop(zid, None)
-        self.audio._publish(Event.ZONE_DELETED, zones=[zone])
+        self.audio._publish(Event.KIND_ZONE_DELETED, zones=[zone])
         return _empty()
 
     async def SubscribeZone(
@@ -631,7 +631,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         else:
             await self.audio.reconciler.converge(zid)
         view = self.audio.zone_view(self.desired.zones[zid])
-        self.audio._publish(Event.ZONE_CHANGED, zones=[view])
+        self.audio._publish(Event.KIND_ZONE_CHANGED, zones=[view])
         return view
 
     # -------------------------------------------------------------------- player
@@ -655,7 +655,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         Action = audio_pb2.ControlPlayerRequest.Action
         if request.action not in Action.values() or request.action == Action.ACTION_UNSPECIFIED:
             raise InvalidArgument("action", f"{request.action} is not a known action")
-        if request.action == Action.SET_VOLUME and not 0 <= request.volume <= 100:
+        if request.action == Action.ACTION_SET_VOLUME and not 0 <= request.volume <= 100:
             raise InvalidArgument("volume", f"{request.volume} is out of range (0-100)")
         return await self._player().control(request.action, request.volume)
 

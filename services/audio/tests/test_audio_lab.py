@@ -440,42 +440,52 @@ def test_player_control_and_watch(house: AudioLab) -> None:
     try:
         wait_for("current state", lambda: events)
         first = events[0]
-        assert first.kind == audio_pb2.AudioEvent.CURRENT
+        assert first.kind == audio_pb2.AudioEvent.KIND_CURRENT
         assert {s.name for s in first.streams} == {"streams/radio", "streams/tv"}
         assert first.player.reachable
 
         def player_event(state: int) -> bool:
             return any(
-                e.kind == audio_pb2.AudioEvent.PLAYER_CHANGED and e.player.state == state
+                e.kind == audio_pb2.AudioEvent.KIND_PLAYER_CHANGED and e.player.state == state
                 for e in events
             )
 
         Action = audio_pb2.ControlPlayerRequest.Action
-        al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.PLAY))
-        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.PAUSE))
-        assert player.state == audio_pb2.PAUSED
+        al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.ACTION_PLAY))
+        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.ACTION_PAUSE))
+        assert player.state == audio_pb2.PLAYER_STATE_PAUSED
         assert "[paused]" in al.mpd.mpc("status")
-        wait_for("PAUSED in the watch", lambda: player_event(audio_pb2.PAUSED), timeout=5)
+        wait_for(
+            "PAUSED in the watch", lambda: player_event(audio_pb2.PLAYER_STATE_PAUSED), timeout=5
+        )
         events.clear()
-        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.PLAY))
-        assert player.state == audio_pb2.PLAYING and "[playing]" in al.mpd.mpc("status")
-        wait_for("PLAYING in the watch", lambda: player_event(audio_pb2.PLAYING), timeout=5)
+        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.ACTION_PLAY))
+        assert player.state == audio_pb2.PLAYER_STATE_PLAYING and "[playing]" in al.mpd.mpc(
+            "status"
+        )
+        wait_for(
+            "PLAYING in the watch", lambda: player_event(audio_pb2.PLAYER_STATE_PLAYING), timeout=5
+        )
         before = player.current_song.position
-        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.NEXT))
+        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.ACTION_NEXT))
         assert player.current_song.position == (before + 1) % 2
         assert f"#{player.current_song.position + 1}/2" in al.mpd.mpc("status")
         wait_for(
             "next song in the watch",
             lambda: any(
                 e.player.current_song.position == player.current_song.position
-                and e.kind == audio_pb2.AudioEvent.PLAYER_CHANGED
+                and e.kind == audio_pb2.AudioEvent.KIND_PLAYER_CHANGED
                 for e in events
             ),
             timeout=5,
         )
         # Someone else pressing pause on the station shows up too (MPD idle).
         al.mpd.mpc("pause")
-        wait_for("external pause in the watch", lambda: player_event(audio_pb2.PAUSED), timeout=5)
+        wait_for(
+            "external pause in the watch",
+            lambda: player_event(audio_pb2.PLAYER_STATE_PAUSED),
+            timeout=5,
+        )
     finally:
         call.cancel()
         al.mpd.mpc("play")
@@ -486,7 +496,7 @@ def test_disable_stream_stops_packets(house: AudioLab) -> None:
     baseline(al)
     wait_for("tv up", lambda: health(al, "tv").up)
     stream = al.stub.DisableStream(audio_pb2.DisableStreamRequest(name="streams/tv"))
-    assert stream.state == audio_pb2.DISABLED
+    assert stream.state == audio_pb2.STREAM_STATE_DISABLED
     modules = al.station_pulse.pactl("list", "short", "modules").stdout
     assert "destination_ip=239.255.0.2" not in modules
     try:
@@ -558,11 +568,11 @@ def fresh_offsets(al: AudioLab, latency_b_ms: int, n: int = 2) -> list[float]:
 
 # How far apart two fresh receivers start beyond their latency settings, on zones like
 # real ones (fixed-period sinks, realtime PulseAudio): the issue's bound for the +40 ms case
-# (README "Sync").
+# (docs/audio.md "Sync").
 START_PRECISION_MS = 2.0
 # "Near 0" for equal settings, and what calibration is asked to reach: usually within 1 ms,
 # but on a slow day of this shared 2-core machine fresh sessions started 2.3-3.3 ms apart
-# (both zones alike, so the +40 ms reading stayed within 2 ms). README "Sync".
+# (both zones alike, so the +40 ms reading stayed within 2 ms). docs/audio.md "Sync".
 NEAR_ZERO_MS = 4.0
 # What PulseAudio's module-rtp-recv leaves between two zones once its rate control settles:
 # it stops correcting within ~8 ms, and every latency change starts a fresh session, so a
@@ -584,7 +594,7 @@ def session_offsets(al: AudioLab, latency_b_ms: int, expected: float, bound: flo
     Statistically this is the test "at least one of SESSION_DRAWS independent sessions
     starts within the bound" (stopped early once one does), not a retry of a flaky
     measurement: what varies is PulseAudio's session start, whose rate of starting off the
-    bound was measured at about 1/15 (README "Sync"). With independent sessions a correct
+    bound was measured at about 1/15 (docs/audio.md "Sync"). With independent sessions a correct
     service fails it with probability (1/15)^3 = 3e-4; on a slow day when one in four
     sessions starts off, (1/4)^3 = 1.6e-2 - the machine's load, not the service, is then
     what the test reports, and the printed draws show it.
@@ -647,7 +657,7 @@ def test_calibrate_sync_brings_zones_together(house: AudioLab) -> None:
                 print(f"sync: session {draw} for calibration started at {start} ms, not ~40")
             cal = al.stub.CalibrateSync(request)
             # Seconds later, independently of the service's last reading: zone b is still
-            # with zone a, within the ~8 ms PulseAudio's rate control leaves (README "Sync").
+            # with zone a, within the ~8 ms PulseAudio's rate control leaves (docs/audio.md "Sync").
             again = measure(al)
         offsets = [m.offset_ms for m in cal.measurements]
         print(
@@ -686,7 +696,7 @@ def _lost_player(al: AudioLab, health_stub: health_pb2_grpc.HealthStub) -> None:
         assert not player.reachable
         with pytest.raises(grpc.RpcError) as err:
             al.stub.ControlPlayer(
-                audio_pb2.ControlPlayerRequest(action=audio_pb2.ControlPlayerRequest.PLAY)
+                audio_pb2.ControlPlayerRequest(action=audio_pb2.ControlPlayerRequest.ACTION_PLAY)
             )
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert metric_value(scrape(al.metrics), "hearth_audio_player_up") == 0

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.config import CiConfig
+from hearth_ci.dashboard import UPSTREAMS
 from hearth_ci.main import SPEC
 from hearth_ci_lab.harness import replay_config
 from hearth_ci_lab.replay import ReplayServer, control, control_sync
@@ -137,7 +138,7 @@ def _env(tmp_path: Path, zuul: str, gerrit: str, **extra: str) -> dict[str, str]
 
 
 def _source(dash: ci_pb2.Dashboard, name: str) -> ci_pb2.SourceHealth:
-    return next(s for s in dash.sources if s.source == name)
+    return next(s for s in dash.sources if s.source == UPSTREAMS[name])
 
 
 def _matching(address: str, fresh: bool = False) -> ci_pb2.Dashboard | None:

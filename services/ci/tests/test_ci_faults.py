@@ -10,6 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.ci.v1 import ci_pb2
+from hearth_ci.dashboard import UPSTREAMS
 from hearth_ci_lab.harness import dashboard_when
 from hearth_ci_lab.replay import ReplayServer, control
 
@@ -18,7 +19,7 @@ INLINE = ci_pb2.GetDashboardRequest(filter=FLT)
 
 
 def _source(dash: ci_pb2.Dashboard, name: str) -> ci_pb2.SourceHealth:
-    return next(s for s in dash.sources if s.source == name)
+    return next(s for s in dash.sources if s.source == UPSTREAMS[name])
 
 
 async def _health(channel: grpc.aio.Channel) -> int:

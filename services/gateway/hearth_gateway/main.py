@@ -58,7 +58,9 @@ class Gateway:
             config.backend_addresses(), config.check_interval_seconds, changed
         )
         servicer = self.servicer = GatewayServicer(catalog, pool, authorizer, runtime.spec.version)
-        runtime.add_servicer(gateway_pb2_grpc.add_GatewayServicer_to_server, servicer, SERVICE)
+        runtime.add_servicer(
+            gateway_pb2_grpc.add_GatewayServiceServicer_to_server, servicer, SERVICE
+        )
         forwarder = self.forwarder = Forwarder(catalog, pool, authorizer)
         runtime.server.add_generic_rpc_handlers((forwarder,))
         # Reflection lists (and describes, from the default pool) every backend service too.

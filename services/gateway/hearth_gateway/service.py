@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from hearth.auth.v1 import policy_pb2
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth_gateway.auth import Authorizer, Principal
 from hearth_gateway.backends import BackendPool
@@ -14,10 +15,16 @@ from hearth_gateway.proxy import token_of
 from hearth_runtime.broadcast import Broadcaster
 from hearth_runtime.timeconv import timestamp_now
 
-SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
+SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
+# A principal's role ("anonymous", "viewer", "operator") -> the contract's Role.
+ROLES = {
+    "anonymous": policy_pb2.ROLE_ANONYMOUS,
+    "viewer": policy_pb2.ROLE_VIEWER,
+    "operator": policy_pb2.ROLE_OPERATOR,
+}
 
 
-class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def __init__(
         self, catalog: Catalog, pool: BackendPool, authorizer: Authorizer, version: str
     ) -> None:
@@ -37,7 +44,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             backends=[b.describe() for b in self.pool.backends.values()],
             version=self.version,
             time=timestamp_now(),
-            role=principal.role,
+            role=ROLES.get(principal.role, policy_pb2.ROLE_UNSPECIFIED),
         )
 
     async def GetSystemStatus(

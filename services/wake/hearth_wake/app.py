@@ -16,32 +16,49 @@ from hearth_runtime.logs import kv
 from hearth_runtime.timeconv import duration_from_seconds, timestamp_from_epoch
 from hearth_wake import metrics
 from hearth_wake.config import WakeConfig
-from hearth_wake.engine import Engine, EngineSettings, Event, HostStatus, WakeRecord, interfaces_of
+from hearth_wake.engine import (
+    Engine,
+    EngineSettings,
+    Event,
+    HostStatus,
+    Verdict,
+    WakeRecord,
+    interfaces_of,
+)
 from hearth_wake.hosts import MAX_HOSTS, HostSpec
 from hearth_wake.loading import Quarantined, load_declared, reason_of
 from hearth_wake.repo import Repository
-from hearth_wake.sender import Sender
+from hearth_wake.sender import Method, Sender
 from hearth_wake.sniffer import Sniffer, bpf_expression, check_host_filter, decode_for
 
 log = logging.getLogger("hearth.wake")
 
 TICK_SECONDS = 0.1
 MONITOR_SECONDS = 2.0
+# The engine's words (also what the database keeps) -> the contract's enum values.
 OUTCOMES = {
-    "in_progress": wake_pb2.IN_PROGRESS,
-    "woke": wake_pb2.WOKE,
-    "failed": wake_pb2.FAILED,
-    "interrupted": wake_pb2.INTERRUPTED,
-    "already_awake": wake_pb2.ALREADY_AWAKE,
+    "in_progress": wake_pb2.WAKE_OUTCOME_IN_PROGRESS,
+    "woke": wake_pb2.WAKE_OUTCOME_WOKE,
+    "failed": wake_pb2.WAKE_OUTCOME_FAILED,
+    "interrupted": wake_pb2.WAKE_OUTCOME_INTERRUPTED,
+    "already_awake": wake_pb2.WAKE_OUTCOME_ALREADY_AWAKE,
 }
-TRIGGERS = {"arp": wake_pb2.ARP, "ns": wake_pb2.NEIGHBOR_SOLICITATION, "manual": wake_pb2.MANUAL}
+TRIGGERS = {
+    "arp": wake_pb2.WAKE_TRIGGER_ARP,
+    "ns": wake_pb2.WAKE_TRIGGER_NEIGHBOR_SOLICITATION,
+    "manual": wake_pb2.WAKE_TRIGGER_MANUAL,
+}
+# Verdict "wake" -> DEMAND_VERDICT_WAKE, ... (the metric label keeps the lower-case word).
+VERDICTS = {v.value: wake_pb2.DemandVerdict.Value(f"DEMAND_VERDICT_{v.name}") for v in Verdict}
+# A stored wake keeps the labels of its methods ("udp9", "0x0842", ...).
+METHODS = {m.label: m.value for m in Method}
 EVENT_KINDS = {
-    "demand": wake_pb2.HostEvent.DEMAND,
-    "wake_sent": wake_pb2.HostEvent.WAKE_SENT,
-    "retry": wake_pb2.HostEvent.WAKE_SENT,
-    "alive": wake_pb2.HostEvent.ALIVE,
-    "asleep": wake_pb2.HostEvent.ASLEEP,
-    "wake_failed": wake_pb2.HostEvent.WAKE_FAILED,
+    "demand": wake_pb2.HostEvent.KIND_DEMAND,
+    "wake_sent": wake_pb2.HostEvent.KIND_WAKE_SENT,
+    "retry": wake_pb2.HostEvent.KIND_WAKE_SENT,
+    "alive": wake_pb2.HostEvent.KIND_ALIVE,
+    "asleep": wake_pb2.HostEvent.KIND_ASLEEP,
+    "wake_failed": wake_pb2.HostEvent.KIND_WAKE_FAILED,
 }
 
 
@@ -65,7 +82,7 @@ def wake_proto(wake: WakeRecord) -> wake_pb2.Wake:
         outcome=OUTCOMES.get(wake.outcome, wake_pb2.WAKE_OUTCOME_UNSPECIFIED),
         packets_sent=wake.packets_sent,
         extra_demands=wake.extra_demands,
-        methods=wake.methods,
+        methods=[METHODS[m] for m in wake.methods if m in METHODS],  # type: ignore[misc]
     )
     msg.demand_time.CopyFrom(timestamp_from_epoch(wake.demand_time))
     if wake.first_packet_time:
@@ -307,7 +324,7 @@ class WakeApp:
             kind=kind,
             host=host_proto(event.status.spec, event.status),
             message=event.message,
-            verdict=event.verdict,
+            verdict=VERDICTS.get(event.verdict, wake_pb2.DEMAND_VERDICT_UNSPECIFIED),
         )
         msg.time.CopyFrom(timestamp_from_epoch(event.time))
         if event.wake is not None:

@@ -153,7 +153,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
             raise AlreadyExists(f"host {spec.name!r} already exists", field="host_id")
         await self._apply(spec)
         msg = self._proto(spec)
-        self.app.publish(wake_pb2.HostEvent.UPDATED, msg, f"{spec.id} created")
+        self.app.publish(wake_pb2.HostEvent.KIND_UPDATED, msg, f"{spec.id} created")
         return msg
 
     async def GetHost(
@@ -200,7 +200,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
             self.app.release(old.id)
         await self._apply(spec)
         msg = self._proto(spec)
-        self.app.publish(wake_pb2.HostEvent.UPDATED, msg, f"{spec.id} updated")
+        self.app.publish(wake_pb2.HostEvent.KIND_UPDATED, msg, f"{spec.id} updated")
         return msg
 
     async def DeleteHost(
@@ -214,7 +214,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
         else:
             self.app.engine.remove_host(found.id)
             await self.app.refresh_sniffers()
-        self.app.publish(wake_pb2.HostEvent.DELETED, msg, f"{found.id} deleted")
+        self.app.publish(wake_pb2.HostEvent.KIND_DELETED, msg, f"{found.id} deleted")
         return empty_pb2.Empty()
 
     # -------------------------------------------------------------------- wakes
@@ -248,11 +248,11 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
                     async for event in sub:
                         if event.host.name != spec.name:
                             continue
-                        if event.kind == wake_pb2.HostEvent.ALIVE:
+                        if event.kind == wake_pb2.HostEvent.KIND_ALIVE:
                             return self._proto(spec)
-                        if event.kind == wake_pb2.HostEvent.WAKE_FAILED:
+                        if event.kind == wake_pb2.HostEvent.KIND_WAKE_FAILED:
                             raise Unavailable(f"{spec.id} did not wake: {event.message}")
-                        if event.kind == wake_pb2.HostEvent.DELETED:
+                        if event.kind == wake_pb2.HostEvent.KIND_DELETED:
                             raise not_found("host", spec.name)
             except TimeoutError:
                 pass
@@ -271,7 +271,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
                 if only and bad.name != only:
                     continue
                 event = wake_pb2.HostEvent(
-                    kind=wake_pb2.HostEvent.CURRENT,
+                    kind=wake_pb2.HostEvent.KIND_CURRENT,
                     host=bad.to_proto(),
                     message=f"{bad.id} is quarantined: {bad.reason}",
                 )
@@ -281,7 +281,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
                 if only and status.spec.name != only:
                     continue
                 current = wake_pb2.HostEvent(
-                    kind=wake_pb2.HostEvent.CURRENT,
+                    kind=wake_pb2.HostEvent.KIND_CURRENT,
                     host=host_proto(status.spec, status),
                     message=f"{status.spec.id} is {status.state.name.lower()}",
                 )
