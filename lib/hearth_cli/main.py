@@ -20,6 +20,7 @@ from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_cli.client import CliError, Settings, explain
+from hearth_runtime.version import VERSION
 
 app = typer.Typer(help=__doc__, no_args_is_help=True)
 hosts_app = typer.Typer(help="The machines wake keeps reachable.", invoke_without_command=True)
@@ -90,7 +91,7 @@ def main(
 @app.command()
 def version() -> None:
     """Print hearth's version."""
-    typer.echo("hearth 0.1.0")
+    typer.echo(f"hearth {VERSION}")
 
 
 @app.command()
