@@ -1,0 +1,66 @@
+"""Proto views of the wake service's hosts, wakes and events (what the API answers)."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from hearth.wake.v1 import wake_pb2
+from hearth_wake.engine import HostStatus, WakeRecord
+from hearth_wake.hosts import HostSpec, seconds_to_duration
+
+OUTCOMES = {
+    "in_progress": wake_pb2.IN_PROGRESS,
+    "woke": wake_pb2.WOKE,
+    "failed": wake_pb2.FAILED,
+    "interrupted": wake_pb2.INTERRUPTED,
+    "already_awake": wake_pb2.ALREADY_AWAKE,
+}
+TRIGGERS = {"arp": wake_pb2.ARP, "ns": wake_pb2.NEIGHBOR_SOLICITATION, "manual": wake_pb2.MANUAL}
+EVENT_KINDS = {
+    "demand": wake_pb2.HostEvent.DEMAND,
+    "wake_sent": wake_pb2.HostEvent.WAKE_SENT,
+    "retry": wake_pb2.HostEvent.WAKE_SENT,
+    "alive": wake_pb2.HostEvent.ALIVE,
+    "asleep": wake_pb2.HostEvent.ASLEEP,
+    "wake_failed": wake_pb2.HostEvent.WAKE_FAILED,
+}
+
+
+def timestamp(seconds: float) -> Timestamp:
+    out = Timestamp()
+    out.FromNanoseconds(int(seconds * 1e9))
+    return out
+
+
+def host_proto(spec: HostSpec, status: HostStatus | None) -> wake_pb2.Host:
+    msg = spec.to_proto()
+    if status is not None:
+        msg.state = status.state.value  # type: ignore[assignment]
+        msg.state_since.CopyFrom(timestamp(status.since))
+        if status.last_seen is not None:
+            msg.last_seen.CopyFrom(timestamp(status.last_seen))
+    return msg
+
+
+def wake_proto(wake: WakeRecord) -> wake_pb2.Wake:
+    msg = wake_pb2.Wake(
+        name=f"hosts/{wake.host}/wakes/{wake.id}",
+        host=f"hosts/{wake.host}",
+        trigger=TRIGGERS.get(wake.trigger, wake_pb2.WAKE_TRIGGER_UNSPECIFIED),
+        requester_mac=wake.requester_mac,
+        requester_ip=wake.requester_ip,
+        outcome=OUTCOMES.get(wake.outcome, wake_pb2.WAKE_OUTCOME_UNSPECIFIED),
+        packets_sent=wake.packets_sent,
+        extra_demands=wake.extra_demands,
+        methods=wake.methods,
+    )
+    msg.demand_time.CopyFrom(timestamp(wake.demand_time))
+    if wake.first_packet_time:
+        msg.first_packet_time.CopyFrom(timestamp(wake.first_packet_time))
+        msg.reaction.CopyFrom(seconds_to_duration(wake.reaction))
+    if wake.alive_time is not None:
+        msg.alive_time.CopyFrom(timestamp(wake.alive_time))
+        msg.resume.CopyFrom(seconds_to_duration(wake.resume or 0.0))
+    if wake.followed_up is not None:
+        msg.followed_up = wake.followed_up
+    return msg
