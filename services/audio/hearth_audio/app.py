@@ -32,7 +32,7 @@ from hearth_runtime.broadcast import Broadcaster
 from hearth_runtime.errors import AlreadyExists, ResourceExhausted
 from hearth_runtime.logs import kv
 from hearth_runtime.resources import apply_update_mask
-from hearth_runtime.store import Store
+from hearth_runtime.store import Store, state_file
 from hearth_runtime.supervisor import Supervisor
 from hearth_runtime.text import neutral
 
@@ -62,7 +62,7 @@ class AudioApp:
         # Every background task and thread runs under the runtime's supervisor (a private
         # one when the service is built without a runtime, e.g. in-process tests).
         self.supervisor = runtime.supervisor if runtime is not None else Supervisor()
-        self.store = Store(config.state_dir / "audio.sqlite3", MIGRATIONS)
+        self.store = Store(state_file(config.state_dir, "audio"), MIGRATIONS)
         self.desired = Desired(self.store, config.group_pool)
         self.events: Broadcaster[audio_pb2.AudioEvent] = Broadcaster()
         self.monitor = HealthMonitor(asyncio.get_running_loop(), config.multicast_interface)

@@ -14,6 +14,7 @@ from hearth_runtime import Runtime
 from hearth_runtime.errors import FailedPrecondition
 from hearth_runtime.logs import kv
 from hearth_runtime.resources import apply_update_mask
+from hearth_runtime.store import state_file
 
 log = logging.getLogger("hearth.ci")
 
@@ -24,7 +25,7 @@ class CiApp:
     def __init__(self, config: CiConfig, runtime: Runtime[CiConfig]) -> None:
         self.config = config
         self.runtime = runtime
-        self.store = WatchStore(config.state_dir / "ci.sqlite3", self.validate)
+        self.store = WatchStore(state_file(config.state_dir, "ci"), self.validate)
         self.engine = Engine(
             config, on_zuul_health=self._zuul_health, supervisor=runtime.supervisor
         )
