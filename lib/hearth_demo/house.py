@@ -10,15 +10,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from hearth_lab import Host, Lab
+from hearth_runtime import ports
+from hearth_runtime.ports import BACKENDS
 from hearth_testing import ServiceProcess
 
-BACKENDS = ("wake", "audio", "ci")
-PORTS = {
-    "gateway": (50051, 9160),
-    "wake": (50061, 9161),
-    "audio": (50062, 9162),
-    "ci": (50063, 9163),
-}
+PORTS = {name: (p.grpc, p.metrics) for name, p in ports.PORTS.items()}
 
 
 @dataclass
@@ -84,7 +80,7 @@ def start_house(lab: Lab, env: dict[str, str] | None = None) -> House:
         house.env.setdefault(
             f"HEARTH_GATEWAY_{name.upper()}_ADDRESS", f"127.0.0.1:{PORTS[name][0]}"
         )
-    house.env.setdefault("HEARTH_GATEWAY_HTTP_LISTEN", "0.0.0.0:8080")
+    house.env.setdefault("HEARTH_GATEWAY_HTTP_LISTEN", f"0.0.0.0:{ports.HTTP_PORT}")
     for name in (*BACKENDS, "gateway"):
         house.start_service(name)
     for part in parts.values():
@@ -97,7 +93,7 @@ def build_and_run() -> None:
     with Lab(prefix="demo") as lab:
         house = start_house(lab)
         print("\nhearth demo house is up (Ctrl-C to tear it all down)\n")
-        print(f"  web page       http://{house.hub_address}:8080/")
+        print(f"  web page       http://{house.hub_address}:{ports.HTTP_PORT}/")
         for name in ("gateway", *BACKENDS):
             print(
                 f"  {name:<8} gRPC  {house.address(name)}   "

@@ -93,6 +93,6 @@ def test_state_files_are_named_after_the_service(service: str) -> None:
             if isinstance(node, ast.Call) and ast.unparse(node.func) == "state_file":
                 named = node.args[1]
                 assert isinstance(named, ast.Constant) and named.value == service, path.name
-            is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
-            if is_text and node.value.endswith(".sqlite3"):
-                assert node.value == f"{service}.sqlite3", (path.name, node.value)
+            text = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(text, str) and text.endswith(".sqlite3"):
+                assert text == f"{service}.sqlite3", (path.name, text)

@@ -25,11 +25,12 @@ from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci import filters
 from hearth_ci.dashboard import Match, build_dashboard, combine
 from hearth_ci.sources import GerritClient, SourceError, SourceHealth, ZuulClient, zuul_status_url
-from hearth_runtime import InvalidArgument
+from hearth_runtime import InvalidArgument, ports
 from hearth_runtime.text import neutral
 
 RESET, BOLD = "\x1b[0m", "\x1b[1m"
 RED, GREEN, YELLOW, LIGHT_BLUE = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[94m"
+CI_ADDRESS = ports.local_address("ci", "127.0.0.1")
 BANNER = "\x1b[1;37;41m"  # bold white on red
 HOME, CLEAR_LINE, CLEAR_BELOW, CLEAR_SCREEN = "\x1b[H", "\x1b[K", "\x1b[J", "\x1b[2J"
 
@@ -50,7 +51,7 @@ class DashOptions:
     ignore: list[str] = field(default_factory=list)
     dump_zuul: bool = False
     dump_gerrit: bool = False
-    service: str = "127.0.0.1:50063"
+    service: str = CI_ADDRESS
     watch: str = ""
     zuul: str = ""
     tenant: str = ""
@@ -376,9 +377,7 @@ def dash(
     dump_gerrit: Annotated[
         bool, typer.Option("-G", "--dump-gerrit", help="dump raw Gerrit data")
     ] = False,
-    service: Annotated[
-        str, typer.Option("--service", help="ci service or gateway")
-    ] = "127.0.0.1:50063",
+    service: Annotated[str, typer.Option("--service", help="ci service or gateway")] = CI_ADDRESS,
     watch: Annotated[str, typer.Option("--watch", help="use a stored watch of the service")] = "",
     zuul: Annotated[str, typer.Option("--zuul", help="read Zuul directly (web root URL)")] = "",
     tenant: Annotated[str, typer.Option("--tenant", help="Zuul 3+ tenant (none: Zuul 2)")] = "",
