@@ -162,12 +162,7 @@ class Runtime(Generic[C]):
     def add_listener(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
         """Serve gRPC on ``address`` too (TLS with ``credentials``); return the port bound
         (0 for a unix socket). A TCP address that cannot be bound is a ConfigError."""
-        if credentials is not None:
-            port = self.server.add_secure_port(address, credentials)
-            if port == 0:
-                raise ConfigError(f"cannot listen on {address}")
-            return port
-        return _bind(self.server, address)
+        return _bind(self.server, address, credentials)
 
     def delegate_public_port(self, port: int) -> None:
         """Another process (the gateway's edge) serves ``grpc_listen`` and reached this one
@@ -252,8 +247,16 @@ class Runtime(Generic[C]):
                 log.exception("cleanup failed during shutdown")
 
 
-def _bind(server: grpc.aio.Server, address: str) -> int:
-    port = server.add_insecure_port(address)
+def _bind(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None = None
+) -> int:
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc.aio raises where grpc returns 0
+        raise ConfigError(f"cannot listen on {address} (address in use or not available)") from None
     if address.startswith("unix:"):
         # Owner and group connect, nobody else, whatever the umask (022 would leave the group
         # unable to connect): docker-compose.yml joins the gateway to the backends this way.
