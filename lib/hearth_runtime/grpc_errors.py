@@ -19,7 +19,7 @@ import grpc
 from grpc_status import rpc_status
 
 from hearth_runtime.errors import HearthError, InvalidArgument
-from hearth_runtime.grpc_wrap import Behaviour, code_of, rewrap, split_method
+from hearth_runtime.grpc_wrap import Behaviour, Rewrapper, Wrap, code_of
 
 log = logging.getLogger("hearth.rpc")
 
@@ -55,20 +55,23 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, error_domain: str) -> None:
         self.error_domain = error_domain
+        self._rewrap = Rewrapper(self._wrapper, _tolerant)
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
-        service, method = split_method(handler_call_details.method)
+        handler = await continuation(handler_call_details)
+        return self._rewrap(handler_call_details.method, handler)
 
+    def _wrapper(self, service: str, method: str) -> Wrap:
         def wrap(inner: Behaviour, kind: str) -> Behaviour:
             if kind in ("unary", "client_stream"):
                 return self._unary(inner, kind, service, method)
             return self._stream(inner, kind, service, method)
 
-        return rewrap(await continuation(handler_call_details), wrap, _tolerant)
+        return wrap
 
     async def _fail(self, context: grpc.aio.ServicerContext, exc: HearthError) -> None:
         await context.abort_with_status(rpc_status.to_status(exc.to_status(self.error_domain)))

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
-from hearth_runtime.grpc_wrap import Behaviour, code_of, rewrap, split_method
+from hearth_runtime.grpc_wrap import Behaviour, Rewrapper, Wrap, code_of
 
 _LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
@@ -65,19 +65,24 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     First in the chain, so it sees the code the inner interceptors (error mapping) set."""
 
+    def __init__(self) -> None:
+        self._rewrap = Rewrapper(self._wrapper)
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
-        service, method = split_method(handler_call_details.method)
+        handler = await continuation(handler_call_details)
+        return self._rewrap(handler_call_details.method, handler)
 
+    def _wrapper(self, service: str, method: str) -> Wrap:
         def wrap(inner: Behaviour, kind: str) -> Behaviour:
             if kind in ("unary", "client_stream"):
                 return self._unary(inner, kind, service, method)
             return self._stream(inner, kind, service, method)
 
-        return rewrap(await continuation(handler_call_details), wrap)
+        return wrap
 
     def _unary(self, inner: Behaviour, kind: str, service: str, method: str) -> Behaviour:
         labels = (kind, service, method)

@@ -12,19 +12,21 @@ from typing import Any
 
 import grpc
 
-from hearth_runtime.grpc_wrap import Behaviour, rewrap
+from hearth_runtime.grpc_wrap import Behaviour, Rewrapper
 
 
 class TrailersInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, trailers: tuple[tuple[str, str], ...]) -> None:
         self.trailers = trailers
+        self._rewrap = Rewrapper(lambda service, method: self._wrap)
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
-        return rewrap(await continuation(handler_call_details), self._wrap)
+        handler = await continuation(handler_call_details)
+        return self._rewrap(handler_call_details.method, handler)
 
     def _wrap(self, inner: Behaviour, kind: str) -> Behaviour:
         if kind not in ("unary", "client_stream"):

@@ -43,6 +43,31 @@ def rewrap(
     return handler
 
 
+class Rewrapper:
+    """:func:`rewrap` once per method: the wrapped handler is kept while the inner one is
+    the same object (a servicer's handlers are), so a call costs a lookup, not a rebuild."""
+
+    LIMIT = 1024  # method names seen (a forwarding handler may answer many): then start over
+
+    def __init__(self, wrap: Callable[[str, str], Wrap], deserializer: Any = None) -> None:
+        self._wrap = wrap
+        self._deserializer = deserializer
+        self._cache: dict[str, tuple[Any, Any]] = {}
+
+    def __call__(self, method: str, handler: Any) -> Any:
+        hit = self._cache.get(method)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        if handler is None:
+            return None
+        service, name = split_method(method)
+        wrapped = rewrap(handler, self._wrap(service, name), self._deserializer)
+        if len(self._cache) >= self.LIMIT:
+            self._cache.clear()
+        self._cache[method] = (handler, wrapped)
+        return wrapped
+
+
 def split_method(full: str) -> tuple[str, str]:
     """``"/pkg.Service/Method"`` -> ``("pkg.Service", "Method")``."""
     service, _, method = full.lstrip("/").partition("/")
