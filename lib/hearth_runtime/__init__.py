@@ -1,9 +1,9 @@
 """The one runtime every hearth service is built on.
 
 A service's ``main`` is a few lines: a :class:`ServiceSpec` naming its app (``app.py``) and
-servicer (``service.py``), handed to :func:`run_service`. The runtime serves gRPC with health and reflection, exports Prometheus
-metrics, loads and validates configuration, logs in one format, maps domain errors to gRPC
-statuses and shuts down gracefully.
+servicer (``service.py``), handed to :func:`run_service`. The runtime serves gRPC with health
+and reflection, exports Prometheus metrics, loads and validates configuration, logs in one
+format, maps domain errors to gRPC statuses and shuts down gracefully.
 """
 
 from hearth_runtime.config import ConfigError, ServiceConfig, load_config
