@@ -20,7 +20,7 @@ import aiohttp
 
 from hearth.ci.v1 import ci_pb2
 from hearth_ci import filters
-from hearth_ci.dashboard import build_dashboard, combine
+from hearth_ci.dashboard import build_dashboard, combine, gerrit_matches
 from hearth_ci.replay import (
     ReplayServer,
     ReplayState,
@@ -101,8 +101,7 @@ async def gerrit_requests(result: Result) -> None:
                 matching = 0
                 for _ in range(refreshes):
                     await zuul.fetch()
-                    answers = await gerrit.query(filters.gerrit_queries(FILTER))
-                    matches = combine(filters.effective_groups(FILTER), answers, FILTER.operator)
+                    matches = await gerrit_matches(gerrit, FILTER)
                     matching = build_dashboard(zuul.status, matches, FILTER).matching_items
                 after = (await control(server.url))["counters"].get("gerrit", 0)
                 per_refresh = (after - before) / refreshes

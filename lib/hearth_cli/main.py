@@ -20,6 +20,7 @@ from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_cli.client import CliError, Settings, explain
+from hearth_runtime.timeconv import duration_from_seconds, seconds_of
 from hearth_runtime.version import VERSION
 
 app = typer.Typer(help=__doc__, no_args_is_help=True)
@@ -69,7 +70,7 @@ def short(name: str) -> str:
 
 
 def span(duration: duration_pb2.Duration) -> str:
-    seconds = duration.ToNanoseconds() / 1e9
+    seconds = seconds_of(duration)
     if not seconds:
         return "-"
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
@@ -189,7 +190,7 @@ def wake(
     if not wait:
         return
     request = wake_pb2.WaitUntilAwakeRequest(name=host_name, wake=False)
-    request.timeout.FromNanoseconds(int(timeout * 1e9))
+    request.timeout.CopyFrom(duration_from_seconds(timeout))
     host = call(wake_stub.WaitUntilAwake, request, timeout=timeout + 5)
     state = wake_pb2.HostState.Name(host.state)
     if host.state != wake_pb2.AWAKE:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import field_mask_pb2
 
 from hearth.audio.v1 import audio_pb2
 from hearth_audio import metrics, sync
@@ -35,22 +35,16 @@ from hearth_runtime.resources import apply_update_mask
 from hearth_runtime.store import Store, state_file
 from hearth_runtime.supervisor import Supervisor
 from hearth_runtime.text import neutral
+from hearth_runtime.timeconv import (
+    duration_from_seconds,
+    seconds_of,
+    timestamp_from_epoch,
+    timestamp_now,
+)
 
 log = logging.getLogger("hearth.audio")
 
 Event = audio_pb2.AudioEvent
-
-
-def _now() -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.GetCurrentTime()
-    return ts
-
-
-def _stamp(seconds: float) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
 
 
 class AudioApp:
@@ -140,10 +134,10 @@ class AudioApp:
             st.reachable = obs.reachable
             st.receiving = obs.receiving
             st.stalled = self._stalled(zone)
-            st.latency.FromNanoseconds(int(obs.latency * 1e9))
+            st.latency.CopyFrom(duration_from_seconds(obs.latency))
             st.error = obs.error
             if obs.last_contact:
-                st.last_contact.CopyFrom(_stamp(obs.last_contact))
+                st.last_contact.CopyFrom(timestamp_from_epoch(obs.last_contact))
         return out
 
     def _stalled(self, zone: audio_pb2.Zone) -> bool:
@@ -157,7 +151,7 @@ class AudioApp:
         return live and waited > self.config.stall_after_seconds
 
     def current_event(self) -> audio_pb2.AudioEvent:
-        event = Event(kind=Event.CURRENT, time=_now())
+        event = Event(kind=Event.CURRENT, time=timestamp_now())
         event.streams.extend(self.stream_view(s) for s in self.desired.streams.values())
         event.zones.extend(self.zone_view(z) for z in self.desired.zones.values())
         event.player.CopyFrom(self.player_view())
@@ -170,7 +164,7 @@ class AudioApp:
     # ------------------------------------------------------------------ callbacks
 
     def publish(self, kind: int, **fields: object) -> None:
-        event = Event(kind=kind, time=_now())  # type: ignore[arg-type]
+        event = Event(kind=kind, time=timestamp_now())  # type: ignore[arg-type]
         for key, value in fields.items():
             if isinstance(value, list):
                 getattr(event, key).extend(value)
@@ -236,13 +230,13 @@ class AudioApp:
         out.packets, out.lost = snap.packets, snap.lost
         out.duplicates, out.reordered = snap.duplicates, snap.reordered
         out.loss_ratio = snap.loss_ratio
-        out.jitter.FromNanoseconds(int(snap.jitter * 1e9))
+        out.jitter.CopyFrom(duration_from_seconds(snap.jitter))
         out.bitrate_bps = snap.bitrate
         if snap.last_packet_age is not None:
-            out.last_packet_age.FromNanoseconds(int(snap.last_packet_age * 1e9))
+            out.last_packet_age.CopyFrom(duration_from_seconds(snap.last_packet_age))
         out.ssrc, out.ssrc_changes = snap.ssrc, snap.ssrc_changes
         if snap.sap_age is not None:
-            out.sap_age.FromNanoseconds(int(snap.sap_age * 1e9))
+            out.sap_age.CopyFrom(duration_from_seconds(snap.sap_age))
         out.conflicts.extend(snap.conflicts)
         for reason, count in snap.rejected.items():
             out.rejected[reason] = count
@@ -277,7 +271,7 @@ class AudioApp:
             if msg.lost >= lost:
                 metrics.RTP_LOST.labels(sid).inc(msg.lost - lost)
             self._counted[sid] = (max(msg.packets, packets), max(msg.lost, lost))
-            metrics.RTP_JITTER.labels(sid).set(msg.jitter.ToNanoseconds() / 1e9)
+            metrics.RTP_JITTER.labels(sid).set(seconds_of(msg.jitter))
             if snap is not None and snap.last_packet_age is not None:
                 metrics.RTP_AGE.labels(sid).set(snap.last_packet_age)
             metrics.STREAM_UP.labels(sid).set(1 if msg.up else 0)
@@ -382,7 +376,7 @@ class AudioApp:
             zone_b=zone_b.name,
             offset_ms=result.offset_s * 1e3,
             confidence=result.confidence,
-            time=_now(),
+            time=timestamp_now(),
         )
 
     async def calibrate_sync(

@@ -29,6 +29,7 @@ from hearth_runtime.logs import kv
 from hearth_runtime.resources import check_id
 from hearth_runtime.store import Store
 from hearth_runtime.text import neutral
+from hearth_runtime.timeconv import duration_seconds, milliseconds_of
 
 log = logging.getLogger("hearth.audio.model")
 
@@ -72,7 +73,7 @@ def zone_id(name: str) -> str:
 def latency_ms(zone: audio_pb2.Zone) -> int:
     if not zone.HasField("latency"):
         return DEFAULT_LATENCY_MS
-    return round(zone.latency.seconds * 1000 + zone.latency.nanos / 1e6)
+    return round(milliseconds_of(zone.latency))
 
 
 def check_pulse_name(field: str, value: str) -> None:
@@ -279,8 +280,7 @@ class Desired:
             raise InvalidArgument("zone.volume", f"{out.volume} is out of range (0.0-1.5)")
         if not out.HasField("latency"):
             out.latency.FromMilliseconds(DEFAULT_LATENCY_MS)
-        if not 0 <= out.latency.nanos < 1_000_000_000 or not 0 <= out.latency.seconds <= 3600:
-            raise InvalidArgument("zone.latency", "is not a valid duration")
+        duration_seconds("zone.latency", out.latency, 0, 3600)  # valid, then in ms below
         ms = latency_ms(out)
         if not MIN_LATENCY_MS <= ms <= MAX_LATENCY_MS:
             raise InvalidArgument(

@@ -19,6 +19,7 @@ from mpd.base import CommandError
 from hearth.audio.v1 import audio_pb2
 from hearth_runtime import FailedPrecondition, InvalidArgument, Unavailable
 from hearth_runtime.logs import kv
+from hearth_runtime.timeconv import duration_from_seconds
 
 log = logging.getLogger("hearth.audio.player")
 
@@ -45,7 +46,7 @@ def player_from(status: dict[str, Any], song: dict[str, Any]) -> audio_pb2.Playe
     out.volume = int(status.get("volume", -1))
     out.playlist_length = int(status.get("playlistlength", 0))
     if "elapsed" in status:
-        out.elapsed.FromNanoseconds(int(float(status["elapsed"]) * 1e9))
+        out.elapsed.CopyFrom(duration_from_seconds(float(status["elapsed"])))
     if song:
         cur = out.current_song
         cur.file = str(song.get("file", ""))
@@ -55,7 +56,7 @@ def player_from(status: dict[str, Any], song: dict[str, Any]) -> audio_pb2.Playe
         cur.position = int(song.get("pos", 0))
         duration = status.get("duration") or song.get("duration")
         if duration:
-            cur.duration.FromNanoseconds(int(float(duration) * 1e9))
+            cur.duration.CopyFrom(duration_from_seconds(float(duration)))
     return out
 
 

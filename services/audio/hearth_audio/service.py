@@ -12,6 +12,7 @@ from hearth_audio.app import AudioApp
 from hearth_runtime import FailedPrecondition, InvalidArgument
 from hearth_runtime.broadcast import Lagged
 from hearth_runtime.resources import check_id, paginate
+from hearth_runtime.timeconv import duration_seconds
 
 SERVICE_NAME = audio_pb2.DESCRIPTOR.services_by_name["AudioService"].full_name
 
@@ -136,9 +137,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         # The request's own fields first (no lookups for a malformed request).
         seconds = 3.0
         if request.HasField("duration"):
-            seconds = request.duration.ToNanoseconds() / 1e9
-            if not 2.0 <= seconds <= 30.0:
-                raise InvalidArgument("duration", f"{seconds} s is out of range (2-30 s)")
+            seconds = duration_seconds("duration", request.duration, 2.0, 30.0)
         zone_a, zone_b = self.app.zone_pair(request.zone_a, request.zone_b)
         stream_name = request.stream or zone_a.stream
         if not stream_name:

@@ -9,6 +9,7 @@ Zuul and Gerrit directly. Redraws in place every ``-r`` seconds; Ctrl-C exits cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ from google.protobuf import json_format
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci import filters
-from hearth_ci.dashboard import Match, build_dashboard, combine
+from hearth_ci.dashboard import Match, build_dashboard, gerrit_matches
 from hearth_ci.sources import GerritClient, SourceError, SourceHealth, ZuulClient, zuul_status_url
 from hearth_runtime import InvalidArgument, ports
 from hearth_runtime.text import neutral
@@ -206,13 +207,8 @@ class DirectSource:
         healths: list[SourceHealth] = [self.zuul.health]
         if self.gerrit is not None:
             healths.append(self.gerrit.health)
-            try:
-                results = await self.gerrit.query(filters.gerrit_queries(self.flt))
-                self.matches = combine(
-                    filters.effective_groups(self.flt), results, self.flt.operator
-                )
-            except SourceError:
-                pass  # recorded in gerrit.health; the last matches stay
+            with contextlib.suppress(SourceError):  # in gerrit.health; the last matches stay
+                self.matches = await gerrit_matches(self.gerrit, self.flt)
         return build_dashboard(
             self.zuul.status, self.matches, self.flt, health=healths, zuul_url=self.zuul.url
         )
@@ -224,7 +220,7 @@ class DirectSource:
             out.append(self.zuul.raw if self.zuul.raw is not None else self.zuul.health.error)
         if self.options.dump_gerrit and self.gerrit is not None:
             try:
-                await self.gerrit.query(filters.gerrit_queries(self.flt))
+                await gerrit_matches(self.gerrit, self.flt)
                 out.append(self.gerrit.raw)
             except SourceError as exc:
                 out.append(str(exc))

@@ -1,7 +1,8 @@
 """Zuul's queues + Gerrit's answers + a filter -> the Dashboard message.
 
-Pure functions (no I/O): the service, the terminal dashboard in direct mode and the
-benchmark all build dashboards through :func:`build_dashboard`.
+Pure functions (no I/O but :func:`gerrit_matches`, the one Gerrit query step): the
+service, the terminal dashboard in direct mode and the benchmark all ask Gerrit through
+:func:`gerrit_matches` and build dashboards through :func:`build_dashboard`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass, field
 
 from hearth.ci.v1 import ci_pb2
 from hearth_ci import filters
-from hearth_ci.sources import Change, SourceHealth
+from hearth_ci.sources import Change, GerritClient, SourceHealth
 from hearth_ci.zuul import CANCELED_RESULTS, ZItem, ZJob, ZQueue, ZuulStatus
+from hearth_runtime.timeconv import duration_from_seconds, timestamp_from_epoch
 
 NEEDED_FAILING = "a needed change is failing"
 
@@ -44,6 +46,13 @@ def combine(
                 match.reasons.append(group.reason)
         out[number] = match
     return out
+
+
+async def gerrit_matches(gerrit: GerritClient, flt: ci_pb2.Filter) -> dict[int, Match]:
+    """``flt``'s matches from ONE Gerrit request (each filter group one ``q=``), combined by
+    the filter's operator. Raises SourceError (recorded in ``gerrit.health`` too)."""
+    results = await gerrit.query(filters.gerrit_queries(flt))
+    return combine(filters.effective_groups(flt), results, flt.operator)
 
 
 def local_matches(zuul: ZuulStatus, flt: ci_pb2.Filter) -> dict[int, Match]:
@@ -283,8 +292,8 @@ def health_message(health: SourceHealth, now: float) -> ci_pb2.SourceHealth:
         warning=health.warning,
     )
     if health.last_success is not None:
-        out.last_success.FromMilliseconds(int(health.last_success * 1000))
-        out.data_age.FromMilliseconds(int((now - health.last_success) * 1000))
+        out.last_success.CopyFrom(timestamp_from_epoch(health.last_success))
+        out.data_age.CopyFrom(duration_from_seconds(now - health.last_success))
     return out
 
 
@@ -303,7 +312,7 @@ def build_dashboard(
     Zuul tells. ``everything`` keeps every item (ListPipelines)."""
     now = time.time() if now is None else now
     dash = ci_pb2.Dashboard(watch=watch, filter_description=filters.describe(flt))
-    dash.time.FromMilliseconds(int(now * 1000))
+    dash.time.CopyFrom(timestamp_from_epoch(now))
     for h in health:
         dash.sources.append(health_message(h, now))
     dash.stale = any(s.stale for s in dash.sources)

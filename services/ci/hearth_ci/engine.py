@@ -27,9 +27,9 @@ from typing import Any
 import aiohttp
 
 from hearth.ci.v1 import ci_pb2
-from hearth_ci import filters, metrics
+from hearth_ci import metrics
 from hearth_ci.config import CiConfig
-from hearth_ci.dashboard import Match, build_dashboard, combine
+from hearth_ci.dashboard import Match, build_dashboard, gerrit_matches
 from hearth_ci.events import diff
 from hearth_ci.sources import (
     GerritClient,
@@ -44,6 +44,7 @@ from hearth_runtime.errors import ResourceExhausted
 from hearth_runtime.logs import kv
 from hearth_runtime.supervisor import Supervisor
 from hearth_runtime.text import neutral
+from hearth_runtime.timeconv import duration_from_seconds, seconds_of
 
 log = logging.getLogger("hearth.ci")
 
@@ -70,7 +71,7 @@ class WatchState:
 
     @property
     def interval(self) -> float:
-        return self.watch.refresh_interval.ToNanoseconds() / 1e9
+        return seconds_of(self.watch.refresh_interval)
 
 
 @dataclass(eq=False)
@@ -257,17 +258,15 @@ class Engine:
         """The filter's matches from ONE Gerrit request; None when Gerrit cannot answer."""
         if self.gerrit is None:
             return None
-        groups = filters.effective_groups(flt)
         started = time.perf_counter()
         try:
-            results = await self.gerrit.query(filters.gerrit_queries(flt))
+            return await gerrit_matches(self.gerrit, flt)
         except SourceError:
             metrics.POLL_ERRORS.labels("gerrit").inc()
             return None
         finally:
             metrics.POLL_SECONDS.labels("gerrit").observe(time.perf_counter() - started)
             self._log_change(self.gerrit.health)
-        return combine(groups, results, flt.operator)
 
     # ------------------------------------------------------------------ inline filters
     def admit_inline(self, flt: ci_pb2.Filter, principal: str) -> InlineQuery:
@@ -397,7 +396,9 @@ class Engine:
         entry.subscribers += 1
         if entry.state is None:
             watch = ci_pb2.Watch(filter=flt)
-            watch.refresh_interval.FromNanoseconds(int(self.config.default_refresh_seconds * 1e9))
+            watch.refresh_interval.CopyFrom(
+                duration_from_seconds(self.config.default_refresh_seconds)
+            )
             self._inline_seq += 1
             state = WatchState(watch=watch, label="inline", inline=entry)
             state.task = f"ci-inline-{self._inline_seq}"

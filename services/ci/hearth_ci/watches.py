@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from google.protobuf import duration_pb2, json_format
+from google.protobuf import json_format
 
 from hearth.ci.v1 import ci_pb2
 from hearth_ci import filters
@@ -13,6 +13,7 @@ from hearth_runtime import AlreadyExists, InvalidArgument
 from hearth_runtime.errors import not_found
 from hearth_runtime.store import Store
 from hearth_runtime.text import neutral
+from hearth_runtime.timeconv import duration_from_seconds, duration_seconds
 
 MIGRATIONS = [
     """
@@ -45,29 +46,13 @@ def validate_watch(
     out = ci_pb2.Watch()
     out.CopyFrom(watch)
     out.ClearField("quarantine_reason")  # output only
-    interval = out.refresh_interval
-    if not 0 <= interval.nanos < 1_000_000_000 or interval.seconds < 0:
-        raise InvalidArgument(
-            f"{field}.refresh_interval", "seconds must not be negative, nanos 0..999999999"
-        )
-    if interval.seconds > MAX_REFRESH_SECONDS:
-        raise InvalidArgument(
-            f"{field}.refresh_interval",
-            f"{interval.seconds} s is above the maximum of {MAX_REFRESH_SECONDS} s",
-        )
-    if not out.HasField("refresh_interval") or interval.ToNanoseconds() == 0:
-        out.refresh_interval.CopyFrom(_seconds(default_refresh))
-    seconds = out.refresh_interval.ToNanoseconds() / 1e9
+    interval = f"{field}.refresh_interval"
+    seconds = duration_seconds(interval, out.refresh_interval, 0, MAX_REFRESH_SECONDS)
+    if seconds == 0:  # unset or zero: the default
+        out.refresh_interval.CopyFrom(duration_from_seconds(default_refresh))
+        seconds = default_refresh
     if seconds < min_refresh:
-        raise InvalidArgument(
-            f"{field}.refresh_interval", f"{seconds:g} s is below the minimum of {min_refresh:g} s"
-        )
-    return out
-
-
-def _seconds(value: float) -> duration_pb2.Duration:
-    out = duration_pb2.Duration()
-    out.FromNanoseconds(int(value * 1e9))
+        raise InvalidArgument(interval, f"{seconds:g} s is below the minimum of {min_refresh:g} s")
     return out
 
 

@@ -14,7 +14,7 @@ from grpc_status import rpc_status
 
 from hearth.ci.v1 import ci_pb2
 from hearth_ci import filters
-from hearth_ci.dashboard import build_dashboard, combine
+from hearth_ci.dashboard import build_dashboard, gerrit_matches
 from hearth_ci.replay import ReplayServer, control
 from hearth_ci.sources import GerritClient, ZuulClient, zuul_status_url
 from hearth_ci.testkit import channel, ci, fixtures_dir, replay, stub  # noqa: F401  # fixtures
@@ -45,9 +45,7 @@ async def _dashboard(
 ) -> ci_pb2.Dashboard:
     zuul = ZuulClient(session, zuul_url)
     assert await zuul.fetch(), zuul.health.error
-    groups = filters.effective_groups(flt)
-    matches = combine(groups, await gerrit.query(filters.gerrit_queries(flt)), flt.operator)
-    return build_dashboard(zuul.status, matches, flt)
+    return build_dashboard(zuul.status, await gerrit_matches(gerrit, flt), flt)
 
 
 async def test_same_filters_same_changes_on_v2_and_v10(replay: ReplayServer) -> None:

@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import Gauge, Histogram
 
 from hearth.gateway.v1 import gateway_pb2
 from hearth_runtime.logs import kv
+from hearth_runtime.timeconv import duration_from_seconds, timestamp_from_epoch
 
 log = logging.getLogger("hearth.gateway.backends")
 
@@ -67,23 +67,16 @@ class Backend:
             up=self.up,
             health=self.health,
             version=self.version,
-            round_trip=duration_pb2.Duration(),
+            round_trip=duration_from_seconds(self.rtt),
             error=self.error,
             services=self.services,
         )
-        out.round_trip.FromNanoseconds(int(self.rtt * 1e9))
         if self.last_check:
-            out.last_check.CopyFrom(_stamp(self.last_check))
+            out.last_check.CopyFrom(timestamp_from_epoch(self.last_check))
         return out
 
     def unavailable_message(self, details: str) -> str:
         return f"backend {self.name} ({self.address}) is unavailable: {details}"
-
-
-def _stamp(wall: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(wall * 1e9))
-    return stamp
 
 
 async def _list_services(channel: grpc.aio.Channel, seconds: float) -> list[str]:

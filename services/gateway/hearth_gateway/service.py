@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth_gateway.auth import Principal
 from hearth_gateway.proxy import token_of
+from hearth_runtime.timeconv import timestamp_now
 
 if TYPE_CHECKING:
     from hearth_gateway.app import GatewayApp
@@ -32,12 +31,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         return self.authorizer.authorize(method, token_of(context.invocation_metadata()))
 
     def status(self, principal: Principal) -> gateway_pb2.SystemStatus:
-        now = timestamp_pb2.Timestamp()
-        now.FromNanoseconds(time.time_ns())
         return gateway_pb2.SystemStatus(
             backends=[b.describe() for b in self.pool.backends.values()],
             version=self.version,
-            time=now,
+            time=timestamp_now(),
             role=principal.role,
         )
 

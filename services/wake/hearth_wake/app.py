@@ -24,6 +24,7 @@ from hearth_runtime.broadcast import Broadcaster
 from hearth_runtime.errors import not_found
 from hearth_runtime.logs import kv
 from hearth_runtime.store import state_file
+from hearth_runtime.timeconv import timestamp_from_epoch
 from hearth_wake import metrics
 from hearth_wake.config import WakeConfig
 from hearth_wake.engine import (
@@ -39,7 +40,7 @@ from hearth_wake.loading import Quarantined, load_declared, reason_of
 from hearth_wake.repo import Repository
 from hearth_wake.sender import Sender
 from hearth_wake.sniffer import Sniffer, bpf_expression, check_host_filter, decode_for
-from hearth_wake.views import EVENT_KINDS, host_proto, timestamp, wake_proto
+from hearth_wake.views import EVENT_KINDS, host_proto, wake_proto
 
 log = logging.getLogger("hearth.wake")
 
@@ -282,7 +283,7 @@ class WakeApp:
             message=event.message,
             verdict=event.verdict,
         )
-        msg.time.CopyFrom(timestamp(event.time))
+        msg.time.CopyFrom(timestamp_from_epoch(event.time))
         if event.wake is not None:
             msg.wake.CopyFrom(wake_proto(event.wake))
         self.events.publish(msg)

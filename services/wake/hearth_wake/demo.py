@@ -13,7 +13,7 @@ import grpc
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_demo.house import House
-from hearth_wake.hosts import seconds_to_duration
+from hearth_runtime.timeconv import duration_from_seconds
 
 RESUME_DELAY = "3"
 
@@ -38,10 +38,10 @@ def populate(house: House) -> None:
         mac=devbox.mac,
         ipv4=devbox.ipv4,
         ipv6=devbox.ipv6,
-        alive_timeout=seconds_to_duration(30),
-        wake_timeout=seconds_to_duration(30),
-        retry_interval=seconds_to_duration(2),
-        cooldown=seconds_to_duration(10),
+        alive_timeout=duration_from_seconds(30),
+        wake_timeout=duration_from_seconds(30),
+        retry_interval=duration_from_seconds(2),
+        cooldown=duration_from_seconds(10),
     )
     with grpc.insecure_channel(house.address("wake")) as channel:
         stub = wake_pb2_grpc.WakeServiceStub(channel)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from google.protobuf import duration_pb2
-
 from hearth.wake.v1 import wake_pb2
 from hearth_runtime import InvalidArgument
 from hearth_runtime.resources import check_id
+from hearth_runtime.timeconv import duration_from_seconds, duration_seconds, timestamp_from_epoch
 from hearth_wake import netif
 from hearth_wake.addr import (
     RequesterSet,
@@ -41,8 +39,6 @@ MAX_SEND_METHODS = 8
 # the whole interface unwatched. Compiling the filter (on the event loop) also grows with it.
 MAX_HOSTS = 100
 IFNAMSIZ = 16  # Linux: names are at most IFNAMSIZ - 1 bytes
-# Largest Duration.seconds protobuf allows (10,000 years).
-_MAX_DURATION_SECONDS = 315_576_000_000
 # What UpdateHost may change (the rest is output only or the identity).
 UPDATABLE = (
     "mac",
@@ -133,9 +129,9 @@ class HostSpec:
             origin=self.origin,
         )
         for key in DURATIONS:
-            getattr(msg, key).CopyFrom(seconds_to_duration(getattr(self, key)))
-        msg.create_time.FromNanoseconds(int(self.create_time * 1e9))
-        msg.update_time.FromNanoseconds(int(self.update_time * 1e9))
+            getattr(msg, key).CopyFrom(duration_from_seconds(getattr(self, key)))
+        msg.create_time.CopyFrom(timestamp_from_epoch(self.create_time))
+        msg.update_time.CopyFrom(timestamp_from_epoch(self.update_time))
         return msg
 
 
@@ -152,31 +148,6 @@ def check_interface_name(field: str, name: str) -> str:
             field, f"{name!r} is not an interface name (printable ASCII, no '/', ':' or space)"
         )
     return name
-
-
-def duration_seconds(field: str, value: duration_pb2.Duration, low: float, high: float) -> float:
-    """A Duration's seconds, if it is a valid Duration within ``[low, high]`` seconds."""
-    secs, nanos = value.seconds, value.nanos
-    if (
-        abs(secs) > _MAX_DURATION_SECONDS
-        or abs(nanos) >= 1_000_000_000
-        or (secs > 0 and nanos < 0)
-        or (secs < 0 and nanos > 0)
-    ):
-        raise InvalidArgument(field, "is not a valid Duration (nanos out of range or sign)")
-    return check_seconds(field, secs + nanos / 1e9, low, high)
-
-
-def check_seconds(field: str, value: float, low: float, high: float) -> float:
-    if not math.isfinite(value) or not low <= value <= high:
-        raise InvalidArgument(field, f"must be between {low:g} s and {high:g} s, not {value:g} s")
-    return value
-
-
-def seconds_to_duration(seconds: float) -> duration_pb2.Duration:
-    out = duration_pb2.Duration()
-    out.FromNanoseconds(round(seconds * 1e9))
-    return out
 
 
 def spec_from_proto(

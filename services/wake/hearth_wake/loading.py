@@ -19,13 +19,12 @@ from pydantic import ValidationError
 from hearth.wake.v1 import wake_pb2
 from hearth_runtime import HearthError, InvalidArgument
 from hearth_runtime.text import neutral
+from hearth_runtime.timeconv import check_seconds, duration_from_seconds
 from hearth_wake.config import HostEntry
 from hearth_wake.hosts import (
     DURATION_RANGES,
     DURATIONS,
     HostSpec,
-    check_seconds,
-    seconds_to_duration,
     spec_from_proto,
 )
 from hearth_wake.sender import Method
@@ -138,7 +137,7 @@ def proto_from_stored(data: Any, *, strict: bool = True) -> tuple[wake_pb2.Host,
             check_seconds(field, float(value), low, high)
         elif not (math.isfinite(value) and abs(value) < 1e10):
             continue
-        getattr(msg, key).CopyFrom(seconds_to_duration(float(value)))
+        getattr(msg, key).CopyFrom(duration_from_seconds(float(value)))
     return msg, password
 
 
@@ -207,7 +206,7 @@ def entry_to_proto(entry: HostEntry, field: str) -> wake_pb2.Host:
         if value is not None:
             low, high = DURATION_RANGES[key]
             check_seconds(f"{field}.{key}", value, low, high)
-            getattr(msg, key).CopyFrom(seconds_to_duration(value))
+            getattr(msg, key).CopyFrom(duration_from_seconds(value))
     return msg
 
 

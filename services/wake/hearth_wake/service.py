@@ -17,8 +17,9 @@ from hearth_runtime import (
 )
 from hearth_runtime.errors import not_found
 from hearth_runtime.resources import apply_update_mask, check_id, paginate, parse_name
+from hearth_runtime.timeconv import duration_seconds
 from hearth_wake.app import WakeApp
-from hearth_wake.hosts import UPDATABLE, HostSpec, duration_seconds, spec_from_proto
+from hearth_wake.hosts import UPDATABLE, HostSpec, spec_from_proto
 from hearth_wake.loading import Quarantined
 from hearth_wake.views import wake_proto
 

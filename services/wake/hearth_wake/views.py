@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from hearth.wake.v1 import wake_pb2
+from hearth_runtime.timeconv import duration_from_seconds, timestamp_from_epoch
 from hearth_wake.engine import HostStatus, WakeRecord
-from hearth_wake.hosts import HostSpec, seconds_to_duration
+from hearth_wake.hosts import HostSpec
 
 OUTCOMES = {
     "in_progress": wake_pb2.IN_PROGRESS,
@@ -26,19 +25,13 @@ EVENT_KINDS = {
 }
 
 
-def timestamp(seconds: float) -> Timestamp:
-    out = Timestamp()
-    out.FromNanoseconds(int(seconds * 1e9))
-    return out
-
-
 def host_proto(spec: HostSpec, status: HostStatus | None) -> wake_pb2.Host:
     msg = spec.to_proto()
     if status is not None:
         msg.state = status.state.value  # type: ignore[assignment]
-        msg.state_since.CopyFrom(timestamp(status.since))
+        msg.state_since.CopyFrom(timestamp_from_epoch(status.since))
         if status.last_seen is not None:
-            msg.last_seen.CopyFrom(timestamp(status.last_seen))
+            msg.last_seen.CopyFrom(timestamp_from_epoch(status.last_seen))
     return msg
 
 
@@ -54,13 +47,13 @@ def wake_proto(wake: WakeRecord) -> wake_pb2.Wake:
         extra_demands=wake.extra_demands,
         methods=wake.methods,
     )
-    msg.demand_time.CopyFrom(timestamp(wake.demand_time))
+    msg.demand_time.CopyFrom(timestamp_from_epoch(wake.demand_time))
     if wake.first_packet_time:
-        msg.first_packet_time.CopyFrom(timestamp(wake.first_packet_time))
-        msg.reaction.CopyFrom(seconds_to_duration(wake.reaction))
+        msg.first_packet_time.CopyFrom(timestamp_from_epoch(wake.first_packet_time))
+        msg.reaction.CopyFrom(duration_from_seconds(wake.reaction))
     if wake.alive_time is not None:
-        msg.alive_time.CopyFrom(timestamp(wake.alive_time))
-        msg.resume.CopyFrom(seconds_to_duration(wake.resume or 0.0))
+        msg.alive_time.CopyFrom(timestamp_from_epoch(wake.alive_time))
+        msg.resume.CopyFrom(duration_from_seconds(wake.resume or 0.0))
     if wake.followed_up is not None:
         msg.followed_up = wake.followed_up
     return msg
