@@ -30,7 +30,9 @@ $(VENV)/.stamp-pip: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-EDGE_SOURCES := $(wildcard services/gateway/edge/src/*.rs) services/gateway/edge/Cargo.toml \
+EDGE_SOURCES := $(wildcard services/gateway/edge/src/*.rs) services/gateway/edge/build.rs \
+                services/gateway/edge/Cargo.toml protos/hearth/gateway/internal/v1/edge.proto \
+                protos/hearth/auth/v1/policy.proto \
                 services/gateway/edge/Cargo.lock
 $(VENV)/bin/hearth-edge: $(VENV)/.stamp-pip $(EDGE_SOURCES)
 	scripts/build-edge.sh $@

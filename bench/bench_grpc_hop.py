@@ -17,7 +17,6 @@ gateway's gRPC port is served by hearth-edge.
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import subprocess
 import sys
@@ -109,36 +108,36 @@ def start(role: str, upstream: str | None = None) -> tuple[subprocess.Popen[str]
     return process, f"127.0.0.1:{line}"
 
 
-def start_edge(upstream: str, workdir: str) -> tuple[subprocess.Popen[str], str]:
+def start_edge(upstream: str, workdir: str) -> tuple[subprocess.Popen[bytes], str]:
     from hearth_gateway.edge import find_binary
 
     binary = find_binary("hearth-edge")
     if binary is None:
         raise RuntimeError("hearth-edge is not installed (make install builds it)")
-    settings = {
-        "listen": "127.0.0.1:0",
-        "fallback": f"unix:{workdir}/none.sock",
-        "backends": {"echo": upstream},
-        "methods": {
-            METHOD: {
-                "backend": "echo",
-                "full_name": METHOD.lstrip("/"),
-                "mutating": False,
-                "server_streaming": False,
-            }
+    from hearth.auth.v1 import policy_pb2
+    from hearth.gateway.internal.v1 import edge_pb2
+
+    settings = edge_pb2.EdgeConfig(
+        listen="127.0.0.1:0",
+        fallback=f"unix:{workdir}/none.sock",
+        backends={"echo": upstream},
+        methods={
+            METHOD: edge_pb2.EdgeMethod(
+                backend="echo", full_name=METHOD.lstrip("/"), role=policy_pb2.ROLE_VIEWER
+            )
         },
-        "tokens": [],
-        "anonymous_read": True,
-        "shutdown_grace_seconds": 0,
-    }
-    config = f"{workdir}/edge.json"
-    with open(config, "w") as out:
-        json.dump(settings, out)
+        anonymous_read=True,
+    )
+    config = f"{workdir}/edge.pb"
+    with open(config, "wb") as out:
+        out.write(settings.SerializeToString())
     process = subprocess.Popen(
-        [binary, "--config", config], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [binary, "--config", config], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
     assert process.stdout is not None
-    port = json.loads(process.stdout.readline())["port"]
+    # The first report, length-delimited: Listening (a report is far below 128 bytes).
+    size = process.stdout.read(1)[0]
+    port = edge_pb2.EdgeReport.FromString(process.stdout.read(size)).listening.port
     # Its per-call reports are read (and dropped) as the gateway would read them.
     threading.Thread(target=process.stdout.read, daemon=True).start()
     return process, f"127.0.0.1:{port}"
@@ -170,7 +169,7 @@ async def measure(result: Result, targets: dict[str, str]) -> None:
 
 def main() -> int:
     result = Result("grpc_hop", "One extra hop: bare grpc-python proxies and hearth-edge")
-    processes = []
+    processes: list[subprocess.Popen[Any]] = []
     try:
         backend, backend_addr = start("echo")
         processes.append(backend)

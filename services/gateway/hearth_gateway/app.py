@@ -39,7 +39,7 @@ class GatewayApp:
         self.runtime = runtime
         self.version = runtime.spec.version
         self.catalog = build_catalog(BACKENDS)
-        self.authorizer = Authorizer(config)
+        self.authorizer = Authorizer(config, self.catalog)
         self.pool = BackendPool(
             config.backend_addresses(), config.check_interval_seconds, self._backend_changed
         )
@@ -91,7 +91,6 @@ class GatewayApp:
             await self._runner.cleanup()
         if self._face is not None:
             await self._face.close()
-        await self.forwarder.close()
         await self.pool.close()
         if self._private is not None:
             with contextlib.suppress(OSError):
@@ -113,11 +112,12 @@ class GatewayApp:
     # ------------------------------------------------------------------ faces
 
     async def _faces(self, socket: str, private: Path) -> None:
-        """The gRPC front door, gRPC with TLS if configured, and the HTTP face."""
+        """The gRPC front door (with TLS if configured) and the HTTP face."""
         config = self.config
-        front = await self._front_door(socket, private)
         tls = _tls(config)
-        if tls is not None:
+        front = await self._front_door(socket, private)
+        if tls is not None and self.edge is None:
+            # The Python front door: the same server, Authorizer and buckets as grpc_listen.
             cert, key = tls
             creds = grpc.ssl_server_credentials([(key, cert)])
             self.tls_port = self.runtime.add_listener(config.grpc_tls_listen, creds)
@@ -156,7 +156,8 @@ class GatewayApp:
         log.info("web page and HTTP/JSON", extra=kv(http=f"{scheme}://{host}:{self.http_port}/"))
 
     async def _front_door(self, socket: str, private: Path) -> str:
-        """Hand grpc_listen to hearth-edge, unless configured (or forced) to serve it here.
+        """Hand grpc_listen (and grpc_tls_listen) to hearth-edge, unless configured (or
+        forced) to serve them here.
 
         Returns the socket the HTTP face should call: the edge's, or this process's own.
         """
@@ -175,7 +176,12 @@ class GatewayApp:
         # The HTTP face's calls go through the edge too (one rate limit, one audit trail),
         # on a socket of its own where the edge trusts the caller's x-forwarded-for.
         edge_socket = f"unix:{private / 'edge.sock'}"
-        settings = edge_config(config, self.catalog, BACKENDS, socket, edge_socket)
+        tls_files = None
+        if config.tls_cert_file and config.tls_key_file:
+            tls_files = (config.tls_cert_file.resolve(), config.tls_key_file.resolve())
+        settings = edge_config(
+            config, self.catalog, self.authorizer, BACKENDS, socket, edge_socket, tls_files
+        )
         edge = Edge(binary, settings, private, self.runtime.supervisor)
         try:
             port = await edge.start()
@@ -187,9 +193,7 @@ class GatewayApp:
             )
             return socket
         self.edge = edge
-        # gRPC with TLS (served here) goes through the edge too: one set of rate-limit
-        # buckets and one audit trail for every port.
-        self.forwarder.relay_to(edge_socket)
+        self.tls_port = edge.tls_port
         self.runtime.delegate_public_port(port)
         self.runtime.on_drain(edge.drain)
         return edge_socket

@@ -1,8 +1,11 @@
-"""Bearer tokens, roles and per-caller rate limits.
+"""Bearer tokens, roles and per-caller rate limits: the Python front door's checks.
 
-Reading needs the viewer role (or nothing, with ``anonymous_read``); changing state needs
-operator. A missing or unknown token is UNAUTHENTICATED, a known token without the role is
-PERMISSION_DENIED. Tokens are compared as SHA-256 digests with ``hmac.compare_digest``
+What each method needs (a role, a rate) is its ``hearth.auth.v1.policy`` option, read from
+the descriptors (``hearth_gateway.policy``); hearth-edge applies the same rules, handed to it
+in its EdgeConfig, and tests/test_gateway_auth_table.py holds both doors to the same answer
+for every method and role. A viewer method may be called without a token with
+``anonymous_read``. A missing or unknown token is UNAUTHENTICATED, a known token without the
+role is PERMISSION_DENIED. Tokens are compared as SHA-256 digests with ``hmac.compare_digest``
 against every configured token, so timing says nothing about which one nearly matched.
 """
 
@@ -16,11 +19,11 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from hearth_gateway.catalog import Method
-from hearth_gateway.config import GatewayConfig, TokenConfig, parse_rate
-from hearth_runtime import PermissionDenied, ResourceExhausted, Unauthenticated
-
-ROLES = {"anonymous": 0, "viewer": 1, "operator": 2}
+from hearth_gateway.catalog import Catalog, Method
+from hearth_gateway.config import GatewayConfig, TokenConfig
+from hearth_gateway.policy import ANONYMOUS as ANONYMOUS_ROLE
+from hearth_gateway.policy import RANK, VIEWER, Rate, rate_overrides
+from hearth_runtime import ConfigError, PermissionDenied, ResourceExhausted, Unauthenticated
 
 
 def hash_token(token: str) -> str:
@@ -37,10 +40,10 @@ class Principal:
     role: str  # anonymous, viewer, operator
 
     def may(self, role: str) -> bool:
-        return ROLES[self.role] >= ROLES[role]
+        return RANK[self.role] >= RANK[role]
 
 
-ANONYMOUS = Principal("anonymous", "anonymous")
+ANONYMOUS = Principal(ANONYMOUS_ROLE, ANONYMOUS_ROLE)
 
 
 # The one grammar of an Authorization value, the same in hearth-edge (edge/src/auth.rs) and
@@ -110,12 +113,20 @@ class TokenBucket:
 
 
 class Authorizer:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, catalog: Catalog) -> None:
         self.tokens: list[TokenConfig] = list(config.tokens)
         self._digests = [bytes.fromhex(t.sha256) for t in self.tokens]
         self.anonymous_read = config.anonymous_read
-        self.rates = {name: parse_rate(rate) for name, rate in config.rate_limits.items()}
+        known = {m.full_name for m in catalog.methods.values()}
+        try:
+            self._overrides = rate_overrides(config.rate_limits, known)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
+
+    def rate(self, method: Method) -> Rate | None:
+        """The calls per caller ``method`` allows: its policy's, unless rate_limits overrides."""
+        return self._overrides.get(method.full_name, method.policy.rate)
 
     def identify(self, token: str | None) -> Principal:
         """Who holds ``token``; ANONYMOUS for no token; Unauthenticated for a wrong one."""
@@ -133,9 +144,9 @@ class Authorizer:
     def authorize(self, method: Method, token: str | None) -> Principal:
         """The caller if it may call ``method``, else Unauthenticated / PermissionDenied."""
         principal = self.identify(token)
-        need = "operator" if method.mutating else "viewer"
+        need = method.policy.role
         if principal is ANONYMOUS:
-            if need == "viewer" and self.anonymous_read:
+            if need == VIEWER and self.anonymous_read:
                 return principal
             raise Unauthenticated(
                 f"{method.full_name} needs a bearer token with role {need}",
@@ -153,7 +164,7 @@ class Authorizer:
         return principal
 
     def _limit(self, method: Method, principal: Principal) -> None:
-        rate = self.rates.get(method.full_name)
+        rate = self.rate(method)
         if rate is None:
             return
         key = (method.full_name, principal.name)

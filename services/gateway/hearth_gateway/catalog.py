@@ -2,8 +2,8 @@
 
 A backend ``wake`` owns every service in the proto package ``hearth.wake.v1``; its generated
 modules are imported from ``gen/hearth/wake/v1``. Each method carries what the two faces
-need: the message classes, whether it streams, its ``google.api.http`` rule and whether it
-changes state (any HTTP verb but GET).
+need: the message classes, whether it streams, its ``google.api.http`` rule and its
+``hearth.auth.v1.policy`` (who may call it, how often; see ``hearth_gateway.policy``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from types import ModuleType
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor, message_factory
 from google.protobuf.message import Message
+
+from hearth_gateway.policy import OPERATOR, Policy, method_policy
 
 GATEWAY = "gateway"
 
@@ -49,7 +51,12 @@ class Method:
     response_cls: type[Message]
     server_streaming: bool
     http: tuple[HttpBinding, ...]
-    mutating: bool
+    policy: Policy
+
+    @property
+    def mutating(self) -> bool:
+        """Whether it changes state: it needs the operator role (and its calls are audited)."""
+        return self.policy.role == OPERATOR
 
     @property
     def path(self) -> str:
@@ -122,8 +129,6 @@ def _method(backend: str, method: descriptor.MethodDescriptor) -> Method:
     http: list[HttpBinding] = []
     if options.HasExtension(annotations_pb2.http):
         http = _bindings(options.Extensions[annotations_pb2.http])
-    # GET reads; every other verb (or no annotation at all) changes state. Watches are GETs.
-    mutating = not http or any(b.verb != "GET" for b in http)
     return Method(
         backend=backend,
         service=method.containing_service.full_name,
@@ -133,7 +138,7 @@ def _method(backend: str, method: descriptor.MethodDescriptor) -> Method:
         response_cls=message_factory.GetMessageClass(method.output_type),
         server_streaming=method.server_streaming,
         http=tuple(http),
-        mutating=mutating,
+        policy=method_policy(method),
     )
 
 

@@ -14,20 +14,11 @@ from typing import Literal
 from pydantic import BaseModel, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from hearth_gateway.policy import parse_rate
 from hearth_runtime import ServiceConfig, ports
 from hearth_runtime.config import _check_listen
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_RATE = re.compile(r"^(\d+)/(s|sec|second|min|minute|h|hour)$")
-_PER = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-}
 
 
 class TokenConfig(BaseModel):
@@ -46,14 +37,6 @@ class TokenConfig(BaseModel):
         return value
 
 
-def parse_rate(value: str) -> tuple[int, float]:
-    """``"10/min"`` -> (10 calls, per 60 seconds)."""
-    match = _RATE.match(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a rate like '10/min' or '2/s'")
-    return int(match.group(1)), _PER[match.group(2)]
-
-
 class GatewayConfig(ServiceConfig):
     model_config = SettingsConfigDict(env_prefix="HEARTH_GATEWAY_", extra="forbid")
 
@@ -69,15 +52,15 @@ class GatewayConfig(ServiceConfig):
     """Bearer tokens (hashed) with their roles."""
     anonymous_read: bool = False
     """Whether reading (List/Get/Watch) works without a token."""
-    rate_limits: dict[str, str] = {
-        "hearth.wake.v1.WakeService/WakeHost": "10/min",
-        "hearth.wake.v1.WakeService/WaitUntilAwake": "10/min",
-    }
-    """Per-caller call rates by full method name ("service/Method": "N/min")."""
+    rate_limits: dict[str, str] = {}
+    """Overrides of the per-caller call rates the contracts declare (each rpc's
+    ``hearth.auth.v1.policy`` option, e.g. WakeHost's "10/min"), by full method name
+    ("service/Method": "N/min"; "0/min" switches a method off)."""
     cors_origins: list[str] = []
     """Origins allowed to call the HTTP face from a browser ("*" = any); empty = same origin."""
     tls_cert_file: Path | None = None
-    """With tls_key_file: serve HTTPS, and gRPC with TLS on grpc_tls_listen."""
+    """With tls_key_file: serve HTTPS, and gRPC with TLS on grpc_tls_listen (by the same front
+    door as grpc_listen: the same rules and rate buckets)."""
     tls_key_file: Path | None = None
     grpc_tls_listen: str = f"[::]:{ports.GRPC_TLS_PORT}"
     grpc_front: Literal["auto", "edge", "python"] = "auto"

@@ -20,7 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from prometheus_client import Gauge
 
-from hearth_gateway.auth import Authorizer, Principal, bearer, normalized_authorization
+from hearth_gateway.auth import Authorizer, Principal, bearer
 from hearth_gateway.backends import Backend, BackendPool
 from hearth_gateway.catalog import Catalog, Method
 from hearth_runtime.errors import HearthError
@@ -162,10 +162,6 @@ class Forwarder(grpc.GenericRpcHandler):
         self.catalog = catalog
         self.pool = pool
         self.authorizer = authorizer
-        # With hearth-edge running, the calls this server takes (gRPC with TLS) go through
-        # the edge's private socket: one rate-limit bucket per caller, one audit trail and
-        # one set of auth rules, whatever port a call came in on.
-        self.relay: grpc.aio.Channel | None = None
         # Built once: looking a handler up is all a call costs before it is forwarded.
         self._handlers = {
             path: self._handler(method)
@@ -178,67 +174,10 @@ class Forwarder(grpc.GenericRpcHandler):
     ) -> grpc.RpcMethodHandler | None:
         return self._handlers.get(handler_call_details.method)
 
-    def relay_to(self, target: str) -> None:
-        """Send every call to hearth-edge at ``target`` (its trusted unix socket)."""
-        self.relay = grpc.aio.insecure_channel(target, EDGE_CHANNEL_OPTIONS)
-
-    async def close(self) -> None:
-        if self.relay is not None:
-            await self.relay.close()
-
     def _handler(self, method: Method) -> grpc.RpcMethodHandler:
         if method.server_streaming:
             return grpc.unary_stream_rpc_method_handler(self._stream(method))
         return grpc.unary_unary_rpc_method_handler(self._unary(method))
-
-    def _relayed_metadata(self, context: grpc.aio.ServicerContext) -> list[tuple[str, Any]]:
-        out: list[tuple[str, Any]] = caller_metadata(context)
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                normalized = normalized_authorization(value)
-                if normalized is not None:
-                    out.append((key, normalized))
-                break
-        out.append(("x-forwarded-for", client_address(context)))
-        # This server has counted the call in grpc_server_*: the edge does not count it again.
-        out.append(("x-hearth-relayed", "1"))
-        return out
-
-    async def _relay_unary(
-        self, method: Method, request: bytes, context: grpc.aio.ServicerContext
-    ) -> bytes:
-        assert self.relay is not None
-        relayed: Any = self.relay.unary_unary(method.path)
-        call = relayed(request, timeout=deadline(context), metadata=self._relayed_metadata(context))
-        try:
-            response: bytes = await call
-            await _pass_initial(call, context)
-            await _pass_trailers(call, context)
-            return response
-        except grpc.aio.AioRpcError as exc:
-            trailers = passable_metadata(exc.trailing_metadata())
-            await context.abort(exc.code(), exc.details() or "", trailing_metadata=trailers)
-            raise
-
-    async def _relay_stream(
-        self, method: Method, request: bytes, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[bytes]:
-        assert self.relay is not None
-        relayed: Any = self.relay.unary_stream(method.path)
-        call = relayed(request, timeout=deadline(context), metadata=self._relayed_metadata(context))
-        gauge = ACTIVE_STREAMS.labels("grpc", method.full_name)
-        gauge.inc()
-        try:
-            await _pass_initial(call, context)
-            async for message in call:
-                yield message
-            await _pass_trailers(call, context)
-        except grpc.aio.AioRpcError as exc:
-            trailers = passable_metadata(exc.trailing_metadata())
-            await context.abort(exc.code(), exc.details() or "", trailing_metadata=trailers)
-        finally:
-            call.cancel()
-            gauge.dec()
 
     def _admit(self, method: Method, context: grpc.aio.ServicerContext) -> Principal:
         try:
@@ -296,8 +235,6 @@ class Forwarder(grpc.GenericRpcHandler):
         call_backend: Any = backend.channel.unary_unary(method.path)
 
         async def forward(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            if self.relay is not None:
-                return await self._relay_unary(method, request, context)
             principal = self._admit(method, context)
             started = time.perf_counter()
             code = "OK"
@@ -330,10 +267,6 @@ class Forwarder(grpc.GenericRpcHandler):
         async def forward(
             request: bytes, context: grpc.aio.ServicerContext
         ) -> AsyncIterator[bytes]:
-            if self.relay is not None:
-                async for message in self._relay_stream(method, request, context):
-                    yield message
-                return
             principal = self._admit(method, context)
             started = time.perf_counter()
             call = call_backend(

@@ -3,7 +3,9 @@
 
 The golden table below is run against every way into the gateway: the gRPC port served by
 hearth-edge or by Python, gRPC with TLS, and the HTTP face (each with either front door).
-Every case must give the same gRPC code, ErrorInfo reason and message everywhere.
+Every case must give the same gRPC code, ErrorInfo reason and message everywhere. And every
+method of every contract, called by every kind of caller, gets from both front doors the
+answer its ``hearth.auth.v1.policy`` option says (the table is the descriptors).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -33,7 +36,9 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from hearth.wake.v1 import wake_pb2
+from hearth_gateway.catalog import Method, build_catalog
 from hearth_runtime.logs import KeyValueFormatter
+from hearth_runtime.ports import BACKENDS
 from hearth_testing import wait_for_async
 
 WAKE = "hearth.wake.v1.WakeService"
@@ -125,8 +130,10 @@ DOORS = [f"{front}-{face}" for front in ("edge", "python") for face in ("grpc", 
 
 @pytest.fixture
 def front(request: pytest.FixtureRequest) -> str:
-    """Which front door serves gRPC (gateway_fixtures.make_gateway reads it): the door's."""
-    door: str = request.node.callspec.params["door"]
+    """Which front door serves gRPC (gateway_fixtures.make_gateway reads it): the door's
+    (the edge for a test without doors, which says grpc_front itself)."""
+    callspec = getattr(request.node, "callspec", None)
+    door: str = callspec.params.get("door", "edge-grpc") if callspec else "edge-grpc"
     return door.split("-")[0]
 
 
@@ -331,9 +338,12 @@ async def test_audit_lines_are_neutral_text(door: Door, caplog: pytest.LogCaptur
 
 
 @pytest.mark.parametrize("door", ["edge-tls"], indirect=True)
-async def test_a_relayed_tls_call_is_counted_once(door: Door) -> None:
-    """The gateway relays gRPC with TLS through the edge; the call is in grpc_server_handled
-    once for the gateway (plus once for the backend double, which runs in this process)."""
+async def test_a_tls_call_is_served_by_the_edge_and_counted_once(door: Door) -> None:
+    """The edge serves gRPC with TLS itself (one door for both ports); the call is in
+    grpc_server_handled once for the gateway (plus once for the backend double, which runs
+    in this process)."""
+    edge = door.gw.gateway.edge
+    assert edge is not None and edge.tls_port == door.tls_port != 0
     labels = {
         "grpc_type": "unary",
         "grpc_service": WAKE,
@@ -389,7 +399,7 @@ async def test_generated_authorization_values_answer_the_same_at_every_front_doo
 
 
 @pytest.mark.parametrize("door", ["edge-tls"], indirect=True)
-async def test_a_watch_over_tls_is_relayed_and_ends_with_its_caller(door: Door) -> None:
+async def test_a_watch_over_tls_ends_with_its_caller(door: Door) -> None:
     await create_host(door.gw)
     stream = door.channel.unary_stream(
         f"/{WAKE}/WatchHostEvents",
@@ -406,3 +416,103 @@ async def test_a_watch_over_tls_is_relayed_and_ends_with_its_caller(door: Door) 
         return events.subscribers == 0
 
     await wait_for_async("the backend's watch to end", ended, within=5)
+
+
+CALLERS = {"anonymous": None, "stranger": "not-a-token", "viewer": VIEWER, "operator": OPERATOR}
+REFUSALS = {"TOKEN_REQUIRED", "INVALID_TOKEN", "ROLE_REQUIRED"}
+
+
+def policy_answer(method: Method, caller: str) -> tuple[int, str, str] | None:
+    """What the door answers ``caller`` for ``method``, by the method's policy option; None
+    if the call may go on (then the backend answers)."""
+    need = method.policy.role
+    if caller == "anonymous":
+        return (
+            grpc.StatusCode.UNAUTHENTICATED.value[0],
+            "TOKEN_REQUIRED",
+            f"{method.full_name} needs a bearer token with role {need}",
+        )
+    if caller == "stranger":
+        return grpc.StatusCode.UNAUTHENTICATED.value[0], "INVALID_TOKEN", INVALID
+    if caller == "viewer" and need == "operator":
+        return (
+            grpc.StatusCode.PERMISSION_DENIED.value[0],
+            "ROLE_REQUIRED",
+            f"victor (viewer) may not call {method.full_name}: needs role operator",
+        )
+    return None
+
+
+async def call_method(channel: grpc.aio.Channel, method: Method, token: str | None) -> GrpcAnswer:
+    """``method`` with an empty request; a stream is read to its first message."""
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    request = method.request_cls()
+    try:
+        if method.server_streaming:
+            stream: Any = channel.unary_stream(
+                method.path, request_serializer=type(request).SerializeToString
+            )(request, metadata=metadata, timeout=10)
+            await stream.read()
+            stream.cancel()
+        else:
+            await channel.unary_unary(
+                method.path, request_serializer=type(request).SerializeToString
+            )(request, metadata=metadata, timeout=10)
+    except grpc.aio.AioRpcError as exc:
+        details = dict(exc.trailing_metadata() or ()).get("grpc-status-details-bin")
+        encoded = base64.b64encode(details).decode() if isinstance(details, bytes) else None
+        return decode_status(exc.code().value[0], exc.details() or "", encoded)
+    return GrpcAnswer(0, "", "")
+
+
+async def test_every_method_and_caller_get_the_policys_answer_from_both_front_doors(
+    make_gateway: MakeGateway,
+) -> None:
+    """Every method of every contract (the wake, audio and ci backends' and the gateway's
+    own), called by no token, a wrong one, a viewer and an operator: the edge and the Python
+    front door answer alike, and as the method's policy option says."""
+    doors = {
+        "edge": await make_gateway(grpc_front="edge"),
+        "python": await make_gateway(grpc_front="python"),
+    }
+    assert doors["edge"].gateway.edge is not None and doors["python"].gateway.edge is None
+    for running in doors.values():
+        await create_host(running)  # so that every watch has a first message to send
+    methods = sorted(build_catalog(BACKENDS).methods.values(), key=lambda m: m.path)
+    assert {m.backend for m in methods} == {*BACKENDS, "gateway"}
+    wrong = []
+    for method in methods:
+        for caller, token in CALLERS.items():
+            answers = {
+                name: await call_method(running.channel, method, token)
+                for name, running in doors.items()
+            }
+            want = policy_answer(method, caller)
+            for name, got in answers.items():
+                if want is None and got.reason in REFUSALS:
+                    wrong.append(f"{method.full_name} {caller} at {name}: refused, {got}")
+                elif want is not None and (got.code, got.reason, got.message) != want:
+                    wrong.append(f"{method.full_name} {caller} at {name}: {got}, want {want}")
+            if answers["edge"] != answers["python"]:
+                wrong.append(f"{method.full_name} {caller}: the doors differ: {answers}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("front", ["edge", "python"])
+async def test_a_policys_rate_is_the_default_and_rate_limits_override_it(
+    make_gateway: MakeGateway,
+) -> None:
+    """WakeHost's option says 10/min: the 11th call is refused; rate_limits replaces a
+    method's rate (here WaitUntilAwake's 10/min by 0/min, so it is switched off)."""
+    gw = await make_gateway(rate_limits={f"{WAKE}/WaitUntilAwake": "0/min"})
+    wake_host = build_catalog(BACKENDS).methods[f"/{WAKE}/WakeHost"]
+    assert wake_host.policy.rate == (10, 60.0)
+    answers = [await call_method(gw.channel, wake_host, OPERATOR) for _ in range(11)]
+    assert [a.reason for a in answers[:10]] == ["NOT_FOUND"] * 10, answers
+    assert answers[10].reason == "RATE_LIMITED", answers[10]
+    closed = build_catalog(BACKENDS).methods[f"/{WAKE}/WaitUntilAwake"]
+    answer = await call_method(gw.channel, closed, OPERATOR)
+    assert (answer.reason, answer.message) == (
+        "RATE_LIMITED",
+        "WaitUntilAwake is switched off: its rate limit is 0 per 60 s",
+    )

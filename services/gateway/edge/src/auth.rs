@@ -1,5 +1,8 @@
-//! Bearer tokens, roles and per-caller rate limits: the same rules as the Python gateway's
-//! `hearth_gateway.auth` (which the HTTP face uses), with the same codes, reasons and messages.
+//! Bearer tokens, roles and per-caller rate limits: the same checks as the Python gateway's
+//! `hearth_gateway.auth`, with the same codes, reasons and messages. What each method needs
+//! is not decided here: its role and rate come in the EdgeConfig, derived by the gateway
+//! from the method's `hearth.auth.v1.policy` option (tests/test_gateway_auth_table.py holds
+//! both doors to the same answer for every method and role).
 //!
 //! A missing token is anonymous (fine for reading with `anonymous_read`), a wrong one is
 //! UNAUTHENTICATED, a known one without the role PERMISSION_DENIED. Tokens are compared as
@@ -11,13 +14,22 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, MethodConfig};
+use crate::config::{method_role, Config, MethodConfig, Role};
 use crate::status::{EdgeError, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAUTHENTICATED};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,
     pub role: &'static str,
+}
+
+/// A role as messages, logs and ErrorInfo metadata spell it (as Python's).
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Operator => "operator",
+        Role::Viewer => "viewer",
+        Role::Anonymous | Role::Unspecified => "anonymous",
+    }
 }
 
 fn rank(role: &str) -> u8 {
@@ -85,28 +97,18 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn parse_hex(text: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if text.len() != 64 {
-        return None;
-    }
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 impl Authorizer {
     pub fn new(config: &Config) -> Result<Authorizer, String> {
         let mut tokens = Vec::new();
         for token in &config.tokens {
-            let digest = parse_hex(&token.sha256)
-                .ok_or_else(|| format!("token {}: sha256 is not 64 hex digits", token.name))?;
-            let role = match token.role.as_str() {
-                "operator" => "operator",
-                "viewer" => "viewer",
-                other => return Err(format!("token {}: unknown role {other}", token.name)),
-            };
+            let digest: [u8; 32] = token
+                .sha256
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("token {}: sha256 is not 32 bytes", token.name))?;
+            let role = method_role(token.role)
+                .map(role_name)
+                .ok_or_else(|| format!("token {}: no role", token.name))?;
             tokens.push(Token {
                 name: token.name.clone(),
                 role,
@@ -156,11 +158,8 @@ impl Authorizer {
         now: Instant,
     ) -> Result<Principal, EdgeError> {
         let principal = self.identify(token)?;
-        let need = if method.mutating {
-            "operator"
-        } else {
-            "viewer"
-        };
+        // Checked when the config was loaded; operator is the safe side all the same.
+        let need = role_name(method_role(method.role).unwrap_or(Role::Operator));
         if principal.role == "anonymous" {
             if need == "viewer" && self.anonymous_read {
                 return Ok(principal);
@@ -189,9 +188,10 @@ impl Authorizer {
     }
 
     fn limit(&self, method: &MethodConfig, who: &Principal, now: Instant) -> Result<(), EdgeError> {
-        let (Some(calls), Some(per)) = (method.rate_calls, method.rate_per_seconds) else {
+        let Some(rate) = &method.rate else {
             return Ok(());
         };
+        let (calls, per) = (rate.calls, rate.per_seconds);
         let name = method
             .full_name
             .rsplit('/')
@@ -246,50 +246,44 @@ fn trim_float(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TokenConfig;
+    use crate::contract::{EdgeToken, Rate};
     use std::time::Duration;
 
-    fn sha(token: &str) -> String {
-        Sha256::digest(token.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+    fn sha(token: &str) -> Vec<u8> {
+        Sha256::digest(token.as_bytes()).to_vec()
     }
 
     fn config(anonymous_read: bool) -> Config {
         Config {
-            listen: String::new(),
-            private_listen: None,
-            fallback: String::new(),
-            backends: HashMap::new(),
-            methods: HashMap::new(),
             tokens: vec![
-                TokenConfig {
+                EdgeToken {
                     name: "ann".into(),
-                    role: "viewer".into(),
+                    role: Role::Viewer.into(),
                     sha256: sha("v-token"),
                 },
-                TokenConfig {
+                EdgeToken {
                     name: "bob".into(),
-                    role: "operator".into(),
+                    role: Role::Operator.into(),
                     sha256: sha("o-token"),
                 },
             ],
             anonymous_read,
-            shutdown_grace_seconds: 1.0,
-            connect_timeout_seconds: 1.0,
+            ..Config::default()
         }
     }
 
     fn method(mutating: bool, rate: Option<(u32, f64)>) -> MethodConfig {
+        let role = if mutating {
+            Role::Operator
+        } else {
+            Role::Viewer
+        };
         MethodConfig {
             backend: "wake".into(),
             full_name: "hearth.wake.v1.WakeService/WakeHost".into(),
-            mutating,
-            server_streaming: false,
-            rate_calls: rate.map(|r| r.0),
-            rate_per_seconds: rate.map(|r| r.1),
-            resource_fields: vec![],
+            role: role.into(),
+            rate: rate.map(|(calls, per_seconds)| Rate { calls, per_seconds }),
+            ..MethodConfig::default()
         }
     }
 

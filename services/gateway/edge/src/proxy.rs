@@ -12,7 +12,8 @@ use hyper::body::Incoming;
 
 use crate::auth::{bearer, Authorizer, Principal};
 use crate::body::{status_of, Counted, Observed, OnEnd, RequestSeen};
-use crate::config::{Config, MethodConfig};
+use crate::config::{Config, MethodConfig, Role};
+use crate::contract::LogLevel;
 use crate::report::Reporter;
 use crate::status::{code_name, EdgeError, CANCELLED, INTERNAL, UNAVAILABLE};
 use crate::upstream::Upstream;
@@ -22,13 +23,16 @@ use crate::wire::{first_message, string_at};
 const HOP_HEADERS: [&str; 3] = ["host", "x-forwarded-for", "x-hearth-principal"];
 /// Every header under this prefix is the front door's to set: a caller's is dropped.
 const INTERNAL_PREFIX: &str = "x-hearth-";
-/// Set by the gateway on a call it relays from gRPC with TLS (trusted only on the private
-/// socket): the gateway has counted it already.
-const RELAYED_HEADER: &str = "x-hearth-relayed";
+
+/// Whether calls of `method` change state (it needs the operator role): they are audited.
+fn audited(method: &MethodConfig) -> bool {
+    method.role == i32::from(Role::Operator)
+}
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Copy)]
 pub enum Peer {
+    /// The plaintext or the TLS port: the same rules and the same rate buckets.
     Tcp(SocketAddr),
     /// The gateway's HTTP face, on the private unix socket.
     Trusted,
@@ -48,7 +52,7 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(config: Config, reporter: Reporter) -> Result<Proxy, String> {
-        let timeout = std::time::Duration::from_secs_f64(config.connect_timeout_seconds);
+        let timeout = std::time::Duration::from_secs_f64(config.connect_timeout_seconds.max(0.0));
         let upstreams: HashMap<String, Arc<Upstream>> = config
             .backends
             .iter()
@@ -97,11 +101,8 @@ impl Proxy {
                 .unwrap_or("unix:")
                 .to_string(),
         };
-        // A call the gateway relayed (gRPC with TLS) is already in its grpc_server_* metrics.
-        let counted =
-            !(matches!(peer, Peer::Trusted) && request.headers().contains_key(RELAYED_HEADER));
         match self.routes.get(request.uri().path()) {
-            Some(route) => Ok(self.forward(route, request, client, counted).await),
+            Some(route) => Ok(self.forward(route, request, client).await),
             None => Ok(self.pass_to_gateway(request, client).await),
         }
     }
@@ -137,7 +138,6 @@ impl Proxy {
         route: &Route,
         request: Request<Incoming>,
         client: String,
-        counted: bool,
     ) -> Response<Observed> {
         let started = Instant::now();
         let method = &route.method;
@@ -154,31 +154,34 @@ impl Proxy {
                 // caller is still sending makes some HTTP/2 clients (curl/nghttp2) report a
                 // stream error instead of the status.
                 drain(request.into_body()).await;
-                return self.refuse(method, &client, error, started, counted);
+                return self.refuse(method, &client, error, started);
             }
         };
-        if method.server_streaming && counted {
+        if method.server_streaming {
             self.reporter.stream_started(&method.full_name);
         }
         let report = Report {
             reporter: self.reporter.clone(),
             method_name: method.full_name.clone(),
             streaming: method.server_streaming,
-            mutating: method.mutating,
-            resource_fields: method.resource_fields.clone(),
+            audited: audited(method),
+            resource_fields: method
+                .resource_fields
+                .iter()
+                .map(|path| path.numbers.clone())
+                .collect(),
             principal: principal.clone(),
             client: client.clone(),
             started,
             seen: Arc::new(RequestSeen::default()),
             reported: false,
-            counted,
         };
         let (mut parts, body) = request.into_parts();
         parts.headers.remove("authorization");
         set_forwarding(&mut parts.headers, &client, Some(&principal));
         let request = Request::from_parts(
             parts,
-            Counted::new(body, report.seen.clone(), method.mutating),
+            Counted::new(body, report.seen.clone(), audited(method)),
         );
         match send(&route.upstream, request).await {
             Ok(response) => {
@@ -225,13 +228,12 @@ impl Proxy {
         client: &str,
         error: EdgeError,
         started: Instant,
-        counted: bool,
     ) -> Response<Observed> {
         let code = code_name(error.code);
-        if method.mutating {
+        if audited(method) {
             // A refused change is worth a line too.
             self.reporter.log(
-                "WARNING",
+                LogLevel::Warning,
                 "hearth.audit",
                 "audit refused",
                 &[
@@ -242,20 +244,18 @@ impl Proxy {
                 ],
             );
         }
-        if counted {
-            if method.server_streaming {
-                self.reporter.stream_started(&method.full_name);
-            }
-            let seconds = started.elapsed().as_secs_f64();
-            self.reporter.call_ended(
-                &method.full_name,
-                method.server_streaming,
-                code,
-                seconds,
-                0,
-                0,
-            );
+        if method.server_streaming {
+            self.reporter.stream_started(&method.full_name);
         }
+        let seconds = started.elapsed().as_secs_f64();
+        self.reporter.call_ended(
+            &method.full_name,
+            method.server_streaming,
+            error.code,
+            seconds,
+            0,
+            0,
+        );
         error.response()
     }
 }
@@ -342,15 +342,13 @@ struct Report {
     reporter: Reporter,
     method_name: String,
     streaming: bool,
-    mutating: bool,
+    audited: bool,
     resource_fields: Vec<Vec<u32>>,
     principal: Principal,
     client: String,
     started: Instant,
     seen: Arc<RequestSeen>,
     reported: bool,
-    /// Whether the call goes into the metrics (not when the gateway relayed it).
-    counted: bool,
 }
 
 impl OnEnd for Report {
@@ -371,23 +369,21 @@ impl Report {
         if std::mem::replace(&mut self.reported, true) {
             return;
         }
-        let code = code_name(code.unwrap_or(CANCELLED));
+        let code = code.unwrap_or(CANCELLED);
         let seconds = self.started.elapsed().as_secs_f64();
         let received = self
             .seen
             .messages
             .load(std::sync::atomic::Ordering::Relaxed);
-        if self.counted {
-            self.reporter.call_ended(
-                &self.method_name,
-                self.streaming,
-                code,
-                seconds,
-                received,
-                sent,
-            );
-        }
-        if !self.mutating {
+        self.reporter.call_ended(
+            &self.method_name,
+            self.streaming,
+            code,
+            seconds,
+            received,
+            sent,
+        );
+        if !self.audited {
             return;
         }
         let resource = {
@@ -403,7 +399,7 @@ impl Report {
                 .unwrap_or_default()
         };
         self.reporter.log(
-            "INFO",
+            LogLevel::Info,
             "hearth.audit",
             "audit",
             &[
@@ -412,7 +408,7 @@ impl Report {
                 ("method", self.method_name.clone()),
                 ("resource", resource),
                 ("client", self.client.clone()),
-                ("code", code.to_string()),
+                ("code", code_name(code).to_string()),
                 ("seconds", format!("{seconds:.3}")),
             ],
         );
