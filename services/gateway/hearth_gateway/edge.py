@@ -47,8 +47,8 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from hearth.gateway.internal.v1 import edge_pb2
 
+from hearth.gateway.internal.v1 import edge_pb2
 from hearth_gateway.auth import Authorizer
 from hearth_gateway.catalog import Catalog, Method
 from hearth_gateway.config import GatewayConfig

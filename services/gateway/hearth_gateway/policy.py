@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from google.protobuf import descriptor
+
 from hearth.auth.v1 import policy_pb2
 
 VIEWER = "viewer"

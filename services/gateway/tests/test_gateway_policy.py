@@ -13,9 +13,9 @@ import re
 
 import pytest
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
-from hearth.auth.v1 import policy_pb2
 
 import hearth
+from hearth.auth.v1 import policy_pb2
 from hearth_gateway.auth import Authorizer
 from hearth_gateway.catalog import _method, build_catalog
 from hearth_gateway.config import GatewayConfig
