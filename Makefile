@@ -55,7 +55,8 @@ test: install ## every test (lab tests need root); what CI runs
 	$(if $(HAVE_CARGO),$(EDGE_CARGO) test --quiet --release --locked,@echo "no cargo: hearth-edge's unit tests skipped")
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-lint: $(VENV)/.stamp-pip ## ruff + mypy; rustfmt + clippy for hearth-edge
+lint: $(VENV)/.stamp-pip ## ruff + mypy; the contracts' AIP rules + buf lint; rustfmt + clippy for hearth-edge
+	$(PY) scripts/lint_protos.py
 	$(VENV)/bin/ruff check lib services tests bench scripts
 	$(VENV)/bin/ruff format --check lib services tests bench scripts
 	$(VENV)/bin/mypy lib services tests bench scripts

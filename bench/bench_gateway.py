@@ -81,10 +81,10 @@ async def grpc_subscriber(
     )
     got = 0
     async for event in stream:
-        if event.kind == wake_pb2.HostEvent.CURRENT:
+        if event.kind == wake_pb2.HostEvent.KIND_CURRENT:
             ready.set()
             continue
-        if event.kind == wake_pb2.HostEvent.Kind.Value("UPDATED"):
+        if event.kind == wake_pb2.HostEvent.Kind.Value("KIND_UPDATED"):
             latencies.append(stamp_age(event.time.ToNanoseconds()))
             got += 1
             if got == EVENTS:
@@ -107,10 +107,10 @@ async def sse_subscriber(
             if not line.startswith("data: "):
                 continue
             event = json.loads(line[6:])
-            if event["kind"] == "CURRENT":
+            if event["kind"] == "KIND_CURRENT":
                 ready.set()
                 continue
-            if event["kind"] == "UPDATED":
+            if event["kind"] == "KIND_UPDATED":
                 stamp = timestamp_pb2.Timestamp()
                 stamp.FromJsonString(event["time"])
                 latencies.append(stamp_age(stamp.ToNanoseconds()))

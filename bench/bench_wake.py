@@ -132,12 +132,17 @@ def run_pass(realtime: bool) -> Pass:
                     cooldown=0.1,
                 )
                 del host.send_methods[:]
-                host.send_methods.extend([wake_pb2.ETHERTYPE_0842, wake_pb2.UDP9_SUBNET_BROADCAST])
+                host.send_methods.extend(
+                    [
+                        wake_pb2.SEND_METHOD_ETHERTYPE_0842,
+                        wake_pb2.SEND_METHOD_UDP9_SUBNET_BROADCAST,
+                    ]
+                )
                 service.stub.CreateHost(wake_pb2.CreateHostRequest(host_id=f"h{i}", host=host))
             wait_for(
                 "every host asleep",
                 lambda: all(
-                    h.state == wake_pb2.ASLEEP
+                    h.state == wake_pb2.HOST_STATE_ASLEEP
                     for h in service.stub.ListHosts(wake_pb2.ListHostsRequest(page_size=100)).hosts
                 ),
                 timeout=15,

@@ -7,6 +7,7 @@ The gateway's address and your token come from ``--gateway``/``--token``, then
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
+from hearth.auth.v1 import policy_pb2
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_cli.client import CliError, Settings, explain
@@ -65,6 +67,16 @@ def stub(kind: type[T]) -> T:
     return kind(settings().channel())  # type: ignore[call-arg]
 
 
+def word(enum: Any, value: int) -> str:
+    """An enum value's name without its enum's prefix: HOST_STATE_AWAKE -> AWAKE (unknown
+    numbers as the number)."""
+    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.DESCRIPTOR.name).upper() + "_"
+    try:
+        return str(enum.Name(value)).removeprefix(prefix)
+    except ValueError:
+        return str(value)
+
+
 def short(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
@@ -99,13 +111,16 @@ def version() -> None:
 def status() -> None:
     """Each backend behind the gateway: up or down, version, round-trip time."""
     reply = call(
-        stub(gateway_pb2_grpc.GatewayStub).GetSystemStatus, gateway_pb2.GetSystemStatusRequest()
+        stub(gateway_pb2_grpc.GatewayServiceStub).GetSystemStatus,
+        gateway_pb2.GetSystemStatusRequest(),
     )
-    table = Table(title=f"hearth gateway {reply.version} at {settings().gateway} ({reply.role})")
+    role = word(policy_pb2.Role, reply.role).lower()
+    table = Table(title=f"hearth gateway {reply.version} at {settings().gateway} ({role})")
     for column in ("backend", "address", "health", "version", "rtt", "error"):
         table.add_column(column)
     for b in reply.backends:
-        health = f"[green]{b.health}[/]" if b.up else f"[red]{b.health}[/]"
+        status = word(gateway_pb2.HealthStatus, b.health)
+        health = f"[green]{status}[/]" if b.up else f"[red]{status}[/]"
         table.add_row(b.name, b.address, health, b.version, span(b.round_trip), b.error)
     console.print(table)
     if not all(b.up for b in reply.backends):
@@ -134,7 +149,7 @@ def hosts_ls() -> None:
     while True:
         page = call(wake.ListHosts, wake_pb2.ListHostsRequest(page_size=100, page_token=token))
         for h in page.hosts:
-            state = wake_pb2.HostState.Name(h.state)
+            state = word(wake_pb2.HostState, h.state)
             seen = (
                 h.last_seen.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
                 if h.last_seen.seconds
@@ -192,8 +207,8 @@ def wake(
     request = wake_pb2.WaitUntilAwakeRequest(name=host_name, wake=False)
     request.timeout.CopyFrom(duration_from_seconds(timeout))
     host = call(wake_stub.WaitUntilAwake, request, timeout=timeout + 5)
-    state = wake_pb2.HostState.Name(host.state)
-    if host.state != wake_pb2.AWAKE:
+    state = word(wake_pb2.HostState, host.state)
+    if host.state != wake_pb2.HOST_STATE_AWAKE:
         fail(CliError(f"{host_name} is {state} after {timeout:g} s", code=4))
     console.print(f"[green]{host_name} is awake[/]")
 
@@ -214,7 +229,7 @@ def audio_streams() -> None:
         table.add_column(column)
     for s in reply.streams:
         table.add_row(
-            short(s.name), s.source, f"{s.group}:{s.port}", audio_pb2.StreamState.Name(s.state)
+            short(s.name), s.source, f"{s.group}:{s.port}", word(audio_pb2.StreamState, s.state)
         )
     console.print(table)
 
@@ -284,25 +299,25 @@ def _control(action: int) -> None:
     reply = call(audio().ControlPlayer, audio_pb2.ControlPlayerRequest(action=action))  # type: ignore[arg-type]
     song = reply.current_song
     what = f"{song.title or song.file} — {song.artist}" if song.file or song.title else "nothing"
-    console.print(f"{audio_pb2.PlayerState.Name(reply.state).lower()}: {what}")
+    console.print(f"{word(audio_pb2.PlayerState, reply.state).lower()}: {what}")
 
 
 @audio_app.command("play")
 def audio_play() -> None:
     """Start or resume the player."""
-    _control(audio_pb2.ControlPlayerRequest.PLAY)
+    _control(audio_pb2.ControlPlayerRequest.ACTION_PLAY)
 
 
 @audio_app.command("pause")
 def audio_pause() -> None:
     """Pause the player."""
-    _control(audio_pb2.ControlPlayerRequest.PAUSE)
+    _control(audio_pb2.ControlPlayerRequest.ACTION_PAUSE)
 
 
 @audio_app.command("next")
 def audio_next() -> None:
     """Skip to the next song."""
-    _control(audio_pb2.ControlPlayerRequest.NEXT)
+    _control(audio_pb2.ControlPlayerRequest.ACTION_NEXT)
 
 
 # ------------------------------------------------------------------------------- ci

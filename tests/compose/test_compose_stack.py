@@ -203,7 +203,10 @@ def test_client_ping_wakes_the_devbox(stack: LabStack, gateway: grpc.Channel) ->
     # lab's 15 s alive timeout, should it have heard the box before it fell asleep).
     request = wake_pb2.GetHostRequest(name="hosts/devbox")
     wait_for(
-        lambda: wake.GetHost(request, metadata=credentials(), timeout=5).state == wake_pb2.ASLEEP,
+        lambda: (
+            wake.GetHost(request, metadata=credentials(), timeout=5).state
+            == wake_pb2.HOST_STATE_ASLEEP
+        ),
         90,
         "wake to see the devbox asleep",
     )
@@ -223,25 +226,25 @@ def test_client_ping_wakes_the_devbox(stack: LabStack, gateway: grpc.Channel) ->
     reader.start()
     try:
         wait_for(lambda: events, 15, "the current state of devbox on the event stream")
-        assert events[0].kind == wake_pb2.HostEvent.CURRENT
+        assert events[0].kind == wake_pb2.HostEvent.KIND_CURRENT
         # ping retries as ping does: one answer within 40 s.
         out = stack.exec("client", "ping", "-c", "1", "-w", "40", "devbox", timeout=60)
         # Replies that were waiting for the wake may all arrive together: any is an answer.
         assert re.search(r" [1-9]\d* received", out), out
         alive = wait_for(
-            lambda: [e for e in events if e.kind == wake_pb2.HostEvent.ALIVE and e.wake.name],
+            lambda: [e for e in events if e.kind == wake_pb2.HostEvent.KIND_ALIVE and e.wake.name],
             20,
             "an ALIVE event with its wake",
         )
     finally:
         stream.cancel()
     wake_record = alive[0].wake
-    assert wake_record.trigger == wake_pb2.ARP
+    assert wake_record.trigger == wake_pb2.WAKE_TRIGGER_ARP
     assert wake_record.requester_ip.startswith(stack.prefix + ".")  # the client, on the lab LAN
     assert wake_record.reaction.ToTimedelta().total_seconds() > 0
     assert wake_record.resume.ToTimedelta().total_seconds() >= 1.0  # the devbox's resume delay
     kinds = [e.kind for e in events]
-    assert wake_pb2.HostEvent.WAKE_SENT in kinds
+    assert wake_pb2.HostEvent.KIND_WAKE_SENT in kinds
     listed = wake.ListWakes(
         wake_pb2.ListWakesRequest(parent="hosts/devbox"), metadata=credentials(), timeout=10
     )
@@ -308,7 +311,7 @@ def test_ci_watch_shows_the_replayed_queues(gateway: grpc.Channel) -> None:
             event = next(iter(stream))
         finally:
             stream.cancel()
-        assert event.kind == ci_pb2.DashboardEvent.SNAPSHOT
+        assert event.kind == ci_pb2.DashboardEvent.KIND_SNAPSHOT
         return event.dashboard if event.dashboard.matching_items else None
 
     dashboard = wait_for(first_snapshot, 60, "a CI dashboard with matching items", 1)
@@ -316,7 +319,7 @@ def test_ci_watch_shows_the_replayed_queues(gateway: grpc.Channel) -> None:
     assert queues, dashboard
     assert sum(len(q.items) for q in queues) == dashboard.matching_items
     assert all(q.total >= len(q.items) for q in queues)
-    assert {s.source for s in dashboard.sources} >= {"zuul"}
+    assert {s.source for s in dashboard.sources} >= {ci_pb2.UPSTREAM_ZUUL}
 
 
 def test_prometheus_scrapes_every_service(stack: LabStack) -> None:

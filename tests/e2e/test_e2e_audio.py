@@ -53,7 +53,7 @@ def test_audio_over_grpc_http_and_sse(e2e: E2E) -> None:
     assert {z.name for z in zones.zones} == {"zones/kitchen", "zones/livingroom"}
     watch = audio.WatchAudio(audio_pb2.WatchAudioRequest(), metadata=auth())
     first = next(iter(watch))
-    assert first.kind == audio_pb2.AudioEvent.CURRENT and len(first.zones) == 2
+    assert first.kind == audio_pb2.AudioEvent.KIND_CURRENT and len(first.zones) == 2
     watch.cancel()
 
     request = urllib.request.Request(
@@ -81,7 +81,7 @@ def test_audio_over_grpc_http_and_sse(e2e: E2E) -> None:
         for raw in response:
             if raw.startswith(b"data: "):
                 event = json.loads(raw[6:])
-                assert event["kind"] == "CURRENT" and len(event["zones"]) == 2
+                assert event["kind"] == "KIND_CURRENT" and len(event["zones"]) == 2
                 break
 
 

@@ -65,7 +65,7 @@ def test_reflection_lists_every_service(e2e: E2E) -> None:
         "hearth.wake.v1.WakeService",
         "hearth.audio.v1.AudioService",
         "hearth.ci.v1.CiService",
-        "hearth.gateway.v1.Gateway",
+        "hearth.gateway.v1.GatewayService",
     } <= services
     pool = descriptor_pool.DescriptorPool(database)
     ci = pool.FindServiceByName("hearth.ci.v1.CiService")
@@ -87,7 +87,7 @@ def test_ci_over_grpc_and_http(e2e: E2E) -> None:
     assert dashboard is not None  # (wait_for returns a truthy value)
     stream = ci.WatchDashboard(ci_pb2.WatchDashboardRequest(watch="watches/mine"), metadata=auth())
     first = next(iter(stream))
-    assert first.kind == ci_pb2.DashboardEvent.SNAPSHOT
+    assert first.kind == ci_pb2.DashboardEvent.KIND_SNAPSHOT
     assert {p.name for p in first.dashboard.pipelines} == {p.name for p in dashboard.pipelines}
     stream.cancel()
 
@@ -97,7 +97,7 @@ def test_ci_over_grpc_and_http(e2e: E2E) -> None:
     code, body = http(e2e, "GET", "/v1/pipelines")
     assert code == 200 and body["pipelines"]
     event = first_sse_event(e2e, "/v1/watches/mine/dashboard:watch")
-    assert event["kind"] == "SNAPSHOT" and event["dashboard"]["pipelines"]
+    assert event["kind"] == "KIND_SNAPSHOT" and event["dashboard"]["pipelines"]
     code, body = http(e2e, "GET", "/v1/watches/nope")
     assert code == 404 and "watches/nope" in body["message"]
 
@@ -126,7 +126,7 @@ def test_auth_through_the_gateway(e2e: E2E) -> None:
 
 
 def status(e2e: E2E) -> dict[str, gateway_pb2.Backend]:
-    reply = gateway_pb2_grpc.GatewayStub(e2e.channel).GetSystemStatus(
+    reply = gateway_pb2_grpc.GatewayServiceStub(e2e.channel).GetSystemStatus(
         gateway_pb2.GetSystemStatusRequest(), metadata=auth(), timeout=5
     )
     return {b.name: b for b in reply.backends}

@@ -74,9 +74,9 @@ def test_200_concurrent_watches_each_receive_every_event(e2e: E2E) -> None:
         )
         got: list[int] = []
         for event in stream:
-            if event.kind == wake_pb2.HostEvent.CURRENT:
+            if event.kind == wake_pb2.HostEvent.KIND_CURRENT:
                 ready.wait()
-            elif event.kind == wake_pb2.HostEvent.UPDATED:
+            elif event.kind == wake_pb2.HostEvent.KIND_UPDATED:
                 got.append(event.host.alive_timeout.seconds)
                 if len(got) == events:
                     break
@@ -113,21 +113,30 @@ async def test_press_wake_and_watch_the_devbox_wake_up(e2e: E2E) -> None:
             wake_pb2.GetHostRequest(name="hosts/devbox"), metadata=auth(), timeout=5
         ).state
 
-    await asyncio.to_thread(wait_for, "devbox asleep", lambda: state() == wake_pb2.ASLEEP, 20)
+    await asyncio.to_thread(
+        wait_for, "devbox asleep", lambda: state() == wake_pb2.HOST_STATE_ASLEEP, 20
+    )
     async with browser() as chromium:
         page = await chromium.new_page(viewport={"width": 1200, "height": 900})
         await page.goto(e2e.http + "/")
         await page.fill("#token", OPERATOR)
         await page.click("#token-form button[type=submit]")
-        await page.wait_for_selector("tr[data-host=devbox] [data-state=ASLEEP]", timeout=15_000)
+        await page.wait_for_selector(
+            "tr[data-host=devbox] [data-state=HOST_STATE_ASLEEP]", timeout=15_000
+        )
         await page.screenshot(path=artifact("e2e-wake-before.png"), full_page=True)
         await page.click("button[data-wake=devbox]")
-        await page.wait_for_selector("tr[data-host=devbox] [data-state=AWAKE]", timeout=30_000)
+        await page.wait_for_selector(
+            "tr[data-host=devbox] [data-state=HOST_STATE_AWAKE]", timeout=30_000
+        )
         await page.wait_for_selector("#wakes tr:has-text('MANUAL')", timeout=10_000)
         # The finished wake's reaction and resume times arrive live in the recent wakes.
         wakes = wake.ListWakes(wake_pb2.ListWakesRequest(parent="hosts/devbox"), metadata=auth())
         latest = wakes.wakes[0]
-        assert latest.trigger == wake_pb2.MANUAL and latest.outcome == wake_pb2.WOKE
+        assert (
+            latest.trigger == wake_pb2.WAKE_TRIGGER_MANUAL
+            and latest.outcome == wake_pb2.WAKE_OUTCOME_WOKE
+        )
         assert latest.resume.ToNanoseconds() > 0
         row = page.locator(f"#wakes tr[data-wake='{latest.name}']")
         await row.locator("td:text-is('WOKE')").wait_for(timeout=10_000)
@@ -135,7 +144,7 @@ async def test_press_wake_and_watch_the_devbox_wake_up(e2e: E2E) -> None:
         assert timing.match(await row.locator(".reaction").inner_text())
         assert timing.match(await row.locator(".resume").inner_text())
         await page.screenshot(path=artifact("e2e-wake-after.png"), full_page=True)
-    assert await asyncio.to_thread(state) == wake_pb2.AWAKE
+    assert await asyncio.to_thread(state) == wake_pb2.HOST_STATE_AWAKE
     e2e.house.services["gateway"].wait_for_line(
         r"audit who=olivia .*WakeHost resource=hosts/devbox"
     )

@@ -52,9 +52,9 @@ PROBES = [
     ),
     Probe(
         "gateway",
-        "hearth.gateway.v1.Gateway",
+        "hearth.gateway.v1.GatewayService",
         "GetSystemStatus",
-        lambda ch: gateway_pb2_grpc.GatewayStub(ch).GetSystemStatus(
+        lambda ch: gateway_pb2_grpc.GatewayServiceStub(ch).GetSystemStatus(
             gateway_pb2.GetSystemStatusRequest()
         ),
     ),

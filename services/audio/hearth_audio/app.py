@@ -111,14 +111,14 @@ class AudioApp:
         sid = stream_id(stream.name)
         bad = self.desired.bad_streams.get(sid)
         if bad is not None and sid not in self.desired.streams:
-            out.state = audio_pb2.QUARANTINED
+            out.state = audio_pb2.STREAM_STATE_QUARANTINED
             out.problem = bad[1]
         elif not stream.enabled:
-            out.state = audio_pb2.DISABLED
+            out.state = audio_pb2.STREAM_STATE_DISABLED
         elif sid in self.reconciler.station.senders:
-            out.state = audio_pb2.SENDING
+            out.state = audio_pb2.STREAM_STATE_SENDING
         else:
-            out.state = audio_pb2.DEGRADED
+            out.state = audio_pb2.STREAM_STATE_DEGRADED
         return out
 
     def zone_view(self, zone: audio_pb2.Zone) -> audio_pb2.Zone:
@@ -151,7 +151,7 @@ class AudioApp:
         return live and waited > self.config.stall_after_seconds
 
     def current_event(self) -> audio_pb2.AudioEvent:
-        event = Event(kind=Event.CURRENT, time=timestamp_now())
+        event = Event(kind=Event.KIND_CURRENT, time=timestamp_now())
         event.streams.extend(self.stream_view(s) for s in self.desired.streams.values())
         event.zones.extend(self.zone_view(z) for z in self.desired.zones.values())
         event.player.CopyFrom(self.player_view())
@@ -176,11 +176,11 @@ class AudioApp:
         if key == STATION:
             metrics.STATION_UP.set(1 if self.reconciler.station.reachable else 0)
             for stream in self.desired.streams.values():
-                self.publish(Event.STREAM_CHANGED, streams=[self.stream_view(stream)])
+                self.publish(Event.KIND_STREAM_CHANGED, streams=[self.stream_view(stream)])
         elif key in self.desired.zones:
             obs = self.reconciler.zones.get(key)
             metrics.ZONE_UP.labels(key).set(1 if obs and obs.reachable else 0)
-            self.publish(Event.ZONE_CHANGED, zones=[self.zone_view(self.desired.zones[key])])
+            self.publish(Event.KIND_ZONE_CHANGED, zones=[self.zone_view(self.desired.zones[key])])
         self._spawn_update_serving()
 
     def _spawn_update_serving(self) -> None:
@@ -191,7 +191,7 @@ class AudioApp:
 
     def _player_changed(self, player: audio_pb2.Player) -> None:
         metrics.PLAYER_UP.set(1 if player.reachable else 0)
-        self.publish(Event.PLAYER_CHANGED, player=player)
+        self.publish(Event.KIND_PLAYER_CHANGED, player=player)
         self._spawn_update_serving()
 
     def _receiver_loaded(self, zid: str, stream_name: str) -> None:
@@ -290,8 +290,8 @@ class AudioApp:
             )
             if self._zone_status.get(zid) != status:
                 self._zone_status[zid] = status
-                self.publish(Event.ZONE_CHANGED, zones=[self.zone_view(zone)])
-        self.publish(Event.HEALTH, health=list(self.health.values()))
+                self.publish(Event.KIND_ZONE_CHANGED, zones=[self.zone_view(zone)])
+        self.publish(Event.KIND_HEALTH, health=list(self.health.values()))
 
     def _subscribed_metric(self, zid: str, sid: str) -> None:
         old = self._subscribed_labels.get(zid)
@@ -325,7 +325,7 @@ class AudioApp:
         for zone in self.desired.zones_on(f"streams/{sid}"):
             self.reconciler.trigger(zone_id(zone.name))
         if stream is not None:
-            self.publish(Event.STREAM_CHANGED, streams=[self.stream_view(stream)])
+            self.publish(Event.KIND_STREAM_CHANGED, streams=[self.stream_view(stream)])
 
     # --------------------------------------------------------------------- sync
 
@@ -415,7 +415,7 @@ class AudioApp:
             zone_b.latency.FromMilliseconds(ms)
             self.desired.put_zone(zone_b)
             await self.reconciler.converge(zid)
-            self.publish(Event.ZONE_CHANGED, zones=[self.zone_view(zone_b)])
+            self.publish(Event.KIND_ZONE_CHANGED, zones=[self.zone_view(zone_b)])
             log.info("sync calibration", extra=kv(zone=zid, latency_ms=ms))
             await self._until_playing(zid, ms / 1e3)
         out.zone_b.CopyFrom(self.zone_view(self.desired.zones[zid]))
@@ -483,7 +483,7 @@ class AudioApp:
         await self.stream_changed(sid)
         self.health.pop(sid, None)
         metrics.forget_stream(sid)
-        self.publish(Event.STREAM_DELETED, streams=[stream])
+        self.publish(Event.KIND_STREAM_DELETED, streams=[stream])
 
     async def set_stream_enabled(self, name: str, enabled: bool) -> audio_pb2.Stream:
         if stream_id(name) in self.desired.bad_streams and name.startswith("streams/"):
@@ -508,7 +508,7 @@ class AudioApp:
         self.desired.put_zone(zone)
         await self.reconciler.zone_added(zid)
         view = self.zone_view(zone)
-        self.publish(Event.ZONE_CHANGED, zones=[view])
+        self.publish(Event.KIND_ZONE_CHANGED, zones=[view])
         return view
 
     def get_zone(self, name: str) -> audio_pb2.Zone:
@@ -540,7 +540,7 @@ class AudioApp:
         metrics.forget_zone(zid)
         self._subscribed_metric(zid, "")
         self._zone_status.pop(zid, None)
-        self.publish(Event.ZONE_DELETED, zones=[zone])
+        self.publish(Event.KIND_ZONE_DELETED, zones=[zone])
 
     async def subscribe_zone(self, name: str, stream_name: str) -> audio_pb2.Zone:
         """Patch zone ``name`` to stream ``stream_name``."""
@@ -565,7 +565,7 @@ class AudioApp:
         else:
             await self.reconciler.converge(zid)
         view = self.zone_view(self.desired.zones[zid])
-        self.publish(Event.ZONE_CHANGED, zones=[view])
+        self.publish(Event.KIND_ZONE_CHANGED, zones=[view])
         return view
 
     def zone_pair(self, name_a: str, name_b: str) -> tuple[audio_pb2.Zone, audio_pb2.Zone]:

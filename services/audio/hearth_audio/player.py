@@ -25,9 +25,9 @@ log = logging.getLogger("hearth.audio.player")
 
 Action = audio_pb2.ControlPlayerRequest.Action
 _STATES = {
-    "play": audio_pb2.PLAYING,
-    "pause": audio_pb2.PAUSED,
-    "stop": audio_pb2.STOPPED,
+    "play": audio_pb2.PLAYER_STATE_PLAYING,
+    "pause": audio_pb2.PLAYER_STATE_PAUSED,
+    "stop": audio_pb2.PLAYER_STATE_STOPPED,
 }
 _IDLE = ("player", "mixer", "playlist", "options")
 
@@ -143,21 +143,21 @@ class Player:
 
     async def control(self, action: int, volume: int = 0) -> audio_pb2.Player:
         cmd = self._require()
-        if action == Action.SET_VOLUME and not 0 <= volume <= 100:
+        if action == Action.ACTION_SET_VOLUME and not 0 <= volume <= 100:
             raise InvalidArgument("volume", f"{volume} is out of range (0-100)")
         try:
             async with self._lock:
-                if action == Action.PLAY:
+                if action == Action.ACTION_PLAY:
                     await cmd.play()
-                elif action == Action.PAUSE:
+                elif action == Action.ACTION_PAUSE:
                     await cmd.pause(1)
-                elif action == Action.NEXT:
+                elif action == Action.ACTION_NEXT:
                     await cmd.next()
-                elif action == Action.PREVIOUS:
+                elif action == Action.ACTION_PREVIOUS:
                     await cmd.previous()
-                elif action == Action.STOP:
+                elif action == Action.ACTION_STOP:
                     await cmd.stop()
-                elif action == Action.SET_VOLUME:
+                elif action == Action.ACTION_SET_VOLUME:
                     await cmd.setvol(volume)
                 else:
                     raise InvalidArgument("action", "must be PLAY, PAUSE, NEXT, ... (not unset)")

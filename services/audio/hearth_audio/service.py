@@ -117,7 +117,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         Action = audio_pb2.ControlPlayerRequest.Action
         if request.action not in Action.values() or request.action == Action.ACTION_UNSPECIFIED:
             raise InvalidArgument("action", f"{request.action} is not a known action")
-        if request.action == Action.SET_VOLUME and not 0 <= request.volume <= 100:
+        if request.action == Action.ACTION_SET_VOLUME and not 0 <= request.volume <= 100:
             raise InvalidArgument("volume", f"{request.volume} is out of range (0-100)")
         return await self.app.configured_player().control(request.action, request.volume)
 

@@ -222,7 +222,7 @@ def _create_streams_and_zones(
     wait_for(
         "radio and tv sending",
         lambda: all(
-            s.state == audio_pb2.SENDING
+            s.state == audio_pb2.STREAM_STATE_SENDING
             for s in stub.ListStreams(audio_pb2.ListStreamsRequest()).streams
         ),
     )

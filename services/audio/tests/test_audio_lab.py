@@ -440,42 +440,52 @@ def test_player_control_and_watch(house: AudioLab) -> None:
     try:
         wait_for("current state", lambda: events)
         first = events[0]
-        assert first.kind == audio_pb2.AudioEvent.CURRENT
+        assert first.kind == audio_pb2.AudioEvent.KIND_CURRENT
         assert {s.name for s in first.streams} == {"streams/radio", "streams/tv"}
         assert first.player.reachable
 
         def player_event(state: int) -> bool:
             return any(
-                e.kind == audio_pb2.AudioEvent.PLAYER_CHANGED and e.player.state == state
+                e.kind == audio_pb2.AudioEvent.KIND_PLAYER_CHANGED and e.player.state == state
                 for e in events
             )
 
         Action = audio_pb2.ControlPlayerRequest.Action
-        al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.PLAY))
-        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.PAUSE))
-        assert player.state == audio_pb2.PAUSED
+        al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.ACTION_PLAY))
+        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.ACTION_PAUSE))
+        assert player.state == audio_pb2.PLAYER_STATE_PAUSED
         assert "[paused]" in al.mpd.mpc("status")
-        wait_for("PAUSED in the watch", lambda: player_event(audio_pb2.PAUSED), timeout=5)
+        wait_for(
+            "PAUSED in the watch", lambda: player_event(audio_pb2.PLAYER_STATE_PAUSED), timeout=5
+        )
         events.clear()
-        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.PLAY))
-        assert player.state == audio_pb2.PLAYING and "[playing]" in al.mpd.mpc("status")
-        wait_for("PLAYING in the watch", lambda: player_event(audio_pb2.PLAYING), timeout=5)
+        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.ACTION_PLAY))
+        assert player.state == audio_pb2.PLAYER_STATE_PLAYING and "[playing]" in al.mpd.mpc(
+            "status"
+        )
+        wait_for(
+            "PLAYING in the watch", lambda: player_event(audio_pb2.PLAYER_STATE_PLAYING), timeout=5
+        )
         before = player.current_song.position
-        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.NEXT))
+        player = al.stub.ControlPlayer(audio_pb2.ControlPlayerRequest(action=Action.ACTION_NEXT))
         assert player.current_song.position == (before + 1) % 2
         assert f"#{player.current_song.position + 1}/2" in al.mpd.mpc("status")
         wait_for(
             "next song in the watch",
             lambda: any(
                 e.player.current_song.position == player.current_song.position
-                and e.kind == audio_pb2.AudioEvent.PLAYER_CHANGED
+                and e.kind == audio_pb2.AudioEvent.KIND_PLAYER_CHANGED
                 for e in events
             ),
             timeout=5,
         )
         # Someone else pressing pause on the station shows up too (MPD idle).
         al.mpd.mpc("pause")
-        wait_for("external pause in the watch", lambda: player_event(audio_pb2.PAUSED), timeout=5)
+        wait_for(
+            "external pause in the watch",
+            lambda: player_event(audio_pb2.PLAYER_STATE_PAUSED),
+            timeout=5,
+        )
     finally:
         call.cancel()
         al.mpd.mpc("play")
@@ -486,7 +496,7 @@ def test_disable_stream_stops_packets(house: AudioLab) -> None:
     baseline(al)
     wait_for("tv up", lambda: health(al, "tv").up)
     stream = al.stub.DisableStream(audio_pb2.DisableStreamRequest(name="streams/tv"))
-    assert stream.state == audio_pb2.DISABLED
+    assert stream.state == audio_pb2.STREAM_STATE_DISABLED
     modules = al.station_pulse.pactl("list", "short", "modules").stdout
     assert "destination_ip=239.255.0.2" not in modules
     try:
@@ -686,7 +696,7 @@ def _lost_player(al: AudioLab, health_stub: health_pb2_grpc.HealthStub) -> None:
         assert not player.reachable
         with pytest.raises(grpc.RpcError) as err:
             al.stub.ControlPlayer(
-                audio_pb2.ControlPlayerRequest(action=audio_pb2.ControlPlayerRequest.PLAY)
+                audio_pb2.ControlPlayerRequest(action=audio_pb2.ControlPlayerRequest.ACTION_PLAY)
             )
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert metric_value(scrape(al.metrics), "hearth_audio_player_up") == 0

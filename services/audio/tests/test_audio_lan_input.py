@@ -173,7 +173,7 @@ def test_hundreds_of_long_foreign_announcements_keep_health_small(lan: Lan) -> N
         call = lan.stub.WatchAudio(audio_pb2.WatchAudioRequest(), timeout=10)
         first = next(iter(call))
         call.cancel()
-        assert first.kind == audio_pb2.AudioEvent.CURRENT
+        assert first.kind == audio_pb2.AudioEvent.KIND_CURRENT
         assert first.ByteSize() < 2 * HEALTH_BOUND + 4096, first.ByteSize()
     finally:
         lan.lan.stop(flood)

@@ -100,14 +100,16 @@ def test_bad_stored_streams_and_zones_are_quarantined_not_fatal(hub: Hub) -> Non
         with channel:
             streams = {s.name: s for s in stub.ListStreams(audio_pb2.ListStreamsRequest()).streams}
             assert set(streams) == {f"streams/{s}" for s in (*rows, "garbage")}, streams
-            assert streams["streams/good"].state != audio_pb2.QUARANTINED
+            assert streams["streams/good"].state != audio_pb2.STREAM_STATE_QUARANTINED
             old = streams["streams/oldname"]
-            assert old.state != audio_pb2.QUARANTINED and old.display_name.isprintable()
+            assert (
+                old.state != audio_pb2.STREAM_STATE_QUARANTINED and old.display_name.isprintable()
+            )
             assert 0 < len(old.display_name) <= 128, old
             for sid, word in (("bigport", "stream.port"), ("nogroup", "stream.group"),
                               ("garbage", "invalid")):  # fmt: skip
                 s = streams[f"streams/{sid}"]
-                assert s.state == audio_pb2.QUARANTINED and word in s.problem, s
+                assert s.state == audio_pb2.STREAM_STATE_QUARANTINED and word in s.problem, s
             zones = {z.name: z for z in stub.ListZones(audio_pb2.ListZonesRequest()).zones}
             assert "zone.server" in zones["zones/z"].problem and zones["zones/junk"].problem
             samples = scrape(f"{hub.address}:{METRICS_PORT}")
@@ -132,7 +134,7 @@ def test_bad_stored_streams_and_zones_are_quarantined_not_fatal(hub: Hub) -> Non
                     stream=audio_pb2.Stream(name="streams/bigport", port=46002), update_mask=mask
                 )
             )
-            assert fixed.state != audio_pb2.QUARANTINED and fixed.problem == ""
+            assert fixed.state != audio_pb2.STREAM_STATE_QUARANTINED and fixed.problem == ""
             stub.DeleteStream(audio_pb2.DeleteStreamRequest(name="streams/garbage"))
             stub.DeleteZone(audio_pb2.DeleteZoneRequest(name="zones/junk"))
             server_mask = field_mask_pb2.FieldMask(paths=["server"])
@@ -155,9 +157,9 @@ def test_bad_stored_streams_and_zones_are_quarantined_not_fatal(hub: Hub) -> Non
             kept = ("good", "bigport", "nogroup", "oldname")
             assert set(streams) == {f"streams/{sid}" for sid in kept}
             assert streams["streams/bigport"].port == 46002
-            assert [n for n, s in streams.items() if s.state == audio_pb2.QUARANTINED] == [
-                "streams/nogroup"
-            ]
+            assert [
+                n for n, s in streams.items() if s.state == audio_pb2.STREAM_STATE_QUARANTINED
+            ] == ["streams/nogroup"]
             listed = stub.ListZones(audio_pb2.ListZonesRequest()).zones
             assert [(z.name, z.problem) for z in listed] == [("zones/z", "")]
     finally:
@@ -319,7 +321,7 @@ def test_bad_names_sync_player_and_paging(running: Any) -> None:
         ("action", stub.ControlPlayer, audio_pb2.ControlPlayerRequest(action=UNKNOWN_ACTION)),
         ("action", stub.ControlPlayer, audio_pb2.ControlPlayerRequest()),
         ("volume", stub.ControlPlayer,
-         audio_pb2.ControlPlayerRequest(action=audio_pb2.ControlPlayerRequest.SET_VOLUME,
+         audio_pb2.ControlPlayerRequest(action=audio_pb2.ControlPlayerRequest.ACTION_SET_VOLUME,
                                         volume=101)),
     ]  # fmt: skip
     for field, call, request in cases:

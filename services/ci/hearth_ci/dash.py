@@ -98,10 +98,17 @@ def _backlog_colour(length: int) -> str:
     return ""
 
 
+def _upstream(value: int) -> str:
+    """UPSTREAM_ZUUL -> "zuul" (an unknown number as the number)."""
+    if value not in ci_pb2.Upstream.values():
+        return str(value)
+    return ci_pb2.Upstream.Name(value).removeprefix("UPSTREAM_").lower()  # type: ignore[arg-type]
+
+
 def _item_colour(item: ci_pb2.Item) -> str:
-    if item.status == ci_pb2.FAILING:
+    if item.status == ci_pb2.ITEM_STATUS_FAILING:
         return RED
-    if item.status == ci_pb2.BEHIND_FAILURE:
+    if item.status == ci_pb2.ITEM_STATUS_BEHIND_FAILURE:
         return YELLOW
     if item.own:
         return GREEN
@@ -118,7 +125,7 @@ def item_line(item: ci_pb2.Item, now_ms: float) -> str:
     subject = neutral(item.subject or item.project, 200)
     jobs = neutral(item.job_string, 400)
     line = f"{position}({neutral(item.change, 40)}) {subject} ({spent}/{jobs}/{eta})"
-    if item.status == ci_pb2.BEHIND_FAILURE:
+    if item.status == ci_pb2.ITEM_STATUS_BEHIND_FAILURE:
         what = neutral(item.behind_change or "a failing change", 80)
         job = f" ({neutral(item.behind_job, 200)})" if item.behind_job else ""
         line += f" behind {what}{job}"
@@ -162,14 +169,12 @@ def render(
             lines.append(
                 paint(
                     YELLOW,
-                    f"{source.failed_attempts} failed attempts ({neutral(source.source, 20)}: "
+                    f"{source.failed_attempts} failed attempts ({_upstream(source.source)}: "
                     f"{neutral(source.error, 300)}){since}",
                 )
             )
         elif not source.ok and source.error:
-            lines.append(
-                paint(YELLOW, f"{neutral(source.source, 20)}: {neutral(source.error, 300)}")
-            )
+            lines.append(paint(YELLOW, f"{_upstream(source.source)}: {neutral(source.error, 300)}"))
     for pipeline in dash.pipelines:
         for queue in pipeline.queues:
             label = neutral(pipeline.name, 100)

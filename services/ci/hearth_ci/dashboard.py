@@ -33,7 +33,7 @@ def combine(
     per_group: list[dict[int, Change]] = [{c.number: c for c in res} for res in results]
     numbers: set[int] = set()
     if per_group:
-        if operator == ci_pb2.AND:
+        if operator == ci_pb2.OPERATOR_AND:
             numbers = set(per_group[0]).intersection(*per_group[1:])
         else:
             numbers = set().union(*per_group)
@@ -100,8 +100,10 @@ def _zuul_change(number: int, item: ZItem) -> Change:
 
 def job_result(job: ZJob) -> int:
     if job.result is None:
-        return ci_pb2.RUNNING if job.started else ci_pb2.WAITING
-    return ci_pb2.JobResult.Value(job.result) if job.result in _KNOWN_RESULTS else ci_pb2.OTHER
+        return ci_pb2.JOB_RESULT_RUNNING if job.started else ci_pb2.JOB_RESULT_WAITING
+    if job.result in _KNOWN_RESULTS:  # Zuul's word is the enum value's name after the prefix
+        return ci_pb2.JobResult.Value(f"JOB_RESULT_{job.result}")
+    return ci_pb2.JOB_RESULT_OTHER
 
 
 _KNOWN_RESULTS = {"SUCCESS", "FAILURE", "UNSTABLE", "CANCELED", "SKIPPED", "ABORTED"}
@@ -141,7 +143,7 @@ def classify(queue: ZQueue) -> dict[str, Verdict]:
     for item in queue.items:
         own = failed[item.key]
         if own:
-            out[item.key] = Verdict(ci_pb2.FAILING)
+            out[item.key] = Verdict(ci_pb2.ITEM_STATUS_FAILING)
             continue
         ahead, seen = item.item_ahead, {item.key}
         verdict: Verdict | None = None
@@ -149,18 +151,18 @@ def classify(queue: ZQueue) -> dict[str, Verdict]:
             seen.add(ahead)
             job = failed[ahead]
             if job:
-                verdict = Verdict(ci_pb2.BEHIND_FAILURE, ahead, job)
+                verdict = Verdict(ci_pb2.ITEM_STATUS_BEHIND_FAILURE, ahead, job)
                 break
             ahead = by_key[ahead].item_ahead
         if verdict is None:
             if NEEDED_FAILING in item.failing_reasons or _all_canceled(item):
-                verdict = Verdict(ci_pb2.BEHIND_FAILURE)
+                verdict = Verdict(ci_pb2.ITEM_STATUS_BEHIND_FAILURE)
             elif not item.jobs:
-                verdict = Verdict(ci_pb2.UNKNOWN)
+                verdict = Verdict(ci_pb2.ITEM_STATUS_UNKNOWN)
             elif not any(j.started or j.finished for j in item.jobs):
-                verdict = Verdict(ci_pb2.QUEUED)
+                verdict = Verdict(ci_pb2.ITEM_STATUS_QUEUED)
             else:
-                verdict = Verdict(ci_pb2.PASSING)
+                verdict = Verdict(ci_pb2.ITEM_STATUS_PASSING)
         out[item.key] = verdict
     return out
 
@@ -230,7 +232,7 @@ def build_item(
         behind_change=keys_to_change.get(verdict.behind_key, verdict.behind_key),
         behind_job=verdict.behind_job,
         progress=fraction,
-        matched_by=match.reasons if match else [],
+        matched_by=[GROUPS[r] for r in match.reasons if r in GROUPS] if match else [],
         starred=bool(change and change.starred),
         live=item.live,
         job_string="".join(job_char(j) for j in item.jobs),
@@ -269,12 +271,32 @@ def build_item(
     return out
 
 
+# The source's name ("zuul", "gerrit", also the metrics' label) -> the contract's Upstream.
+UPSTREAMS = {"zuul": ci_pb2.UPSTREAM_ZUUL, "gerrit": ci_pb2.UPSTREAM_GERRIT}
+# A filter group's reason ("owner", "project", ...) -> the contract's FilterGroup.
+GROUPS = {
+    "owner": ci_pb2.FILTER_GROUP_OWNER,
+    "change": ci_pb2.FILTER_GROUP_CHANGE,
+    "topic": ci_pb2.FILTER_GROUP_TOPIC,
+    "query": ci_pb2.FILTER_GROUP_QUERY,
+    "watched": ci_pb2.FILTER_GROUP_WATCHED,
+    "starred": ci_pb2.FILTER_GROUP_STARRED,
+    "project": ci_pb2.FILTER_GROUP_PROJECT,
+}
+# The parser's "v2", "v3", "v10" -> the contract's ZuulApiGeneration.
+GENERATIONS = {
+    "v2": ci_pb2.ZUUL_API_GENERATION_V2,
+    "v3": ci_pb2.ZUUL_API_GENERATION_V3,
+    "v10": ci_pb2.ZUUL_API_GENERATION_V10,
+}
+
+
 def zuul_message(zuul: ZuulStatus, url: str = "") -> ci_pb2.ZuulStatus:
     out = ci_pb2.ZuulStatus(
         version=zuul.version,
         message=zuul.message,
         event_queues=zuul.event_queues,
-        api_generation=zuul.generation,
+        api_generation=GENERATIONS.get(zuul.generation, ci_pb2.ZUUL_API_GENERATION_UNSPECIFIED),
         url=url,
     )
     if zuul.last_reconfigured_ms:
@@ -284,7 +306,7 @@ def zuul_message(zuul: ZuulStatus, url: str = "") -> ci_pb2.ZuulStatus:
 
 def health_message(health: SourceHealth, now: float) -> ci_pb2.SourceHealth:
     out = ci_pb2.SourceHealth(
-        source=health.name,
+        source=UPSTREAMS.get(health.name, ci_pb2.UPSTREAM_UNSPECIFIED),
         ok=health.ok,
         error=health.error,
         failed_attempts=health.failed_attempts,

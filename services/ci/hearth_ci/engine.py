@@ -48,11 +48,13 @@ from hearth_runtime.timeconv import duration_from_seconds, seconds_of
 
 log = logging.getLogger("hearth.ci")
 
-STATUS_NAMES = [
-    ci_pb2.ItemStatus.Name(v)
+# The watched-items metric's status label: the ItemStatus name without its prefix
+# (PASSING, FAILING, ...), as before the prefix existed, so dashboards and alerts hold.
+STATUS_NAMES = {
+    v: ci_pb2.ItemStatus.Name(v).removeprefix("ITEM_STATUS_")
     for v in ci_pb2.ItemStatus.values()
     if v != ci_pb2.ITEM_STATUS_UNSPECIFIED
-]
+}
 
 
 @dataclass(eq=False)
@@ -385,7 +387,7 @@ class Engine:
         if state is not None:
             self._cancel(state)
             state.broadcaster.close()
-            for status in STATUS_NAMES:
+            for status in STATUS_NAMES.values():
                 with contextlib.suppress(KeyError):
                     metrics.WATCHED_ITEMS.remove(state.label, status)
 
@@ -456,17 +458,17 @@ class Engine:
         old = state.dashboard
         state.dashboard = dash
         if state.label != "inline":
-            counts = dict.fromkeys(STATUS_NAMES, 0)
+            counts = dict.fromkeys(STATUS_NAMES.values(), 0)
             for pipeline in dash.pipelines:
                 for queue in pipeline.queues:
                     for item in queue.items:
-                        counts[ci_pb2.ItemStatus.Name(item.status)] += 1
+                        counts[STATUS_NAMES.get(item.status, "UNKNOWN")] += 1
             for status, count in counts.items():
                 metrics.WATCHED_ITEMS.labels(state.label, status).set(count)
         if old is not None:
             for event in diff(old, dash):
                 state.broadcaster.publish(event)
-        snapshot = ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=dash)
+        snapshot = ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.KIND_SNAPSHOT, dashboard=dash)
         snapshot.time.CopyFrom(dash.time)
         state.broadcaster.publish(snapshot)
 

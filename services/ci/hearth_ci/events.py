@@ -34,16 +34,19 @@ def diff(old: ci_pb2.Dashboard, new: ci_pb2.Dashboard) -> list[ci_pb2.DashboardE
         prev = before.get(key)
         where = f"{item.change} in {item.pipeline}"
         if prev is None:
-            add(Kind.ENQUEUED, item, f"{where}: enqueued")
+            add(Kind.KIND_ENQUEUED, item, f"{where}: enqueued")
             continue
-        if item.status == ci_pb2.FAILING and prev.status != ci_pb2.FAILING:
-            add(Kind.STARTED_FAILING, item, f"{where}: started failing")
-        if item.status == ci_pb2.BEHIND_FAILURE and prev.status != ci_pb2.BEHIND_FAILURE:
+        if item.status == ci_pb2.ITEM_STATUS_FAILING and prev.status != ci_pb2.ITEM_STATUS_FAILING:
+            add(Kind.KIND_STARTED_FAILING, item, f"{where}: started failing")
+        if (
+            item.status == ci_pb2.ITEM_STATUS_BEHIND_FAILURE
+            and prev.status != ci_pb2.ITEM_STATUS_BEHIND_FAILURE
+        ):
             behind = f" {item.behind_change}" if item.behind_change else " a failure"
-            add(Kind.BEHIND_FAILURE, item, f"{where}: now behind{behind}")
+            add(Kind.KIND_BEHIND_FAILURE, item, f"{where}: now behind{behind}")
         if _at_head(item) and not _at_head(prev):
-            add(Kind.REACHED_HEAD, item, f"{where}: reached the head of {item.queue}")
+            add(Kind.KIND_REACHED_HEAD, item, f"{where}: reached the head of {item.queue}")
     for key, item in before.items():
         if key not in after:
-            add(Kind.LEFT_PIPELINE, item, f"{item.change} left {item.pipeline}")
+            add(Kind.KIND_LEFT_PIPELINE, item, f"{item.change} left {item.pipeline}")
     return events

@@ -30,7 +30,7 @@ class Group:
 
 
 def operator_name(op: int) -> str:
-    return "AND" if op == ci_pb2.AND else "OR"
+    return "AND" if op == ci_pb2.OPERATOR_AND else "OR"
 
 
 WORD_LIMIT = 100
@@ -40,9 +40,10 @@ LIST_LIMITS = {"owners": 20, "changes": 50, "projects": 50, "ignored_pipelines":
 
 def validate(flt: ci_pb2.Filter, field: str = "filter") -> None:
     """INVALID_ARGUMENT naming the field for anything outside the bounds in ci.proto."""
-    if flt.operator not in (ci_pb2.OPERATOR_UNSPECIFIED, ci_pb2.OR, ci_pb2.AND):
+    if flt.operator not in (ci_pb2.OPERATOR_UNSPECIFIED, ci_pb2.OPERATOR_OR, ci_pb2.OPERATOR_AND):
         raise InvalidArgument(
-            f"{field}.operator", f"unknown operator {flt.operator} (use AND or OR)"
+            f"{field}.operator",
+            f"unknown operator {flt.operator} (use OPERATOR_AND or OPERATOR_OR)",
         )
     for name, limit in LIST_LIMITS.items():
         count = len(getattr(flt, name))
@@ -146,10 +147,11 @@ def _any(key: str, values: Iterable[str]) -> str:
 
 
 def parse_operator(text: str, field: str = "operator") -> int:
-    """ "AND"/"OR" (any case) -> the enum; anything else is INVALID_ARGUMENT."""
-    upper = text.strip().upper()
+    """ "AND"/"OR" (any case, with or without the OPERATOR_ prefix) -> the enum; anything
+    else is INVALID_ARGUMENT."""
+    upper = text.strip().upper().removeprefix("OPERATOR_")
     if upper == "AND":
-        return int(ci_pb2.AND)
+        return int(ci_pb2.OPERATOR_AND)
     if upper == "OR":
-        return int(ci_pb2.OR)
+        return int(ci_pb2.OPERATOR_OR)
     raise InvalidArgument(field, f"unknown operator {text!r} (use AND or OR)")

@@ -99,7 +99,9 @@ class CiServicer(ci_pb2_grpc.CiServiceServicer):
                 else:
                     await state.ready.wait()
                     dash = state.dashboard or self.engine.build(request.filter, None)
-                first = ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=dash)
+                first = ci_pb2.DashboardEvent(
+                    kind=ci_pb2.DashboardEvent.KIND_SNAPSHOT, dashboard=dash
+                )
                 first.time.CopyFrom(dash.time)
                 yield first
                 try:

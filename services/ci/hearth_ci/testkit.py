@@ -132,7 +132,7 @@ async def events_until(
         async with asyncio.timeout(within):  # snapshots keep coming: bound the whole read
             while True:
                 event: ci_pb2.DashboardEvent = await call.read()
-                if event.kind != ci_pb2.DashboardEvent.SNAPSHOT:
+                if event.kind != ci_pb2.DashboardEvent.KIND_SNAPSHOT:
                     seen.append(event)
                 elif any(e.kind in kinds for e in seen):
                     return seen, event

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import json_format
 
@@ -25,6 +27,9 @@ MIGRATIONS = [
     """,
 ]
 UPDATABLE = ("display_name", "filter", "refresh_interval")
+# Enum names written before the values carried their enum's prefix (a body stored by an
+# older version says "operator": "AND"; json_format would silently drop the unknown name).
+LEGACY_OPERATORS = {"OR": "OPERATOR_OR", "AND": "OPERATOR_AND"}
 
 
 MAX_REFRESH_SECONDS = 86_400
@@ -56,6 +61,20 @@ def validate_watch(
     return out
 
 
+def upgrade(body: str) -> str:
+    """A stored body in today's JSON form: older enum names get their prefix. Anything that
+    is not a JSON object comes back as it was (and is quarantined by the parse)."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        return body
+    flt = data.get("filter") if isinstance(data, dict) else None
+    if isinstance(flt, dict) and flt.get("operator") in LEGACY_OPERATORS:
+        flt["operator"] = LEGACY_OPERATORS[flt["operator"]]
+        return json.dumps(data)
+    return body
+
+
 class WatchStore:
     """Watches in SQLite. A stored watch that no longer parses or validates (written by an
     older version, edited by hand, a bound tightened) is *quarantined*, never fatal: it is
@@ -83,7 +102,7 @@ class WatchStore:
         try:
             if not isinstance(body, str):
                 raise ValueError(f"stored body is {type(body).__name__}, not JSON text")
-            watch = json_format.Parse(body, ci_pb2.Watch(), ignore_unknown_fields=True)
+            watch = json_format.Parse(upgrade(body), ci_pb2.Watch(), ignore_unknown_fields=True)
         except Exception as exc:  # any stored bytes at all: quarantined, never fatal
             reason = f"stored form does not parse: {neutral(exc, 200)}"
             return ci_pb2.Watch(name=name, quarantine_reason=reason)

@@ -27,7 +27,9 @@ def test_demo_part_shows_real_queues(lab: Lab) -> None:
         with grpc.insecure_channel(house.address("ci")) as channel:
             stub = ci_pb2_grpc.CiServiceStub(channel)
             dash = stub.GetDashboard(ci_pb2.GetDashboardRequest(watch="watches/mine"), timeout=10)
-    assert dash.zuul.api_generation == "v3" and all(s.ok for s in dash.sources)
+    assert dash.zuul.api_generation == ci_pb2.ZUUL_API_GENERATION_V3 and all(
+        s.ok for s in dash.sources
+    )
     gate = next(p for p in dash.pipelines if p.name == "gate")
     assert gate.queues[0].total == 30 and len(gate.queues[0].items) >= 10
     assert any("--watch mine" in note for note in house.notes)

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci.config import CiConfig
+from hearth_ci.dashboard import UPSTREAMS
 from hearth_ci.main import SPEC
 from hearth_ci.replay import ReplayServer, control, control_sync
 from hearth_ci.testkit import (  # noqa: F401  # fixtures
@@ -143,7 +144,7 @@ def _env(tmp_path: Path, zuul: str, gerrit: str, **extra: str) -> dict[str, str]
 
 
 def _source(dash: ci_pb2.Dashboard, name: str) -> ci_pb2.SourceHealth:
-    return next(s for s in dash.sources if s.source == name)
+    return next(s for s in dash.sources if s.source == UPSTREAMS[name])
 
 
 def _matching(address: str, fresh: bool = False) -> ci_pb2.Dashboard | None:

@@ -13,8 +13,8 @@ from hearth_ci.replay import control
 from hearth_ci.testkit import channel, ci, fixtures_dir, replay, stub  # noqa: F401  # fixtures
 from hearth_testing import wait_for_async
 
-FAILING = ci_pb2.FAILING
-BEHIND = ci_pb2.BEHIND_FAILURE
+FAILING = ci_pb2.ITEM_STATUS_FAILING
+BEHIND = ci_pb2.ITEM_STATUS_BEHIND_FAILURE
 
 
 def _recorded_gate(fixtures_dir: Path) -> list[dict[str, Any]]:
@@ -40,7 +40,7 @@ async def _pipelines(
 
 async def test_tree_gate_comes_out_in_order_with_positions(stub: Any, fixtures_dir: Path) -> None:
     reply = await _pipelines(stub)
-    assert reply.zuul.api_generation == "v3"
+    assert reply.zuul.api_generation == ci_pb2.ZUUL_API_GENERATION_V3
     assert [p.name for p in reply.pipelines] == [
         "check", "gate", "post", "pre-release", "release", "silent", "experimental", "periodic",
     ]  # fmt: skip
@@ -74,7 +74,7 @@ async def test_items_behind_the_failing_change_name_it(stub: Any) -> None:
         "48164,1", "48202,1", "48553,4", "48636,3",
     }  # fmt: skip
     assert {c for c, i in items.items() if i.status == BEHIND} == {"48423,2"}
-    assert items["48271,1"].status == ci_pb2.PASSING
+    assert items["48271,1"].status == ci_pb2.ITEM_STATUS_PASSING
 
 
 async def test_counts_per_queue_match_the_document(stub: Any, fixtures_dir: Path) -> None:
@@ -101,10 +101,12 @@ async def test_basic_document_shows_banner_and_unstable(stub: Any, replay: Any) 
     test = next(p for p in reply.pipelines if p.name == "test")
     jobs = [j for q in test.queues for i in q.items for j in i.jobs]
     unstable = [j for j in jobs if j.raw_result == "UNSTABLE"]
-    assert len(unstable) == 1 and unstable[0].result == ci_pb2.UNSTABLE
+    assert len(unstable) == 1 and unstable[0].result == ci_pb2.JOB_RESULT_UNSTABLE
     assert unstable[0].name == "gerrit-merge" and not unstable[0].voting
     items = {i.change: i for q in test.queues for i in q.items}
-    assert items["10102,1"].status == ci_pb2.PASSING  # a non-voting UNSTABLE does not fail it
+    assert (
+        items["10102,1"].status == ci_pb2.ITEM_STATUS_PASSING
+    )  # a non-voting UNSTABLE does not fail it
     assert items["10104,1"].status == FAILING and items["10104,1"].job_string == "+-_"
     assert reply.zuul.last_reconfigured.ToMilliseconds() > 0
     assert reply.zuul.version == "3.19.1"  # v3 shape of the recording on the tenant API

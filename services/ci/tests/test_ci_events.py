@@ -75,25 +75,25 @@ async def test_stream_follows_the_gate_failing_and_moving(
         "both changes passing",
         lambda d: (
             [i.status for p in d.pipelines for q in p.queues for i in q.items]
-            == [ci_pb2.PASSING, ci_pb2.PASSING]
+            == [ci_pb2.ITEM_STATUS_PASSING, ci_pb2.ITEM_STATUS_PASSING]
         ),
     )
     call = stub.WatchDashboard(ci_pb2.WatchDashboardRequest(watch="watches/gate"))
     first = await asyncio.wait_for(call.read(), 10)
-    assert first.kind == Kind.SNAPSHOT and first.dashboard.matching_items == 2
+    assert first.kind == Kind.KIND_SNAPSHOT and first.dashboard.matching_items == 2
 
     await control(replay.url, document="v2-status-tree.json")  # the head's jobs failed
-    events, _ = await events_until(call, {Kind.STARTED_FAILING})
-    assert kinds_of(events) == {("STARTED_FAILING", HEAD), ("BEHIND_FAILURE", BEHIND)}
-    behind = next(e for e in events if e.kind == Kind.BEHIND_FAILURE)
+    events, _ = await events_until(call, {Kind.KIND_STARTED_FAILING})
+    assert kinds_of(events) == {("KIND_STARTED_FAILING", HEAD), ("KIND_BEHIND_FAILURE", BEHIND)}
+    behind = next(e for e in events if e.kind == Kind.KIND_BEHIND_FAILURE)
     assert behind.item.behind_change == HEAD
     assert behind.item.behind_job == "gate-ceilometer-python26"
     assert behind.message == f"{BEHIND} in gate: now behind {HEAD}"
 
     await control(replay.url, upload=_head_merged(_recording(fixtures_dir)))
-    events, _ = await events_until(call, {Kind.REACHED_HEAD})
-    assert kinds_of(events) == {("REACHED_HEAD", BEHIND), ("LEFT_PIPELINE", HEAD)}
-    head = next(e for e in events if e.kind == Kind.REACHED_HEAD)
+    events, _ = await events_until(call, {Kind.KIND_REACHED_HEAD})
+    assert kinds_of(events) == {("KIND_REACHED_HEAD", BEHIND), ("KIND_LEFT_PIPELINE", HEAD)}
+    head = next(e for e in events if e.kind == Kind.KIND_REACHED_HEAD)
     assert head.item.position == 1 and not head.item.item_ahead
     assert "reached the head" in head.message
     call.cancel()
@@ -116,11 +116,11 @@ async def test_queued_and_unknown_come_from_the_document(
         lambda d: d.matching_items == 3 and any(not i.jobs for i in _items(d)),
     )
     items = {i.change: i for i in _items(dash)}
-    assert items["48734,1"].status == ci_pb2.QUEUED
+    assert items["48734,1"].status == ci_pb2.ITEM_STATUS_QUEUED
     assert items["48734,1"].job_string == "__"
-    assert all(j.result == ci_pb2.WAITING for j in items["48734,1"].jobs)
-    assert items["48724,3"].status == ci_pb2.UNKNOWN and not items["48724,3"].jobs
-    assert items["40703,7"].status == ci_pb2.PASSING  # the untouched neighbour
+    assert all(j.result == ci_pb2.JOB_RESULT_WAITING for j in items["48734,1"].jobs)
+    assert items["48724,3"].status == ci_pb2.ITEM_STATUS_UNKNOWN and not items["48724,3"].jobs
+    assert items["40703,7"].status == ci_pb2.ITEM_STATUS_PASSING  # the untouched neighbour
 
 
 def _items(dash: ci_pb2.Dashboard) -> list[ci_pb2.Item]:

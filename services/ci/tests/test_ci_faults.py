@@ -11,6 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.ci.v1 import ci_pb2
+from hearth_ci.dashboard import UPSTREAMS
 from hearth_ci.replay import ReplayServer, control
 from hearth_ci.testkit import channel, ci, dashboard_when, fixtures_dir, replay, stub  # noqa: F401  # fixtures
 
@@ -19,7 +20,7 @@ INLINE = ci_pb2.GetDashboardRequest(filter=FLT)
 
 
 def _source(dash: ci_pb2.Dashboard, name: str) -> ci_pb2.SourceHealth:
-    return next(s for s in dash.sources if s.source == name)
+    return next(s for s in dash.sources if s.source == UPSTREAMS[name])
 
 
 async def _health(channel: grpc.aio.Channel) -> int:

@@ -266,7 +266,7 @@ def test_a_real_process_takes_generated_documents(
         lambda: control_sync(replay_url)["counters"].get("zuul", 0) >= polls.get("zuul", 0) + 2,
     )
     health, dash = _answers(service.grpc_address)
-    zuul_health = next(s for s in dash.sources if s.source == "zuul")
+    zuul_health = next(s for s in dash.sources if s.source == ci_pb2.UPSTREAM_ZUUL)
     if health != health_pb2.HealthCheckResponse.SERVING:
         assert not zuul_health.ok and zuul_health.error.startswith("Zuul")  # with a reason
     control_sync(replay_url, zuul_raw=None, gerrit_raw=None, touch=True)

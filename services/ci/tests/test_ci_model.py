@@ -67,17 +67,19 @@ def _dash(*items: tuple[str, int, int, str]) -> ci_pb2.Dashboard:
 
 
 def test_events_between_dashboards() -> None:
-    old = _dash(("1,1", ci_pb2.PASSING, 1, ""), ("2,1", ci_pb2.PASSING, 2, "1,1"),
-                ("3,1", ci_pb2.PASSING, 3, "2,1"))  # fmt: skip
-    new = _dash(("2,1", ci_pb2.FAILING, 1, ""), ("3,1", ci_pb2.BEHIND_FAILURE, 2, "2,1"),
-                ("4,1", ci_pb2.QUEUED, 3, "3,1"))  # fmt: skip
+    passing, failing = ci_pb2.ITEM_STATUS_PASSING, ci_pb2.ITEM_STATUS_FAILING
+    behind, queued = ci_pb2.ITEM_STATUS_BEHIND_FAILURE, ci_pb2.ITEM_STATUS_QUEUED
+    old = _dash(("1,1", passing, 1, ""), ("2,1", passing, 2, "1,1"),
+                ("3,1", passing, 3, "2,1"))  # fmt: skip
+    new = _dash(("2,1", failing, 1, ""), ("3,1", behind, 2, "2,1"),
+                ("4,1", queued, 3, "3,1"))  # fmt: skip
     kinds = {(Kind.Name(e.kind), e.item.change) for e in diff(old, new)}
     assert kinds == {
-        ("STARTED_FAILING", "2,1"),
-        ("REACHED_HEAD", "2,1"),
-        ("BEHIND_FAILURE", "3,1"),
-        ("ENQUEUED", "4,1"),
-        ("LEFT_PIPELINE", "1,1"),
+        ("KIND_STARTED_FAILING", "2,1"),
+        ("KIND_REACHED_HEAD", "2,1"),
+        ("KIND_BEHIND_FAILURE", "3,1"),
+        ("KIND_ENQUEUED", "4,1"),
+        ("KIND_LEFT_PIPELINE", "1,1"),
     }
 
 

@@ -14,6 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
+from hearth_ci.dashboard import UPSTREAMS
 from hearth_ci.replay import ReplayServer, control
 from hearth_ci.testkit import channel, ci, dashboard_when, fixtures_dir, replay, stub  # noqa: F401  # fixtures
 from hearth_testing import wait_for_async
@@ -59,7 +60,7 @@ SKIPPED_GERRIT = {
 
 
 def _source(dash: ci_pb2.Dashboard, name: str) -> ci_pb2.SourceHealth:
-    return next(s for s in dash.sources if s.source == name)
+    return next(s for s in dash.sources if s.source == UPSTREAMS[name])
 
 
 async def _health(channel: grpc.aio.Channel) -> int:

@@ -188,3 +188,35 @@ async def test_a_bad_stored_watch_is_quarantined_not_fatal(
         assert all(not w.quarantine_reason for w in store.list())
     finally:
         store.close()
+
+
+def test_a_watch_stored_before_the_enum_prefixes_still_loads(tmp_path: Path) -> None:
+    """A body written by the version before the prefixed enum values ("operator": "AND")
+    keeps its meaning: AND, not the default OR that json_format would silently make of it."""
+    store = WatchStore(tmp_path / "ci.sqlite3")
+    old = {
+        "and": '{"filter": {"owners": ["danms"], "projects": ["openstack/nova"], '
+        '"operator": "AND"}, "createTime": "2026-11-01T10:00:00Z"}',
+        "or": '{"filter": {"user": "danms", "operator": "OR"}}',
+        "new": '{"filter": {"user": "danms", "operator": "OPERATOR_AND"}}',
+    }
+    for watch_id, body in old.items():
+        store.store.execute(
+            "INSERT INTO watches (id, body, created) VALUES (?, ?, 0)", (watch_id, body)
+        )
+    try:
+        loaded = {w.name: w for w in store.list()}
+        assert {n: w.filter.operator for n, w in loaded.items()} == {
+            "watches/and": ci_pb2.OPERATOR_AND,
+            "watches/or": ci_pb2.OPERATOR_OR,
+            "watches/new": ci_pb2.OPERATOR_AND,
+        }
+        assert list(loaded["watches/and"].filter.projects) == ["openstack/nova"]
+        assert loaded["watches/and"].create_time.seconds > 0
+        assert not any(w.quarantine_reason for w in loaded.values())
+        # Written back in today's form.
+        store.replace("and", loaded["watches/and"])
+        row = store.store.query_one("SELECT body FROM watches WHERE id = 'and'")
+        assert row is not None and '"OPERATOR_AND"' in row["body"]
+    finally:
+        store.close()

@@ -52,7 +52,7 @@ async def test_crud_and_persistence(replay: ReplayServer, tmp_path: Path) -> Non
             await stub.CreateWatch(ci_pb2.CreateWatchRequest(watch_id="Bad_Id", watch=created))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert str(err.value.details()).startswith("watch_id")
-        patch = _watch(owners=["danms"], projects=["openstack/nova"], operator=ci_pb2.AND)
+        patch = _watch(owners=["danms"], projects=["openstack/nova"], operator=ci_pb2.OPERATOR_AND)
         patch.name = "watches/mine"
         updated = await stub.UpdateWatch(
             ci_pb2.UpdateWatchRequest(
@@ -107,16 +107,16 @@ async def test_stream_sends_the_dashboard_first_then_events(
     )
     call = stub.WatchDashboard(ci_pb2.WatchDashboardRequest(watch="watches/gate"))
     first = await asyncio.wait_for(call.read(), 10)
-    assert first.kind == Kind.SNAPSHOT and first.dashboard.matching_items == 2
+    assert first.kind == Kind.KIND_SNAPSHOT and first.dashboard.matching_items == 2
     await control(replay.url, document="v2-status-basic.json")
 
-    left, _ = await events_until(call, {Kind.LEFT_PIPELINE})
+    left, _ = await events_until(call, {Kind.KIND_LEFT_PIPELINE})
     # Gerrit and Zuul answer from the same document: both leave in one refresh.
-    assert kinds_of(left) == {("LEFT_PIPELINE", "48418,1"), ("LEFT_PIPELINE", "48423,2")}
+    assert kinds_of(left) == {("KIND_LEFT_PIPELINE", "48418,1"), ("KIND_LEFT_PIPELINE", "48423,2")}
     assert {e.message for e in left} == {"48418,1 left gate", "48423,2 left gate"}
     await control(replay.url, document="v2-status-tree.json")
-    enqueued, snapshot = await events_until(call, {Kind.ENQUEUED})
-    assert kinds_of(enqueued) == {("ENQUEUED", "48418,1"), ("ENQUEUED", "48423,2")}
+    enqueued, snapshot = await events_until(call, {Kind.KIND_ENQUEUED})
+    assert kinds_of(enqueued) == {("KIND_ENQUEUED", "48418,1"), ("KIND_ENQUEUED", "48423,2")}
     assert {e.item.pipeline for e in enqueued} == {"gate"}
     assert snapshot.dashboard.matching_items == 2
     call.cancel()
@@ -128,7 +128,7 @@ async def test_inline_stream_and_metrics(stub: Any, replay: ReplayServer) -> Non
         ci_pb2.WatchDashboardRequest(filter=ci_pb2.Filter(projects=["openstack/heat"]))
     )
     first = await asyncio.wait_for(call.read(), 10)
-    assert first.kind == Kind.SNAPSHOT and first.dashboard.matching_items > 0
+    assert first.kind == Kind.KIND_SNAPSHOT and first.dashboard.matching_items > 0
     call.cancel()
 
     def sample(name: str, **labels: str) -> float | None:

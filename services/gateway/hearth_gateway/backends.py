@@ -45,6 +45,19 @@ CHANNEL_OPTIONS = [
     # The caller retries if it wants to; buffering every call for a retry costs latency.
     ("grpc.enable_retries", 0),
 ]
+_SERVING = health_pb2.HealthCheckResponse
+# grpc.health.v1's answer -> the contract's HealthStatus.
+HEALTH = {
+    _SERVING.SERVING: gateway_pb2.HEALTH_STATUS_SERVING,
+    _SERVING.NOT_SERVING: gateway_pb2.HEALTH_STATUS_NOT_SERVING,
+    _SERVING.SERVICE_UNKNOWN: gateway_pb2.HEALTH_STATUS_SERVICE_UNKNOWN,
+    _SERVING.UNKNOWN: gateway_pb2.HEALTH_STATUS_UNKNOWN,
+}
+
+
+def _health_name(health: gateway_pb2.HealthStatus.ValueType) -> str:
+    """SERVING, NOT_SERVING, UNREACHABLE, ... (for logs and error texts)."""
+    return gateway_pb2.HealthStatus.Name(health).removeprefix("HEALTH_STATUS_")
 
 
 @dataclass
@@ -53,7 +66,7 @@ class Backend:
     address: str
     channel: grpc.aio.Channel
     up: bool = False
-    health: str = "UNKNOWN"
+    health: gateway_pb2.HealthStatus.ValueType = gateway_pb2.HEALTH_STATUS_UNSPECIFIED
     version: str = ""
     rtt: float = 0.0
     error: str = "not checked yet"
@@ -119,14 +132,14 @@ class BackendPool:
             BACKEND_RTT.labels(backend.name).observe(backend.rtt)
             trailers = dict(await call.trailing_metadata() or ())
             backend.version = str(trailers.get("hearth-version", backend.version))
-            backend.health = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+            backend.health = HEALTH.get(response.status, gateway_pb2.HEALTH_STATUS_UNKNOWN)
             backend.up = response.status == health_pb2.HealthCheckResponse.SERVING
-            backend.error = "" if backend.up else f"health says {backend.health}"
+            backend.error = "" if backend.up else f"health says {_health_name(backend.health)}"
             if not backend.services:
                 backend.services = await _list_services(backend.channel, timeout)
         except grpc.aio.AioRpcError as exc:
             backend.up = False
-            backend.health = "UNREACHABLE"
+            backend.health = gateway_pb2.HEALTH_STATUS_UNREACHABLE
             backend.error = f"{exc.code().name}: {exc.details()}"
             backend.services = []
         backend.last_check = time.time()
@@ -137,7 +150,7 @@ class BackendPool:
                 extra=kv(
                     backend=backend.name,
                     address=backend.address,
-                    health=backend.health,
+                    health=_health_name(backend.health),
                     error=backend.error,
                 ),
             )

@@ -13,7 +13,7 @@ SPEC = ServiceSpec(
     config_cls=GatewayConfig,
     app=GatewayApp,
     servicer=GatewayServicer,
-    register=gateway_pb2_grpc.add_GatewayServicer_to_server,
+    register=gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
     service_name=SERVICE,
 )
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from hearth.auth.v1 import policy_pb2
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth_gateway.auth import Principal
 from hearth_gateway.proxy import token_of
@@ -15,10 +16,16 @@ from hearth_runtime.timeconv import timestamp_now
 if TYPE_CHECKING:
     from hearth_gateway.app import GatewayApp
 
-SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
+SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
+# A principal's role ("anonymous", "viewer", "operator") -> the contract's Role.
+ROLES = {
+    "anonymous": policy_pb2.ROLE_ANONYMOUS,
+    "viewer": policy_pb2.ROLE_VIEWER,
+    "operator": policy_pb2.ROLE_OPERATOR,
+}
 
 
-class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def __init__(self, app: GatewayApp) -> None:
         self.catalog = app.catalog
         self.pool = app.pool
@@ -35,7 +42,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             backends=[b.describe() for b in self.pool.backends.values()],
             version=self.version,
             time=timestamp_now(),
-            role=principal.role,
+            role=ROLES.get(principal.role, policy_pb2.ROLE_UNSPECIFIED),
         )
 
     async def GetSystemStatus(

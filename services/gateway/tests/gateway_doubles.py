@@ -61,7 +61,7 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
         host = wake_pb2.Host()
         host.CopyFrom(request.host)
         host.name = name
-        host.state = wake_pb2.ASLEEP
+        host.state = wake_pb2.HOST_STATE_ASLEEP
         self.hosts[name] = host
         return host
 
@@ -94,24 +94,26 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
         self, request: wake_pb2.WakeHostRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Wake:
         host = self._get(request.name)
-        host.state = wake_pb2.AWAKE
+        host.state = wake_pb2.HOST_STATE_AWAKE
         wake = wake_pb2.Wake(
             name=f"{host.name}/wakes/{len(self.wakes) + 1}",
             host=host.name,
-            trigger=wake_pb2.MANUAL,
-            outcome=wake_pb2.WOKE,
+            trigger=wake_pb2.WAKE_TRIGGER_MANUAL,
+            outcome=wake_pb2.WAKE_OUTCOME_WOKE,
         )
         wake.demand_time.GetCurrentTime()
         wake.reaction.FromMilliseconds(2)
         wake.resume.FromMilliseconds(1500)
         self.wakes.insert(0, wake)
-        self.events.publish(wake_pb2.HostEvent(kind=wake_pb2.HostEvent.ALIVE, host=host, wake=wake))
+        self.events.publish(
+            wake_pb2.HostEvent(kind=wake_pb2.HostEvent.KIND_ALIVE, host=host, wake=wake)
+        )
         return wake
 
     async def WaitUntilAwake(
         self, request: wake_pb2.WaitUntilAwakeRequest, context: grpc.aio.ServicerContext
     ) -> wake_pb2.Host:
-        if self._get(request.name).state == wake_pb2.AWAKE:
+        if self._get(request.name).state == wake_pb2.HOST_STATE_AWAKE:
             return self._get(request.name)
         self.waiting.set()
         try:
@@ -131,7 +133,7 @@ class FakeWake(wake_pb2_grpc.WakeServiceServicer):
     ) -> AsyncIterator[wake_pb2.HostEvent]:
         async with self.events.subscribe() as events:
             for host in list(self.hosts.values()):
-                yield wake_pb2.HostEvent(kind=wake_pb2.HostEvent.CURRENT, host=host)
+                yield wake_pb2.HostEvent(kind=wake_pb2.HostEvent.KIND_CURRENT, host=host)
             async for event in events:
                 yield event
 
@@ -151,14 +153,14 @@ class FakeAudio(audio_pb2_grpc.AudioServiceServicer):
             audio_pb2.Song(title="Blue in Green", artist="Miles Davis"),
         ]
         self.player = audio_pb2.Player(
-            state=audio_pb2.PLAYING, current_song=self.playlist[0], reachable=True
+            state=audio_pb2.PLAYER_STATE_PLAYING, current_song=self.playlist[0], reachable=True
         )
         self.actions: list[str] = []  # ControlPlayer actions, as they arrived
         self.events: Broadcaster[audio_pb2.AudioEvent] = Broadcaster()
 
     def _changed(self, zone: audio_pb2.Zone) -> audio_pb2.Zone:
         self.events.publish(
-            audio_pb2.AudioEvent(kind=audio_pb2.AudioEvent.ZONE_CHANGED, zones=[zone])
+            audio_pb2.AudioEvent(kind=audio_pb2.AudioEvent.KIND_ZONE_CHANGED, zones=[zone])
         )
         return zone
 
@@ -183,15 +185,15 @@ class FakeAudio(audio_pb2_grpc.AudioServiceServicer):
         self, request: audio_pb2.ControlPlayerRequest, context: grpc.aio.ServicerContext
     ) -> audio_pb2.Player:
         self.actions.append(audio_pb2.ControlPlayerRequest.Action.Name(request.action))
-        if request.action == request.PAUSE:
-            self.player.state = audio_pb2.PAUSED
-        elif request.action == request.PLAY:
-            self.player.state = audio_pb2.PLAYING
-        elif request.action == request.NEXT:
+        if request.action == request.ACTION_PAUSE:
+            self.player.state = audio_pb2.PLAYER_STATE_PAUSED
+        elif request.action == request.ACTION_PLAY:
+            self.player.state = audio_pb2.PLAYER_STATE_PLAYING
+        elif request.action == request.ACTION_NEXT:
             after = (list(self.playlist).index(self.player.current_song) + 1) % len(self.playlist)
             self.player.current_song.CopyFrom(self.playlist[after])
         self.events.publish(
-            audio_pb2.AudioEvent(kind=audio_pb2.AudioEvent.PLAYER_CHANGED, player=self.player)
+            audio_pb2.AudioEvent(kind=audio_pb2.AudioEvent.KIND_PLAYER_CHANGED, player=self.player)
         )
         return self.player
 
@@ -219,7 +221,7 @@ class FakeAudio(audio_pb2_grpc.AudioServiceServicer):
     ) -> AsyncIterator[audio_pb2.AudioEvent]:
         async with self.events.subscribe() as events:
             yield audio_pb2.AudioEvent(
-                kind=audio_pb2.AudioEvent.CURRENT,
+                kind=audio_pb2.AudioEvent.KIND_CURRENT,
                 zones=list(self.zones.values()),
                 streams=list(self.streams.values()),
                 player=self.player,
@@ -244,12 +246,14 @@ DASHBOARD = ci_pb2.Dashboard(
                         ci_pb2.Item(
                             change="12345,6",
                             subject="Fix the flux capacitor",
-                            status=ci_pb2.FAILING,
+                            status=ci_pb2.ITEM_STATUS_FAILING,
                             progress=0.5,
                             eta=duration_pb2.Duration(seconds=300),
                             job_string="+-~_",
                         ),
-                        ci_pb2.Item(change="12350,1", subject="Docs", status=ci_pb2.PASSING),
+                        ci_pb2.Item(
+                            change="12350,1", subject="Docs", status=ci_pb2.ITEM_STATUS_PASSING
+                        ),
                     ],
                 )
             ],
@@ -278,7 +282,9 @@ class FakeCi(ci_pb2_grpc.CiServiceServicer):
         self, request: ci_pb2.WatchDashboardRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ci_pb2.DashboardEvent]:
         async with self.events.subscribe() as events:
-            yield ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=DASHBOARD)
+            yield ci_pb2.DashboardEvent(
+                kind=ci_pb2.DashboardEvent.KIND_SNAPSHOT, dashboard=DASHBOARD
+            )
             async for event in events:  # what a test publishes
                 yield event
 

@@ -407,7 +407,7 @@ async def test_a_watch_over_tls_ends_with_its_caller(door: Door) -> None:
         response_deserializer=wake_pb2.HostEvent.FromString,
     )(wake_pb2.WatchHostEventsRequest(), metadata=[("authorization", f"Bearer {VIEWER}")])
     first = await asyncio.wait_for(stream.read(), 5)
-    assert first.kind == wake_pb2.HostEvent.CURRENT and first.host.name == "hosts/devbox"
+    assert first.kind == wake_pb2.HostEvent.KIND_CURRENT and first.host.name == "hosts/devbox"
     events = door.gw.backends.wake.events
     assert events.subscribers == 1
     stream.cancel()

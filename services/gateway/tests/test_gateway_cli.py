@@ -43,10 +43,11 @@ async def test_status_hosts_and_wake(gw: Running) -> None:
     assert result.exit_code == 0, result.output
     result = await hearth(gw, "hosts", token=VIEWER)
     assert result.exit_code == 0 and "devbox" in result.output and "ASLEEP" in result.output
+    assert "HOST_STATE_" not in result.output  # the CLI shows the word, not the enum name
     result = await hearth(gw, "wake", "devbox", "--wait", "--timeout", "5")
     assert result.exit_code == 0, result.output
     assert "hosts/devbox is awake" in result.output
-    assert gw.backends.wake.hosts["hosts/devbox"].state == 2  # AWAKE in the backend
+    assert gw.backends.wake.hosts["hosts/devbox"].state == 2  # HOST_STATE_AWAKE in the backend
     result = await hearth(gw, "hosts", "rm", "devbox")
     assert result.exit_code == 0 and gw.backends.wake.hosts == {}
 
@@ -71,13 +72,13 @@ async def test_audio_commands(gw: Running) -> None:
     result = await hearth(gw, "audio", "play")
     assert result.exit_code == 0, result.output
     assert "playing: Blue in Green — Miles Davis" in result.output
-    assert gw.backends.audio.actions == ["PAUSE", "NEXT", "PLAY"]
-    assert gw.backends.audio.player.state == audio_pb2.PLAYING
+    assert gw.backends.audio.actions == ["ACTION_PAUSE", "ACTION_NEXT", "ACTION_PLAY"]
+    assert gw.backends.audio.player.state == audio_pb2.PLAYER_STATE_PLAYING
 
 
 async def test_audio_streams_lists_every_stream(gw: Running) -> None:
     gw.backends.audio.streams["streams/tv"].source = "hdmi-capture"
-    gw.backends.audio.streams["streams/tv"].state = audio_pb2.SENDING
+    gw.backends.audio.streams["streams/tv"].state = audio_pb2.STREAM_STATE_SENDING
     result = await hearth(gw, "audio", "streams", token=VIEWER)
     assert result.exit_code == 0, result.output
     rows = {line.split()[1]: line for line in result.output.splitlines() if "239.255" in line}

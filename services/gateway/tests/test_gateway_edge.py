@@ -113,7 +113,7 @@ async def test_a_killed_edge_is_started_again_on_the_same_port(gw: Running) -> N
         if gw.gateway.edge is None or edge_pid(gw) == before:
             return False
         try:
-            await gateway_pb2_grpc.GatewayStub(gw.channel).GetSystemStatus(
+            await gateway_pb2_grpc.GatewayServiceStub(gw.channel).GetSystemStatus(
                 gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER), timeout=1
             )
         except grpc.aio.AioRpcError:
@@ -161,7 +161,7 @@ async def test_auto_without_the_binary_serves_grpc_from_python(tmp_path: Path) -
     try:
         assert runtime.app.edge is None and runtime.grpc_port > 0
         async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
-            status = await gateway_pb2_grpc.GatewayStub(channel).GetSystemStatus(
+            status = await gateway_pb2_grpc.GatewayServiceStub(channel).GetSystemStatus(
                 gateway_pb2.GetSystemStatusRequest(), timeout=5
             )
         assert len(status.backends) == 3

@@ -35,6 +35,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from grpc_status import rpc_status
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
+from hearth.auth.v1 import policy_pb2
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
@@ -73,10 +74,13 @@ async def test_every_service_is_forwarded_unary_and_streaming(gw: Running) -> No
 
     stream = wake.WatchHostEvents(wake_pb2.WatchHostEventsRequest(), metadata=auth(VIEWER))
     first = await stream.read()
-    assert first.kind == wake_pb2.HostEvent.CURRENT and first.host.name == "hosts/devbox"
+    assert first.kind == wake_pb2.HostEvent.KIND_CURRENT and first.host.name == "hosts/devbox"
     await wake.WakeHost(wake_pb2.WakeHostRequest(name="hosts/devbox"), metadata=auth(OPERATOR))
     event = await asyncio.wait_for(stream.read(), 5)
-    assert event.kind == wake_pb2.HostEvent.ALIVE and event.host.state == wake_pb2.AWAKE
+    assert (
+        event.kind == wake_pb2.HostEvent.KIND_ALIVE
+        and event.host.state == wake_pb2.HOST_STATE_AWAKE
+    )
     stream.cancel()
 
 
@@ -185,10 +189,10 @@ async def test_anonymous_read_when_the_owner_allows_it(make_gateway: MakeGateway
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await wake.DeleteHost(wake_pb2.DeleteHostRequest(name="hosts/x"))
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
-    status = await gateway_pb2_grpc.GatewayStub(gw.channel).GetSystemStatus(
+    status = await gateway_pb2_grpc.GatewayServiceStub(gw.channel).GetSystemStatus(
         gateway_pb2.GetSystemStatusRequest()
     )
-    assert status.role == "anonymous"
+    assert status.role == policy_pb2.ROLE_ANONYMOUS
 
 
 async def test_wake_requests_are_rate_limited(make_gateway: MakeGateway) -> None:
@@ -205,14 +209,14 @@ async def test_wake_requests_are_rate_limited(make_gateway: MakeGateway) -> None
 
 
 async def test_system_status_reports_each_backend(gw: Running) -> None:
-    status = await gateway_pb2_grpc.GatewayStub(gw.channel).GetSystemStatus(
+    status = await gateway_pb2_grpc.GatewayServiceStub(gw.channel).GetSystemStatus(
         gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
     )
-    assert status.role == "viewer"
+    assert status.role == policy_pb2.ROLE_VIEWER
     by_name = {b.name: b for b in status.backends}
     assert set(by_name) == {"wake", "audio", "ci"}
     for name, backend in by_name.items():
-        assert backend.up and backend.health == "SERVING", backend
+        assert backend.up and backend.health == gateway_pb2.HEALTH_STATUS_SERVING, backend
         assert backend.version == "9.9.9"
         assert backend.address == gw.backends.address(name)
         assert backend.round_trip.ToNanoseconds() > 0
@@ -237,7 +241,7 @@ async def test_reflection_lists_and_describes_every_service(gw: Running) -> None
         "hearth.wake.v1.WakeService",
         "hearth.audio.v1.AudioService",
         "hearth.ci.v1.CiService",
-        "hearth.gateway.v1.Gateway",
+        "hearth.gateway.v1.GatewayService",
         "grpc.health.v1.Health",
     } <= services
     assert "WakeHost" in methods
@@ -259,7 +263,7 @@ async def test_grpcurl_lists_describes_and_calls_through_the_gateway(gw: Running
     await create_host(gw)
     listed = set((await grpcurl(gw.grpc_address, "list")).split())
     assert set(gw.runtime.service_names) <= listed
-    assert {"hearth.wake.v1.WakeService", "hearth.gateway.v1.Gateway"} <= listed
+    assert {"hearth.wake.v1.WakeService", "hearth.gateway.v1.GatewayService"} <= listed
     described = await grpcurl(gw.grpc_address, "describe", "hearth.wake.v1.WakeService")
     assert "rpc WakeHost ( .hearth.wake.v1.WakeHostRequest )" in described
     answer = await grpcurl(
@@ -275,7 +279,7 @@ async def test_grpcurl_lists_describes_and_calls_through_the_gateway(gw: Running
 
 async def test_a_stopped_backend_fails_fast_and_recovers(gw: Running) -> None:
     health = health_pb2_grpc.HealthStub(gw.channel)
-    gateway = gateway_pb2_grpc.GatewayStub(gw.channel)
+    gateway = gateway_pb2_grpc.GatewayServiceStub(gw.channel)
     ci = ci_pb2_grpc.CiServiceStub(gw.channel)
     wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
     port = gw.backends.runtimes["ci"].grpc_port
@@ -311,7 +315,7 @@ async def test_a_stopped_backend_fails_fast_and_recovers(gw: Running) -> None:
 
 
 async def test_watch_system_status_sends_current_state_first(gw: Running) -> None:
-    stream = gateway_pb2_grpc.GatewayStub(gw.channel).WatchSystemStatus(
+    stream = gateway_pb2_grpc.GatewayServiceStub(gw.channel).WatchSystemStatus(
         gateway_pb2.WatchSystemStatusRequest(), metadata=auth(VIEWER)
     )
     first = await asyncio.wait_for(stream.read(), 5)
@@ -353,11 +357,11 @@ async def test_200_concurrent_watches_each_receive_every_event(gw: Running) -> N
         for _ in range(200)
     ]
     for stream in streams:  # the current state first
-        assert (await asyncio.wait_for(stream.read(), 20)).kind == wake_pb2.HostEvent.CURRENT
+        assert (await asyncio.wait_for(stream.read(), 20)).kind == wake_pb2.HostEvent.KIND_CURRENT
     for i in range(events):
         host = wake_pb2.Host(name="hosts/devbox", ipv4=f"198.18.0.{i}")
         gw.backends.wake.events.publish(
-            wake_pb2.HostEvent(kind=wake_pb2.HostEvent.ALIVE, host=host)
+            wake_pb2.HostEvent(kind=wake_pb2.HostEvent.KIND_ALIVE, host=host)
         )
 
     async def receive(stream: Any) -> list[str]:

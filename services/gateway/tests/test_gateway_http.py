@@ -36,13 +36,15 @@ async def test_crud_and_custom_verbs_over_http(gw: Running) -> None:
     code, body = await request(gw, "POST", "/v1/hosts?host_id=devbox", OPERATOR, json=HOST)
     assert code == 200, body
     assert body["name"] == "hosts/devbox" and body["onlyFrom"] == ["198.18.0.0/24"]
-    assert body["state"] == "ASLEEP"
+    assert body["state"] == "HOST_STATE_ASLEEP"
     code, body = await request(gw, "GET", "/v1/hosts/devbox")
     assert code == 200 and body["mac"] == "02:00:00:00:00:01"
     code, body = await request(gw, "GET", "/v1/hosts?page_size=10")
     assert code == 200 and [h["name"] for h in body["hosts"]] == ["hosts/devbox"]
     code, body = await request(gw, "POST", "/v1/hosts/devbox:wake", OPERATOR, json={})
-    assert code == 200 and body["host"] == "hosts/devbox" and body["trigger"] == "MANUAL"
+    assert (
+        code == 200 and body["host"] == "hosts/devbox" and body["trigger"] == "WAKE_TRIGGER_MANUAL"
+    )
     code, body = await request(
         gw, "POST", "/v1/zones/kitchen:subscribe", OPERATOR, json={"stream": "streams/radio"}
     )
@@ -113,10 +115,10 @@ async def test_watch_methods_are_server_sent_events(gw: Running) -> None:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
         (current,) = await asyncio.wait_for(read_events(response, 1), 5)
-        assert current["kind"] == "CURRENT" and current["host"]["name"] == "hosts/devbox"
+        assert current["kind"] == "KIND_CURRENT" and current["host"]["name"] == "hosts/devbox"
         await request(gw, "POST", "/v1/hosts/devbox:wake", OPERATOR, json={})
         (alive,) = await asyncio.wait_for(read_events(response, 1), 5)
-        assert alive["kind"] == "ALIVE" and alive["host"]["state"] == "AWAKE"
+        assert alive["kind"] == "KIND_ALIVE" and alive["host"]["state"] == "HOST_STATE_AWAKE"
     # A refused watch is a plain HTTP error, not an empty stream.
     code, body = await request(gw, "GET", "/v1/audio:watch", None)
     assert code == 401 and body["code"] == 16
@@ -199,7 +201,7 @@ async def test_a_closed_event_stream_ends_the_backend_watch(gw: Running) -> None
     async with aiohttp.ClientSession() as session:
         response = await session.get(gw.http + "/v1/audio:watch", headers=bearer(VIEWER))
         (current,) = await asyncio.wait_for(read_events(response, 1), 5)
-        assert current["kind"] == "CURRENT" and gw.backends.audio.events.subscribers == 1
+        assert current["kind"] == "KIND_CURRENT" and gw.backends.audio.events.subscribers == 1
         assert sample("hearth_gateway_active_streams", face="sse") == 1
         # The stream's heartbeat runs under the runtime's supervisor, named for the stream.
         assert heartbeats() == 1

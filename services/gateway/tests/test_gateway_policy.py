@@ -107,7 +107,7 @@ def test_the_catalog_reads_role_and_rate_from_the_option() -> None:
     assert methods[f"{wake}/WakeHost"].policy.rate == (10, 60.0)
     assert methods[f"{wake}/ListHosts"].policy.role == VIEWER
     assert methods[f"{wake}/ListHosts"].policy.rate is None
-    assert methods["/hearth.gateway.v1.Gateway/GetSystemStatus"].policy.role == VIEWER
+    assert methods["/hearth.gateway.v1.GatewayService/GetSystemStatus"].policy.role == VIEWER
 
 
 def test_rate_limits_override_only_methods_that_exist() -> None:

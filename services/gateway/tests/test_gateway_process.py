@@ -14,6 +14,7 @@ import pytest
 from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
 from gateway_fixtures import VIEWER, MakeGateway, auth, certificate, front, make_gateway  # type: ignore[import-not-found]  # noqa: F401
 
+from hearth.auth.v1 import policy_pb2
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_gateway.auth import hash_token
@@ -41,7 +42,7 @@ async def test_the_process_serves_grpc_http_and_the_page(tmp_path: Path) -> None
     try:
         assert f"http://127.0.0.1:{http_port}/" in proc.output
         async with grpc.aio.insecure_channel(proc.grpc_address) as channel:
-            status = await gateway_pb2_grpc.GatewayStub(channel).GetSystemStatus(
+            status = await gateway_pb2_grpc.GatewayServiceStub(channel).GetSystemStatus(
                 gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
             )
         assert all(b.up for b in status.backends)
@@ -87,10 +88,10 @@ async def test_tls_on_both_faces(make_gateway: MakeGateway, certificate: tuple[P
     tls_port = gw.gateway.tls_port
     creds = grpc.ssl_channel_credentials(cert.read_bytes())
     async with grpc.aio.secure_channel(f"localhost:{tls_port}", creds) as channel:
-        status = await gateway_pb2_grpc.GatewayStub(channel).GetSystemStatus(
+        status = await gateway_pb2_grpc.GatewayServiceStub(channel).GetSystemStatus(
             gateway_pb2.GetSystemStatusRequest(), metadata=auth(VIEWER)
         )
-    assert status.role == "viewer"
+    assert status.role == policy_pb2.ROLE_VIEWER
     context = ssl.create_default_context(cafile=str(cert))
     url = f"https://localhost:{gw.gateway.http_port}/v1/system/status"
     async with (

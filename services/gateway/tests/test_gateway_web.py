@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(chromium_missing() is not None, reason=str(chrom
 
 async def test_page_is_live_and_acts_for_an_operator(gw: Running) -> None:
     gw.backends.wake.hosts["hosts/devbox"] = wake_pb2.Host(
-        name="hosts/devbox", state=wake_pb2.ASLEEP
+        name="hosts/devbox", state=wake_pb2.HOST_STATE_ASLEEP
     )
     async with browser() as chromium:
         page = await chromium.new_page(viewport={"width": 1200, "height": 900})
@@ -36,9 +36,11 @@ async def test_page_is_live_and_acts_for_an_operator(gw: Running) -> None:
         # Machines: Wake, then the state arrives over SSE without a reload.
         state = page.locator("tr[data-host=devbox] [data-state]")
         await state.wait_for()
-        assert await state.get_attribute("data-state") == "ASLEEP"
+        assert await state.get_attribute("data-state") == "HOST_STATE_ASLEEP"
         await page.click("button[data-wake=devbox]")
-        await page.wait_for_selector("tr[data-host=devbox] [data-state=AWAKE]", timeout=10_000)
+        await page.wait_for_selector(
+            "tr[data-host=devbox] [data-state=HOST_STATE_AWAKE]", timeout=10_000
+        )
         # The wake arrives in the recent wakes with its reaction and resume times.
         wake = page.locator("#wakes tr[data-wake='hosts/devbox/wakes/1']")
         await wake.wait_for()
@@ -55,18 +57,18 @@ async def test_page_is_live_and_acts_for_an_operator(gw: Running) -> None:
         gw.backends.audio.zones["zones/kitchen"].stream = "streams/radio"
         gw.backends.audio.events.publish(
             audio_pb2.AudioEvent(
-                kind=audio_pb2.AudioEvent.ZONE_CHANGED,
+                kind=audio_pb2.AudioEvent.KIND_ZONE_CHANGED,
                 zones=[gw.backends.audio.zones["zones/kitchen"]],
             )
         )
         await page.wait_for_selector(
             "button.cell[data-zone=kitchen][data-stream=radio][aria-pressed=true]"
         )
-        await page.click("button[data-action=PAUSE]")
+        await page.click("button[data-action=ACTION_PAUSE]")
         await page.wait_for_selector(".player:has-text('PAUSED')")
 
         # CI: the watch's queues, coloured, with the Zuul banner.
-        await page.wait_for_selector(".item.FAILING[data-change='12345,6']")
+        await page.wait_for_selector(".item.ITEM_STATUS_FAILING[data-change='12345,6']")
         assert await page.locator("#zuul-banner").inner_text() == "Zuul is being upgraded"
         await page.screenshot(path=artifact("gateway-page-desktop.png"), full_page=True)
 
@@ -88,7 +90,7 @@ async def test_a_viewer_is_told_what_is_missing(gw: Running) -> None:
         toast = page.locator("#toast")
         await toast.wait_for(state="visible")
         assert "operator" in await toast.inner_text()
-        assert gw.backends.wake.hosts["hosts/devbox"].state != wake_pb2.AWAKE
+        assert gw.backends.wake.hosts["hosts/devbox"].state != wake_pb2.HOST_STATE_AWAKE
 
 
 async def operator_page(chromium: Any, gw: Running) -> Any:
@@ -136,7 +138,7 @@ async def test_audio_controls_change_the_backend(gw: Running) -> None:
         audio.zones["zones/kitchen"].volume = 0.35
         audio.events.publish(
             audio_pb2.AudioEvent(
-                kind=audio_pb2.AudioEvent.ZONE_CHANGED, zones=[audio.zones["zones/kitchen"]]
+                kind=audio_pb2.AudioEvent.KIND_ZONE_CHANGED, zones=[audio.zones["zones/kitchen"]]
             )
         )
         await kitchen.locator("output.volume:text-is('35%')").wait_for()
@@ -145,20 +147,23 @@ async def test_audio_controls_change_the_backend(gw: Running) -> None:
         # Now playing: pause, next, play reach the player; the page shows song and state.
         player = page.locator("#player")
         await player.locator("strong:text-is('So What')").wait_for()
-        await page.click("button[data-action=PAUSE]")
-        await player.locator("[data-player-state=PAUSED]").wait_for()
-        await page.click("button[data-action=NEXT]")
+        await page.click("button[data-action=ACTION_PAUSE]")
+        await player.locator("[data-player-state=PLAYER_STATE_PAUSED]").wait_for()
+        await page.click("button[data-action=ACTION_NEXT]")
         await player.locator("strong:text-is('Blue in Green')").wait_for()
-        await page.click("button[data-action=PLAY]")
-        await player.locator("[data-player-state=PLAYING]").wait_for()
-        assert audio.actions == ["PAUSE", "NEXT", "PLAY"]
+        await page.click("button[data-action=ACTION_PLAY]")
+        await player.locator("[data-player-state=PLAYER_STATE_PLAYING]").wait_for()
+        assert audio.actions == ["ACTION_PAUSE", "ACTION_NEXT", "ACTION_PLAY"]
         assert audio.player.current_song.title == "Blue in Green"
         await page.screenshot(path=artifact("gateway-page-audio.png"), full_page=True)
 
 
 async def test_ci_progress_eta_and_earlier_wakes_are_shown(gw: Running) -> None:
     earlier = wake_pb2.Wake(
-        name="hosts/nas/wakes/7", host="hosts/nas", trigger=wake_pb2.ARP, outcome=wake_pb2.WOKE
+        name="hosts/nas/wakes/7",
+        host="hosts/nas",
+        trigger=wake_pb2.WAKE_TRIGGER_ARP,
+        outcome=wake_pb2.WAKE_OUTCOME_WOKE,
     )
     earlier.demand_time.GetCurrentTime()
     earlier.reaction.FromMilliseconds(250)
@@ -186,7 +191,7 @@ async def test_ci_progress_eta_and_earlier_wakes_are_shown(gw: Running) -> None:
         moved.progress = 0.75
         moved.eta.FromSeconds(45)
         gw.backends.ci.events.publish(
-            ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=later)
+            ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.KIND_SNAPSHOT, dashboard=later)
         )
         await item.locator(".eta:text-is('75% · ETA 45.0 s')").wait_for(timeout=10_000)
         assert await bar.evaluate("b => b.style.width") == "75%"
@@ -200,7 +205,7 @@ async def test_upstream_text_and_links_stay_inert(gw: Running) -> None:
     """A host named like HTML and a CI item whose link is javascript: are shown as text;
     nothing runs, nothing is clickable, and the page breaks none of its own CSP."""
     gw.backends.wake.hosts[f"hosts/{HOSTILE}"] = wake_pb2.Host(
-        name=f"hosts/{HOSTILE}", state=wake_pb2.ASLEEP
+        name=f"hosts/{HOSTILE}", state=wake_pb2.HOST_STATE_ASLEEP
     )
     hostile = copy.deepcopy(DASHBOARD)
     item = hostile.pipelines[0].queues[0].items[0]
@@ -224,7 +229,7 @@ async def test_upstream_text_and_links_stay_inert(gw: Running) -> None:
         assert await cell.inner_text() == HOSTILE
         assert await page.locator("#hosts img").count() == 0
         gw.backends.ci.events.publish(
-            ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=hostile)
+            ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.KIND_SNAPSHOT, dashboard=hostile)
         )
         shown = page.locator(".item[data-change='666,1']")
         await shown.wait_for(timeout=10_000)
@@ -238,7 +243,7 @@ async def test_upstream_text_and_links_stay_inert(gw: Running) -> None:
         good = copy.deepcopy(hostile)
         good.pipelines[0].queues[0].items[0].url = "https://review.example/666"
         gw.backends.ci.events.publish(
-            ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.SNAPSHOT, dashboard=good)
+            ci_pb2.DashboardEvent(kind=ci_pb2.DashboardEvent.KIND_SNAPSHOT, dashboard=good)
         )
         link = shown.locator("a")
         await link.wait_for(timeout=10_000)

@@ -40,7 +40,7 @@ from hearth_wake.loading import Quarantined, load_declared, reason_of
 from hearth_wake.repo import Repository
 from hearth_wake.sender import Sender
 from hearth_wake.sniffer import Sniffer, bpf_expression, check_host_filter, decode_for
-from hearth_wake.views import EVENT_KINDS, host_proto, wake_proto
+from hearth_wake.views import EVENT_KINDS, VERDICTS, host_proto, wake_proto
 
 log = logging.getLogger("hearth.wake")
 
@@ -281,7 +281,7 @@ class WakeApp:
             kind=kind,
             host=host_proto(event.status.spec, event.status),
             message=event.message,
-            verdict=event.verdict,
+            verdict=VERDICTS.get(event.verdict, wake_pb2.DEMAND_VERDICT_UNSPECIFIED),
         )
         msg.time.CopyFrom(timestamp_from_epoch(event.time))
         if event.wake is not None:
@@ -353,7 +353,7 @@ class WakeApp:
             raise AlreadyExists(f"host {spec.name!r} already exists", field="host_id")
         await self._apply(spec)
         msg = self.host_view(spec)
-        self.publish(wake_pb2.HostEvent.UPDATED, msg, f"{spec.id} created")
+        self.publish(wake_pb2.HostEvent.KIND_UPDATED, msg, f"{spec.id} created")
         return msg
 
     async def update_host(self, old: HostSpec | Quarantined, spec: HostSpec) -> wake_pb2.Host:
@@ -365,7 +365,7 @@ class WakeApp:
             self.release(old.id)
         await self._apply(spec)
         msg = self.host_view(spec)
-        self.publish(wake_pb2.HostEvent.UPDATED, msg, f"{spec.id} updated")
+        self.publish(wake_pb2.HostEvent.KIND_UPDATED, msg, f"{spec.id} updated")
         return msg
 
     async def delete_host(self, found: HostSpec | Quarantined) -> None:
@@ -376,7 +376,7 @@ class WakeApp:
         else:
             self.engine.remove_host(found.id)
             await self.refresh_sniffers()
-        self.publish(wake_pb2.HostEvent.DELETED, msg, f"{found.id} deleted")
+        self.publish(wake_pb2.HostEvent.KIND_DELETED, msg, f"{found.id} deleted")
 
     async def wait_until_awake(self, spec: HostSpec, within: float, send: bool) -> wake_pb2.Host:
         """The host once it is awake (sending a wake first if ``send``); UNAVAILABLE if its
@@ -392,11 +392,11 @@ class WakeApp:
                     async for event in sub:
                         if event.host.name != spec.name:
                             continue
-                        if event.kind == wake_pb2.HostEvent.ALIVE:
+                        if event.kind == wake_pb2.HostEvent.KIND_ALIVE:
                             return self.host_view(spec)
-                        if event.kind == wake_pb2.HostEvent.WAKE_FAILED:
+                        if event.kind == wake_pb2.HostEvent.KIND_WAKE_FAILED:
                             raise Unavailable(f"{spec.id} did not wake: {event.message}")
-                        if event.kind == wake_pb2.HostEvent.DELETED:
+                        if event.kind == wake_pb2.HostEvent.KIND_DELETED:
                             raise not_found("host", spec.name)
             except TimeoutError:
                 pass
@@ -411,7 +411,7 @@ class WakeApp:
             if only and bad.name != only:
                 continue
             event = wake_pb2.HostEvent(
-                kind=wake_pb2.HostEvent.CURRENT,
+                kind=wake_pb2.HostEvent.KIND_CURRENT,
                 host=bad.to_proto(),
                 message=f"{bad.id} is quarantined: {bad.reason}",
             )
@@ -421,7 +421,7 @@ class WakeApp:
             if only and status.spec.name != only:
                 continue
             current = wake_pb2.HostEvent(
-                kind=wake_pb2.HostEvent.CURRENT,
+                kind=wake_pb2.HostEvent.KIND_CURRENT,
                 host=host_proto(status.spec, status),
                 message=f"{status.spec.id} is {status.state.name.lower()}",
             )

@@ -22,6 +22,9 @@ from hearth_wake.addr import (
 )
 from hearth_wake.sender import DEFAULT_METHODS, Method
 
+# Where a host comes from: "api" or "config" here and in the database, HostOrigin outside.
+ORIGINS = {"api": wake_pb2.HOST_ORIGIN_API, "config": wake_pb2.HOST_ORIGIN_CONFIG}
+
 DEFAULTS = {"alive_timeout": 90.0, "wake_timeout": 60.0, "retry_interval": 2.0, "cooldown": 30.0}
 DURATIONS = tuple(DEFAULTS)
 # Accepted range of each duration (seconds), as documented in wake.proto. The floors keep
@@ -126,7 +129,7 @@ class HostSpec:
             ignore_from=list(self.ignore_from),
             has_secureon_password=bool(self.password),
             effective_interface=self.effective_interface,
-            origin=self.origin,
+            origin=ORIGINS[self.origin],
         )
         for key in DURATIONS:
             getattr(msg, key).CopyFrom(duration_from_seconds(getattr(self, key)))

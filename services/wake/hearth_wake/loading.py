@@ -24,6 +24,7 @@ from hearth_wake.config import HostEntry
 from hearth_wake.hosts import (
     DURATION_RANGES,
     DURATIONS,
+    ORIGINS,
     HostSpec,
     spec_from_proto,
 )
@@ -54,9 +55,9 @@ class Quarantined:
         msg = wake_pb2.Host()
         msg.CopyFrom(self.view)
         msg.name = self.name
-        msg.state = wake_pb2.QUARANTINED
+        msg.state = wake_pb2.HOST_STATE_QUARANTINED
         msg.quarantine_reason = self.reason
-        msg.origin = self.origin
+        msg.origin = ORIGINS.get(self.origin, wake_pb2.HOST_ORIGIN_UNSPECIFIED)
         msg.has_secureon_password = bool(self.password)
         return msg
 

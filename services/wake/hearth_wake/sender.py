@@ -38,8 +38,9 @@ class Method(Enum):
 
     @classmethod
     def parse(cls, text: str) -> Method:
-        """By enum name or short label (``udp9``, ``0x0842``, ...), case-insensitive."""
-        key = text.strip().lower()
+        """By enum name (with or without the SEND_METHOD_ prefix) or short label (``udp9``,
+        ``0x0842``, ...), case-insensitive."""
+        key = text.strip().lower().removeprefix("send_method_")
         for method in cls:
             if key in (method.name.lower(), method.label):
                 return method

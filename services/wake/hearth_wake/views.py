@@ -4,24 +4,33 @@ from __future__ import annotations
 
 from hearth.wake.v1 import wake_pb2
 from hearth_runtime.timeconv import duration_from_seconds, timestamp_from_epoch
-from hearth_wake.engine import HostStatus, WakeRecord
+from hearth_wake.engine import HostStatus, Verdict, WakeRecord
 from hearth_wake.hosts import HostSpec
+from hearth_wake.sender import Method
 
 OUTCOMES = {
-    "in_progress": wake_pb2.IN_PROGRESS,
-    "woke": wake_pb2.WOKE,
-    "failed": wake_pb2.FAILED,
-    "interrupted": wake_pb2.INTERRUPTED,
-    "already_awake": wake_pb2.ALREADY_AWAKE,
+    "in_progress": wake_pb2.WAKE_OUTCOME_IN_PROGRESS,
+    "woke": wake_pb2.WAKE_OUTCOME_WOKE,
+    "failed": wake_pb2.WAKE_OUTCOME_FAILED,
+    "interrupted": wake_pb2.WAKE_OUTCOME_INTERRUPTED,
+    "already_awake": wake_pb2.WAKE_OUTCOME_ALREADY_AWAKE,
 }
-TRIGGERS = {"arp": wake_pb2.ARP, "ns": wake_pb2.NEIGHBOR_SOLICITATION, "manual": wake_pb2.MANUAL}
+TRIGGERS = {
+    "arp": wake_pb2.WAKE_TRIGGER_ARP,
+    "ns": wake_pb2.WAKE_TRIGGER_NEIGHBOR_SOLICITATION,
+    "manual": wake_pb2.WAKE_TRIGGER_MANUAL,
+}
+# Verdict "wake" -> DEMAND_VERDICT_WAKE, ... (the metric label keeps the lower-case word).
+VERDICTS = {v.value: wake_pb2.DemandVerdict.Value(f"DEMAND_VERDICT_{v.name}") for v in Verdict}
+# A stored wake keeps the labels of its methods ("udp9", "0x0842", ...).
+METHODS = {m.label: m.value for m in Method}
 EVENT_KINDS = {
-    "demand": wake_pb2.HostEvent.DEMAND,
-    "wake_sent": wake_pb2.HostEvent.WAKE_SENT,
-    "retry": wake_pb2.HostEvent.WAKE_SENT,
-    "alive": wake_pb2.HostEvent.ALIVE,
-    "asleep": wake_pb2.HostEvent.ASLEEP,
-    "wake_failed": wake_pb2.HostEvent.WAKE_FAILED,
+    "demand": wake_pb2.HostEvent.KIND_DEMAND,
+    "wake_sent": wake_pb2.HostEvent.KIND_WAKE_SENT,
+    "retry": wake_pb2.HostEvent.KIND_WAKE_SENT,
+    "alive": wake_pb2.HostEvent.KIND_ALIVE,
+    "asleep": wake_pb2.HostEvent.KIND_ASLEEP,
+    "wake_failed": wake_pb2.HostEvent.KIND_WAKE_FAILED,
 }
 
 
@@ -45,7 +54,7 @@ def wake_proto(wake: WakeRecord) -> wake_pb2.Wake:
         outcome=OUTCOMES.get(wake.outcome, wake_pb2.WAKE_OUTCOME_UNSPECIFIED),
         packets_sent=wake.packets_sent,
         extra_demands=wake.extra_demands,
-        methods=wake.methods,
+        methods=[METHODS[m] for m in wake.methods if m in METHODS],  # type: ignore[misc]
     )
     msg.demand_time.CopyFrom(timestamp_from_epoch(wake.demand_time))
     if wake.first_packet_time:

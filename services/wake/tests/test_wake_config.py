@@ -93,9 +93,12 @@ def test_a_bad_declared_host_is_quarantined_and_the_service_starts(
         hosts = {h.name: h for h in wake.stub.ListHosts(wake_pb2.ListHostsRequest()).hosts}
         assert set(hosts) == {f"hosts/{shown_as}", "hosts/good"}
         bad = hosts[f"hosts/{shown_as}"]
-        assert bad.state == wake_pb2.QUARANTINED and bad.origin == "config"
+        assert (
+            bad.state == wake_pb2.HOST_STATE_QUARANTINED
+            and bad.origin == wake_pb2.HOST_ORIGIN_CONFIG
+        )
         assert bad.quarantine_reason.startswith(named), bad.quarantine_reason
-        assert hosts["hosts/good"].state != wake_pb2.QUARANTINED
+        assert hosts["hosts/good"].state != wake_pb2.HOST_STATE_QUARANTINED
         assert not hosts["hosts/good"].quarantine_reason
         assert "host quarantined" in wake.output and named in wake.output
         # A quarantined host is never woken.

@@ -146,8 +146,10 @@ def test_bad_stored_hosts_are_quarantined_shown_and_repairable(tmp_path: Path) -
         wake.start()  # today's code exits 1 here (the filter for fe80::1%eth0 fails)
         assert wake.health() == SERVING
         hosts = {h.name: h for h in wake.stub.ListHosts(H.ListHostsRequest(), timeout=10).hosts}
-        reasons = {n: h.quarantine_reason for n, h in hosts.items() if h.state == H.QUARANTINED}
-        assert hosts["hosts/good"].state != H.QUARANTINED
+        reasons = {
+            n: h.quarantine_reason for n, h in hosts.items() if h.state == H.HOST_STATE_QUARANTINED
+        }
+        assert hosts["hosts/good"].state != H.HOST_STATE_QUARANTINED
         assert sorted(reasons) == [
             "hosts/Bad Id",
             "hosts/garbage",
@@ -168,7 +170,9 @@ def test_bad_stored_hosts_are_quarantined_shown_and_repairable(tmp_path: Path) -
         stream = wake.stub.WatchHostEvents(H.WatchHostEventsRequest(name="hosts/scoped"))
         first = next(iter(stream))
         stream.cancel()
-        assert first.kind == H.HostEvent.CURRENT and first.host.state == H.QUARANTINED
+        assert (
+            first.kind == H.HostEvent.KIND_CURRENT and first.host.state == H.HOST_STATE_QUARANTINED
+        )
         assert "quarantined" in first.message
         assert "host quarantined" in wake.output
         assert (
@@ -182,7 +186,7 @@ def test_bad_stored_hosts_are_quarantined_shown_and_repairable(tmp_path: Path) -
             ),
             timeout=10,
         )
-        assert fixed.state != H.QUARANTINED and not fixed.quarantine_reason
+        assert fixed.state != H.HOST_STATE_QUARANTINED and not fixed.quarantine_reason
         assert fixed.ipv6 == "fe80::1" and fixed.mac == "02:00:00:00:00:31"
         # A repair must pass every rule: still quarantined after a bad one.
         err = rejected(
@@ -199,8 +203,8 @@ def test_bad_stored_hosts_are_quarantined_shown_and_repairable(tmp_path: Path) -
         wake.restart()
         hosts = {h.name: h for h in wake.stub.ListHosts(H.ListHostsRequest(), timeout=10).hosts}
         assert sorted(hosts) == ["hosts/good", "hosts/methods", "hosts/scoped", "hosts/twin"]
-        assert hosts["hosts/scoped"].state != H.QUARANTINED
-        assert hosts["hosts/twin"].state == H.QUARANTINED
+        assert hosts["hosts/scoped"].state != H.HOST_STATE_QUARANTINED
+        assert hosts["hosts/twin"].state == H.HOST_STATE_QUARANTINED
         assert wake.health() == SERVING
     finally:
         wake.stop()
@@ -310,7 +314,7 @@ def test_the_number_of_hosts_is_bounded_so_the_kernel_filter_fits(tmp_path: Path
         wake.start(timeout=60)
         assert wake.health() == SERVING  # the 100 hosts' filter is attached
         hosts = wake.stub.ListHosts(H.ListHostsRequest(page_size=1000), timeout=10).hosts
-        quarantined = [h for h in hosts if h.state == H.QUARANTINED]
+        quarantined = [h for h in hosts if h.state == H.HOST_STATE_QUARANTINED]
         assert len(hosts) == 101 and [h.name for h in quarantined] == ["hosts/h101"]
         assert "more than 100 hosts" in quarantined[0].quarantine_reason
         err = rejected(

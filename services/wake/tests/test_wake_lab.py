@@ -103,19 +103,22 @@ def test_ping_wakes_the_sleeping_devbox(net: Net) -> None:
     _hub_mode(net.lab, on=True)
     try:
         net.create("devbox", fast_host(devbox, ipv6=devbox.ipv6))
-        net.wake.wait_state("devbox", H.ASLEEP)
+        net.wake.wait_state("devbox", H.HOST_STATE_ASLEEP)
         started = time.time()
         ping = client.run(["ping", "-c", "2", "-w", "20", devbox.ipv4], timeout=30)
         assert ping.returncode == 0, ping.stdout + ping.stderr
         sim.wait_line("magic packet via")
         sim.wait_line("awake")
-        host = net.wake.wait_state("devbox", H.AWAKE)
+        host = net.wake.wait_state("devbox", H.HOST_STATE_AWAKE)
         assert host.last_seen.ToNanoseconds() / 1e9 >= started
 
         wake = net.wake.wakes("devbox")[0]
-        assert wake.trigger == H.ARP and wake.outcome == H.WOKE
+        assert wake.trigger == H.WAKE_TRIGGER_ARP and wake.outcome == H.WAKE_OUTCOME_WOKE
         assert (wake.requester_mac, wake.requester_ip) == (client.mac, client.ipv4)
-        assert wake.packets_sent >= 2 and set(wake.methods) == {"udp9", "0x0842"}
+        assert wake.packets_sent >= 2 and set(wake.methods) == {
+            H.SEND_METHOD_UDP9_SUBNET_BROADCAST,
+            H.SEND_METHOD_ETHERTYPE_0842,
+        }
         # The durations are the differences of the recorded times (their size is the
         # benchmark's business); the resume includes the simulator's 1 s resume delay.
         demand, first, alive = (
@@ -146,14 +149,14 @@ def test_ping_wakes_the_sleeping_devbox(net: Net) -> None:
         mark = len(sim.lines)
         sim.sleep_again()
         sim.wait_line("asleep", after=mark)
-        net.wake.wait_state("devbox", H.ASLEEP, timeout=10)
+        net.wake.wait_state("devbox", H.HOST_STATE_ASLEEP, timeout=10)
         log.wait_for_line(r"devbox asleep \(not seen for \d+ s\)")
         log.wait_for_line(r"Pinging devbox: Alive: False \(\d+ s ago\)", timeout=3)
         # As after a long sleep: the client's neighbour entry for the devbox has expired.
         client.run(["ip", "neigh", "flush", "dev", "eth0"], check=True)
         ping = client.run(["ping", "-c", "1", "-w", "20", devbox.ipv4], timeout=30)
         assert ping.returncode == 0, ping.stdout + log.output
-        net.wake.wait_state("devbox", H.AWAKE)
+        net.wake.wait_state("devbox", H.HOST_STATE_AWAKE)
         assert len(net.wake.wakes("devbox")) == 2
     finally:
         _hub_mode(net.lab, on=False)
@@ -167,12 +170,15 @@ def test_ipv6_neighbour_solicitation_wakes_the_devbox(net: Net) -> None:
     sim.wait_line("asleep")
     try:
         net.create("devbox6", fast_host(devbox, ipv6=devbox.ipv6))
-        net.wake.wait_state("devbox6", H.ASLEEP)
+        net.wake.wait_state("devbox6", H.HOST_STATE_ASLEEP)
         ping = client.run(["ping", "-6", "-c", "1", "-w", "20", devbox.ipv6], timeout=30)
         assert ping.returncode == 0, ping.stdout + ping.stderr
-        net.wake.wait_state("devbox6", H.AWAKE)
+        net.wake.wait_state("devbox6", H.HOST_STATE_AWAKE)
         wake = net.wake.wakes("devbox6")[0]
-        assert wake.trigger == H.NEIGHBOR_SOLICITATION and wake.outcome == H.WOKE
+        assert (
+            wake.trigger == H.WAKE_TRIGGER_NEIGHBOR_SOLICITATION
+            and wake.outcome == H.WAKE_OUTCOME_WOKE
+        )
         assert wake.requester_ip == client.ipv6
         net.wake.proc.wait_for_line(rf"NS {client.mac} -> who-has {devbox.ipv6}: demand")
     finally:
@@ -198,8 +204,8 @@ def test_frames_that_are_not_demands_send_nothing(net: Net) -> None:
     net.create("phantom", phantom)
     net.create("awakebox", fast_host(other))  # `other` is up and answers probes
     try:
-        net.wake.wait_state("phantom", H.ASLEEP)
-        net.wake.wait_state("awakebox", H.AWAKE)
+        net.wake.wait_state("phantom", H.HOST_STATE_ASLEEP)
+        net.wake.wait_state("awakebox", H.HOST_STATE_AWAKE)
         cases = {
             "probe": (client, who_has(client, PHANTOM_IP, psrc="0.0.0.0")),
             "gratuitous": (client, who_has(client, PHANTOM_IP, psrc=PHANTOM_IP)),
@@ -225,7 +231,7 @@ def test_frames_that_are_not_demands_send_nothing(net: Net) -> None:
         assert net.metric("hearth_wake_demands_total", host="phantom", verdict="wake") == 0
         # The gratuitous ARP claimed the phantom's address from the client's MAC: that is no
         # sign of life, the phantom is still asleep.
-        assert net.wake.state("phantom") == H.ASLEEP
+        assert net.wake.state("phantom") == H.HOST_STATE_ASLEEP
 
         # A frame from the host's own MAC is no wake, but proves it alive (passive liveness).
         send_frames(
@@ -240,13 +246,13 @@ def test_frames_that_are_not_demands_send_nothing(net: Net) -> None:
             lambda: net.metric("hearth_wake_demands_total", host="phantom", verdict="from_host"),
             timeout=5,
         )
-        assert net.wake.state("phantom") == H.AWAKE
-        net.wake.wait_state("phantom", H.ASLEEP, timeout=8)
+        assert net.wake.state("phantom") == H.HOST_STATE_AWAKE
+        net.wake.wait_state("phantom", H.HOST_STATE_ASLEEP, timeout=8)
 
         # A genuine demand, then 50 more within 2 s: only the retry schedule's packets.
         with capture(net.lab) as frames:
             send_frames(client, [who_has(client, PHANTOM_IP)])
-            net.wake.wait_state("phantom", H.WAKING)
+            net.wake.wait_state("phantom", H.HOST_STATE_WAKING)
             send_frames(client, [who_has(client, PHANTOM_IP)] * 50, gap=0.04)
         raw = [c.time for c in magic_frames(frames, PHANTOM_MAC) if c.frame[12:14] == b"\x08\x42"]
         assert raw, "no magic packet at all"
@@ -279,7 +285,7 @@ def test_a_sleep_proxy_answering_for_the_host_neither_wakes_it_nor_stops_a_wake(
     ]
     _hub_mode(net.lab, on=True)  # so that the watcher sees the proxy's unicast answers too
     try:
-        net.wake.wait_state("proxied", H.ASLEEP)
+        net.wake.wait_state("proxied", H.HOST_STATE_ASLEEP)
         before = net.metric("hearth_wake_frames_total", interface="eth0")
         send_frames(proxy, claims)
         wait_for(
@@ -288,17 +294,17 @@ def test_a_sleep_proxy_answering_for_the_host_neither_wakes_it_nor_stops_a_wake(
             timeout=5,
         )
         host = net.wake.stub.GetHost(H.GetHostRequest(name="hosts/proxied"))
-        assert host.state == H.ASLEEP and not host.HasField("last_seen")
+        assert host.state == H.HOST_STATE_ASLEEP and not host.HasField("last_seen")
 
         # During a wake the proxy keeps answering: the wake goes on retrying until it fails.
         bpf = f"ether proto 0x0842 or (ether src {proxy.mac} and (arp or icmp))"
         with capture(net.lab, bpf) as frames:
             send_frames(client, [who_has(client, PROXIED_IP)])
-            net.wake.wait_state("proxied", H.WAKING)
+            net.wake.wait_state("proxied", H.HOST_STATE_WAKING)
             send_frames(proxy, claims * 4, gap=0.1)
-            net.wake.wait_state("proxied", H.WAKE_FAILED, timeout=10)
+            net.wake.wait_state("proxied", H.HOST_STATE_WAKE_FAILED, timeout=10)
         wake = net.wake.wakes("proxied")[0]
-        assert wake.outcome == H.FAILED and not wake.HasField("alive_time")
+        assert wake.outcome == H.WAKE_OUTCOME_FAILED and not wake.HasField("alive_time")
         last_claim = max(
             c.time for c in frames if c.frame[6:12] == bytes.fromhex(proxy.mac.replace(":", ""))
         )
@@ -314,11 +320,11 @@ def test_a_host_that_never_wakes_fails_then_retries_after_cooldown(net: Net) -> 
     client = net.client
     net.create("ghost", fast_host(mac="02:00:00:00:99:02", ipv4="198.18.0.98", wake_timeout=1.5))
     try:
-        net.wake.wait_state("ghost", H.ASLEEP)
+        net.wake.wait_state("ghost", H.HOST_STATE_ASLEEP)
         send_frames(client, [who_has(client, "198.18.0.98")])
-        net.wake.wait_state("ghost", H.WAKING, timeout=2)
-        net.wake.wait_state("ghost", H.WAKE_FAILED, timeout=5)
-        assert net.wake.wakes("ghost")[0].outcome == H.FAILED
+        net.wake.wait_state("ghost", H.HOST_STATE_WAKING, timeout=2)
+        net.wake.wait_state("ghost", H.HOST_STATE_WAKE_FAILED, timeout=5)
+        assert net.wake.wakes("ghost")[0].outcome == H.WAKE_OUTCOME_FAILED
         assert net.metric("hearth_wake_failures_total", host="ghost") == 1
         net.wake.proc.wait_for_line(r"ghost: wake failed, not seen alive within 1.5 s")
         send_frames(client, [who_has(client, "198.18.0.98")])  # inside the 1 s cooldown
@@ -327,7 +333,7 @@ def test_a_host_that_never_wakes_fails_then_retries_after_cooldown(net: Net) -> 
             lambda: net.metric("hearth_wake_demands_total", host="ghost", verdict="cooldown"),
             timeout=5,
         )
-        assert net.wake.state("ghost") == H.WAKE_FAILED
+        assert net.wake.state("ghost") == H.HOST_STATE_WAKE_FAILED
         assert len(net.wake.wakes("ghost")) == 1
 
         def demand_wakes() -> bool:  # asks again and again, as a client would
@@ -335,7 +341,7 @@ def test_a_host_that_never_wakes_fails_then_retries_after_cooldown(net: Net) -> 
             return len(net.wake.wakes("ghost")) == 2
 
         wait_for("a demand after the cooldown to wake again", demand_wakes, timeout=10)
-        assert net.wake.wakes("ghost")[0].trigger == H.ARP
+        assert net.wake.wakes("ghost")[0].trigger == H.WAKE_TRIGGER_ARP
     finally:
         net.delete("ghost")
 
@@ -344,7 +350,7 @@ def test_fuzzed_and_broken_frames_never_stop_the_sniffer(net: Net) -> None:
     client = net.client
     net.create("fuzzy", fast_host(mac="02:00:00:00:99:03", ipv4="198.18.0.97", ipv6="fd00:18::97"))
     try:
-        net.wake.wait_state("fuzzy", H.ASLEEP)
+        net.wake.wait_state("fuzzy", H.HOST_STATE_ASLEEP)
         good = bytes(who_has(client, "198.18.0.97"))
         # Nonsense "from the host" (padded to Ethernet's 60 bytes) passes the kernel filter
         # (ether src) and must be decoded; truncated frames the kernel filter itself drops
@@ -457,9 +463,9 @@ def test_restart_mid_wake_keeps_hosts_and_sends_no_burst(net: Net, tmp_path: Pat
     client = net.client
     net.create("sleeper", fast_host(mac="02:00:00:00:99:04", ipv4="198.18.0.96", wake_timeout=30))
     try:
-        net.wake.wait_state("sleeper", H.ASLEEP)
+        net.wake.wait_state("sleeper", H.HOST_STATE_ASLEEP)
         send_frames(client, [who_has(client, "198.18.0.96")])
-        net.wake.wait_state("sleeper", H.WAKING, timeout=2)
+        net.wake.wait_state("sleeper", H.HOST_STATE_WAKING, timeout=2)
         net.wake.stop()
         config = tmp_path / "wake.yaml"
         config.write_text(
@@ -470,14 +476,14 @@ def test_restart_mid_wake_keeps_hosts_and_sends_no_burst(net: Net, tmp_path: Pat
             net.wake = WakeService(net.hub, net.state_dir, args=["--config", str(config)])
             net.wake.start()
             host = net.wake.stub.GetHost(H.GetHostRequest(name="hosts/sleeper"))
-            assert host.state in (H.UNKNOWN, H.ASLEEP)
-            net.wake.wait_state("sleeper", H.ASLEEP, timeout=5)
+            assert host.state in (H.HOST_STATE_UNKNOWN, H.HOST_STATE_ASLEEP)
+            net.wake.wait_state("sleeper", H.HOST_STATE_ASLEEP, timeout=5)
         assert magic_frames(frames, "02:00:00:00:99:04") == []
         wakes = net.wake.wakes("sleeper")
-        assert wakes[0].outcome == H.INTERRUPTED
+        assert wakes[0].outcome == H.WAKE_OUTCOME_INTERRUPTED
         declared = net.wake.stub.GetHost(H.GetHostRequest(name="hosts/declared"))
-        assert declared.origin == "config" and list(declared.send_methods) == [
-            H.UDP9_SUBNET_BROADCAST
+        assert declared.origin == H.HOST_ORIGIN_CONFIG and list(declared.send_methods) == [
+            H.SEND_METHOD_UDP9_SUBNET_BROADCAST
         ]
         net.wake.proc.wait_for_line("wakes interrupted by a restart")
         assert re.search(r"Watching sleeper", net.wake.proc.output)
@@ -495,11 +501,11 @@ def test_manual_wake_wait_and_watch_with_secureon(net: Net) -> None:
     try:
         # Wrong password first: the devbox ignores the packets and stays asleep.
         net.create("secure", fast_host(devbox, secureon_password="01:02:03:04", wake_timeout=1))
-        net.wake.wait_state("secure", H.ASLEEP)
+        net.wake.wait_state("secure", H.HOST_STATE_ASLEEP)
         wake = stub.WakeHost(H.WakeHostRequest(name="hosts/secure"))
-        assert wake.trigger == H.MANUAL and wake.outcome == H.IN_PROGRESS
+        assert wake.trigger == H.WAKE_TRIGGER_MANUAL and wake.outcome == H.WAKE_OUTCOME_IN_PROGRESS
         sim.wait_line("wrong SecureOn password")
-        net.wake.wait_state("secure", H.WAKE_FAILED, timeout=5)
+        net.wake.wait_state("secure", H.HOST_STATE_WAKE_FAILED, timeout=5)
         # A script waiting for it (defaults: wake it, wait past the wake timeout) learns
         # that the wake failed: UNAVAILABLE, not a deadline of its own.
         mark = len(sim.lines)
@@ -508,7 +514,7 @@ def test_manual_wake_wait_and_watch_with_secureon(net: Net) -> None:
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value.details()
         assert "secure did not wake" in (info.value.details() or "")
         sim.wait_line("wrong SecureOn password", after=mark)
-        assert net.wake.state("secure") == H.WAKE_FAILED
+        assert net.wake.state("secure") == H.HOST_STATE_WAKE_FAILED
 
         updated = stub.UpdateHost(
             H.UpdateHostRequest(
@@ -523,17 +529,20 @@ def test_manual_wake_wait_and_watch_with_secureon(net: Net) -> None:
             )
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         host = stub.WaitUntilAwake(H.WaitUntilAwakeRequest(name="hosts/secure"), timeout=15)
-        assert host.state == H.AWAKE
+        assert host.state == H.HOST_STATE_AWAKE
         sim.wait_line("magic packet via")
 
         wakes = stub.ListWakes(H.ListWakesRequest(parent="hosts/-", page_size=1))
         assert len(wakes.wakes) == 1 and wakes.next_page_token
-        assert wakes.wakes[0].outcome == H.WOKE and wakes.wakes[0].trigger == H.MANUAL
+        assert (
+            wakes.wakes[0].outcome == H.WAKE_OUTCOME_WOKE
+            and wakes.wakes[0].trigger == H.WAKE_TRIGGER_MANUAL
+        )
         assert not wakes.wakes[0].HasField("followed_up")  # nobody to follow up a manual wake
         rest = stub.ListWakes(
             H.ListWakesRequest(parent="hosts/-", page_token=wakes.next_page_token)
         )
-        assert [w.outcome for w in rest.wakes] == [H.FAILED, H.FAILED]
+        assert [w.outcome for w in rest.wakes] == [H.WAKE_OUTCOME_FAILED, H.WAKE_OUTCOME_FAILED]
 
         # The watch stream: the current state first, then what happened, in order.
         kinds = []
@@ -541,13 +550,13 @@ def test_manual_wake_wait_and_watch_with_secureon(net: Net) -> None:
             if event.host.name != "hosts/secure":
                 continue
             kinds.append(H.HostEvent.Kind.Name(event.kind))
-            if event.kind == H.HostEvent.ALIVE:
+            if event.kind == H.HostEvent.KIND_ALIVE:
                 break
-        assert kinds[0] in ("UPDATED", "CURRENT")  # created as the watch began
-        assert "WAKE_SENT" in kinds and "WAKE_FAILED" in kinds
-        assert kinds.index("WAKE_FAILED") < kinds.index("ALIVE")
+        assert kinds[0] in ("KIND_UPDATED", "KIND_CURRENT")  # created as the watch began
+        assert "KIND_WAKE_SENT" in kinds and "KIND_WAKE_FAILED" in kinds
+        assert kinds.index("KIND_WAKE_FAILED") < kinds.index("KIND_ALIVE")
         first = next(iter(stub.WatchHostEvents(H.WatchHostEventsRequest(name="hosts/secure"))))
-        assert first.kind == H.HostEvent.CURRENT and first.host.state == H.AWAKE
+        assert first.kind == H.HostEvent.KIND_CURRENT and first.host.state == H.HOST_STATE_AWAKE
     finally:
         events.cancel()
         sim.stop()
@@ -560,10 +569,10 @@ def test_a_wake_nobody_follows_up_is_counted_as_unconfirmed(net: Net) -> None:
     sim.wait_line("asleep")
     try:
         net.create("scanned", fast_host(devbox))
-        net.wake.wait_state("scanned", H.ASLEEP)
+        net.wake.wait_state("scanned", H.HOST_STATE_ASLEEP)
         # One who-has, as from a router's ARP scan; nothing follows it.
         send_frames(stranger, [who_has(stranger, devbox.ipv4)])
-        net.wake.wait_state("scanned", H.AWAKE, timeout=5)
+        net.wake.wait_state("scanned", H.HOST_STATE_AWAKE, timeout=5)
         wait_for(
             "the follow-up window",
             lambda: net.wake.wakes("scanned")[0].HasField("followed_up"),
@@ -647,18 +656,18 @@ def test_every_send_method_reaches_the_machine(net: Net) -> None:
     sim = SleepSim(other, "--start", "awake")
     sim.wait_line("awake")
     methods = [
-        H.ETHERTYPE_0842,
-        H.UDP9_SUBNET_BROADCAST,
-        H.UDP7_SUBNET_BROADCAST,
-        H.UDP9_LIMITED_BROADCAST,
-        H.UDP9_UNICAST,
+        H.SEND_METHOD_ETHERTYPE_0842,
+        H.SEND_METHOD_UDP9_SUBNET_BROADCAST,
+        H.SEND_METHOD_UDP7_SUBNET_BROADCAST,
+        H.SEND_METHOD_UDP9_LIMITED_BROADCAST,
+        H.SEND_METHOD_UDP9_UNICAST,
     ]
     try:
         net.create("allways", fast_host(other, send_methods=methods))
-        net.wake.wait_state("allways", H.AWAKE)
+        net.wake.wait_state("allways", H.HOST_STATE_AWAKE)
         wake = net.wake.stub.WakeHost(H.WakeHostRequest(name="hosts/allways"))
-        assert wake.outcome == H.ALREADY_AWAKE and wake.packets_sent == 5
-        assert list(wake.methods) == ["0x0842", "udp9", "udp7", "udp9-limited", "udp9-unicast"]
+        assert wake.outcome == H.WAKE_OUTCOME_ALREADY_AWAKE and wake.packets_sent == 5
+        assert list(wake.methods) == methods  # in the order asked for
 
         def received() -> list[str]:
             return [line.split()[3] for line in sim.lines if line.startswith("magic packet")]
@@ -696,7 +705,7 @@ def test_the_kernel_filter_leaves_unrelated_traffic_out(net: Net) -> None:
 
     _hub_mode(net.lab, on=True)
     try:
-        net.wake.wait_state("filtered", H.ASLEEP)
+        net.wake.wait_state("filtered", H.HOST_STATE_ASLEEP)
         frames_before, received_before = (
             net.metric("hearth_wake_frames_total", interface="eth0"),
             received(),
@@ -725,12 +734,14 @@ def test_arp_probes_find_a_host_that_drops_icmp(net: Net) -> None:
         bpf = f"(ether src {mute.mac} and (arp or icmp)) or (ether src {hub.mac} and icmp)"
         with capture(net.lab, bpf) as frames:
             net.create("mute", fast_host(mute))  # alive timeout 3 s, probed every second
-            first = net.wake.wait_state("mute", H.AWAKE)
+            first = net.wake.wait_state("mute", H.HOST_STATE_AWAKE)
             since = first.state_since.ToNanoseconds()
 
             def seen_long_after() -> bool:
                 host = net.wake.stub.GetHost(H.GetHostRequest(name="hosts/mute"))
-                assert host.state == H.AWAKE and host.state_since.ToNanoseconds() == since
+                assert (
+                    host.state == H.HOST_STATE_AWAKE and host.state_since.ToNanoseconds() == since
+                )
                 return host.last_seen.ToNanoseconds() > since + 4e9  # past the alive timeout
 
             wait_for("the mute host seen again and again", seen_long_after, timeout=15)

@@ -243,7 +243,7 @@ def test_generated_create_and_update_requests(tmp_path: Path) -> None:
                 seen["rejected"] += 1
                 return
             assert code == grpc.StatusCode.OK, (created, code, details)
-            assert host.state != H.QUARANTINED
+            assert host.state != H.HOST_STATE_QUARANTINED
             stored[host_id] = _settings(host)
             seen["created"] += 1
             # An update of some fields of it.
@@ -278,7 +278,7 @@ def test_generated_create_and_update_requests(tmp_path: Path) -> None:
         assert sorted(hosts) == sorted(f"hosts/{k}" for k in stored)
         for host_id, expected in stored.items():
             host = hosts[f"hosts/{host_id}"]
-            assert host.state != H.QUARANTINED, host.quarantine_reason
+            assert host.state != H.HOST_STATE_QUARANTINED, host.quarantine_reason
             assert _settings(host) == expected
         assert "crashed" not in wake.output and "internal error" not in wake.output
     finally:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -185,3 +187,82 @@ def test_engine_settings_are_bounded(setting: str, value: float) -> None:
     with pytest.raises(ValidationError) as info:
         WakeConfig(**{setting: value})  # type: ignore[arg-type]
     assert setting in str(info.value)
+
+
+def test_state_stored_by_the_version_before_the_enum_prefixes_loads(tmp_path: Path) -> None:
+    """The database keeps the engine's own words ("arp", "woke", "udp9", "config") and the
+    send methods' numbers, never proto enum names: rows written before the enum values got
+    their prefixes (and before origin, verdict and wake methods were enums) load, and come
+    out with the new enum values."""
+    from hearth.wake.v1 import wake_pb2
+    from hearth_wake.loading import Quarantined
+    from hearth_wake.repo import Repository
+    from hearth_wake.views import wake_proto
+
+    repo = Repository(tmp_path / "wake.sqlite")
+    host = {
+        "mac": "02:00:00:00:00:01", "ipv4": "198.18.0.9", "ipv6": "", "interface": "",
+        "methods": [2, 1], "password": "", "only_from": [], "ignore_from": [],
+        "alive_timeout": 90.0, "wake_timeout": 60.0, "retry_interval": 2.0, "cooldown": 30.0,
+        "origin": "config",
+    }  # fmt: skip
+    wake = {
+        "id": 7, "host": "nas", "trigger": "arp", "requester_mac": "02:00:00:00:00:02",
+        "requester_ip": "198.18.0.2", "demand_time": 1.8e9, "first_packet_time": 1.8e9 + 0.01,
+        "alive_time": 1.8e9 + 5, "outcome": "woke", "packets_sent": 4, "extra_demands": 1,
+        "followed_up": True, "methods": ["udp9", "0x0842"],
+    }  # fmt: skip
+    broken = {**host, "mac": "not a mac"}
+    rows = [("nas", json.dumps(host)), ("bad", json.dumps(broken))]
+    for host_id, data in rows:
+        repo.store.execute(
+            "INSERT INTO hosts (id, data, create_time, update_time) VALUES (?, ?, 1, 2)",
+            (host_id, data),
+        )
+    repo.store.execute(
+        "INSERT INTO wakes (id, host, data) VALUES (7, 'nas', ?)", (json.dumps(wake),)
+    )
+    try:
+        loaded = {h.id: h for h in repo.hosts()}
+        good, bad = loaded["nas"], loaded["bad"]
+        assert isinstance(good, HostSpec) and isinstance(bad, Quarantined)
+        msg = good.to_proto()
+        assert msg.origin == wake_pb2.HOST_ORIGIN_CONFIG
+        assert list(msg.send_methods) == [
+            wake_pb2.SEND_METHOD_UDP9_SUBNET_BROADCAST,
+            wake_pb2.SEND_METHOD_ETHERTYPE_0842,
+        ]
+        quarantined = bad.to_proto()
+        assert quarantined.state == wake_pb2.HOST_STATE_QUARANTINED
+        assert quarantined.origin == wake_pb2.HOST_ORIGIN_CONFIG
+        [record] = repo.wakes("nas")
+        out = wake_proto(record)
+        assert out.trigger == wake_pb2.WAKE_TRIGGER_ARP
+        assert out.outcome == wake_pb2.WAKE_OUTCOME_WOKE
+        assert list(out.methods) == [
+            wake_pb2.SEND_METHOD_UDP9_SUBNET_BROADCAST,
+            wake_pb2.SEND_METHOD_ETHERTYPE_0842,
+        ]
+        assert out.packets_sent == 4 and out.followed_up
+    finally:
+        repo.close()
+
+
+def test_send_methods_parse_with_the_enum_prefix() -> None:
+    assert Method.parse("SEND_METHOD_UDP9_UNICAST") is Method.UDP9_UNICAST
+    assert Method.parse("send_method_ethertype_0842") is Method.ETHERTYPE_0842
+
+
+def test_every_verdict_and_method_has_its_enum_value() -> None:
+    """The engine's verdict words (the demands metric's label) and send method labels map
+    one to one onto DemandVerdict and SendMethod."""
+    from hearth.wake.v1 import wake_pb2
+    from hearth_wake.engine import Verdict
+    from hearth_wake.views import METHODS, VERDICTS
+
+    named = {wake_pb2.DemandVerdict.Name(VERDICTS[v.value]) for v in Verdict}
+    assert named == {d.name for d in wake_pb2.DemandVerdict.DESCRIPTOR.values if d.number}
+    assert VERDICTS["in_progress"] == wake_pb2.DEMAND_VERDICT_IN_PROGRESS
+    assert sorted(METHODS.values()) == [
+        v for v in wake_pb2.SendMethod.values() if v != wake_pb2.SEND_METHOD_UNSPECIFIED
+    ]

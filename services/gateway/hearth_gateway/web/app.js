@@ -50,6 +50,12 @@ function safeUrl(value) {
   }
 }
 
+// Enum values arrive by their contract names ("HOST_STATE_AWAKE", "ROLE_OPERATOR"); the
+// page shows the word after the prefix and keeps the full name in data-* and classes.
+function word(value, prefix) {
+  return typeof value === "string" && value.startsWith(prefix) ? value.slice(prefix.length) : value;
+}
+
 function seconds(duration) {
   // proto3 JSON Duration: "1.500s"
   return duration ? parseFloat(duration) : null;
@@ -126,9 +132,9 @@ function renderBackends(status) {
   const box = document.getElementById("backends");
   box.replaceChildren(...status.backends.map((b) => el("span", {
     class: `badge ${b.up ? "up" : "down"}`, "data-backend": b.name,
-    title: `${b.address} ${b.health} ${b.version || ""} ${b.error || ""}`,
+    title: `${b.address} ${word(b.health, "HEALTH_STATUS_")} ${b.version || ""} ${b.error || ""}`,
   }, `${b.name} ${b.up ? span(seconds(b.roundTrip)) : "down"}`)));
-  document.getElementById("role").textContent = status.role;
+  document.getElementById("role").textContent = word(status.role, "ROLE_").toLowerCase();
   document.body.dataset.role = status.role;
 }
 
@@ -137,7 +143,7 @@ function renderBackends(status) {
 function onHostEvent(event) {
   const host = event.host;
   if (host && host.name) {
-    if (event.kind === "DELETED") state.hosts.delete(host.name);
+    if (event.kind === "KIND_DELETED") state.hosts.delete(host.name);
     else state.hosts.set(host.name, host);
   }
   if (event.wake && event.wake.name) state.wakes.set(event.wake.name, event.wake);
@@ -151,7 +157,8 @@ function renderHosts() {
     const id = h.name.split("/").pop();
     return el("tr", { "data-host": id },
       el("td", {}, id),
-      el("td", {}, el("span", { class: `state ${h.state}`, "data-state": h.state }, h.state)),
+      el("td", {}, el("span", { class: `state ${h.state}`, "data-state": h.state },
+        word(h.state, "HOST_STATE_"))),
       el("td", { class: "muted" }, ago(h.lastSeen)),
       el("td", {}, el("button", {
         class: "primary", "data-wake": id,
@@ -176,8 +183,8 @@ function renderWakes() {
   document.getElementById("wakes").replaceChildren(...wakes.map((w) => el("tr", { "data-wake": w.name },
     el("td", {}, (w.host || "").split("/").pop()),
     el("td", { class: "muted" }, ago(w.demandTime)),
-    el("td", {}, w.trigger),
-    el("td", {}, w.outcome),
+    el("td", {}, word(w.trigger, "WAKE_TRIGGER_")),
+    el("td", {}, word(w.outcome, "WAKE_OUTCOME_")),
     el("td", { class: "reaction" }, span(seconds(w.reaction))),
     el("td", { class: "resume" }, span(seconds(w.resume))))));
 }
@@ -193,10 +200,10 @@ async function loadWakes() {
 // ---------------------------------------------------------------- audio
 
 function onAudioEvent(event) {
-  if (event.kind === "CURRENT") {
+  if (event.kind === "KIND_CURRENT") {
     state.streams.clear(); state.zones.clear();
   }
-  const del = event.kind === "STREAM_DELETED" || event.kind === "ZONE_DELETED";
+  const del = event.kind === "KIND_STREAM_DELETED" || event.kind === "KIND_ZONE_DELETED";
   for (const s of event.streams || []) del ? state.streams.delete(s.name) : state.streams.set(s.name, s);
   for (const z of event.zones || []) del ? state.zones.delete(z.name) : state.zones.set(z.name, z);
   for (const h of event.health || []) state.health.set(h.name, h);
@@ -249,10 +256,11 @@ function renderAudio() {
   document.getElementById("player").replaceChildren(
     el("span", { class: "song" }, el("strong", {}, song.title || song.file || "nothing"),
       song.artist ? ` — ${song.artist}` : "",
-      el("span", { class: "muted", "data-player-state": p.state || "" }, ` (${p.state || "?"})`)),
-    ...["PLAY", "PAUSE", "NEXT"].map((action) => el("button", {
+      el("span", { class: "muted", "data-player-state": p.state || "" },
+        ` (${word(p.state, "PLAYER_STATE_") || "?"})`)),
+    ...["ACTION_PLAY", "ACTION_PAUSE", "ACTION_NEXT"].map((action) => el("button", {
       "data-action": action, onclick: () => control(action),
-    }, action[0] + action.slice(1).toLowerCase())));
+    }, action[7] + action.slice(8).toLowerCase())));
 
   document.getElementById("health").replaceChildren(...[...state.health.values()].map((h) => {
     const loss = h.lossRatio || 0;
@@ -294,7 +302,7 @@ let ciWatch = null;
 
 function onDashboardEvent(event) {
   if (event.dashboard && event.dashboard.pipelines) state.dashboard = event.dashboard;
-  if (event.kind !== "SNAPSHOT" && event.message) {
+  if (event.kind !== "KIND_SNAPSHOT" && event.message) {
     const ticker = document.getElementById("ci-events");
     ticker.prepend(el("div", {}, `${new Date().toLocaleTimeString()} ${event.message}`));
     while (ticker.childElementCount > 5) ticker.lastChild.remove();
@@ -315,7 +323,7 @@ function renderDashboard() {
     }, `${name}: ${length}`)),
     ...(d.sources || []).filter((s) => !s.ok || s.stale).map((s) => el("span", {
       class: "badge bad",
-    }, `${s.source}: ${s.error || "stale"}`)));
+    }, `${word(s.source, "UPSTREAM_").toLowerCase()}: ${s.error || "stale"}`)));
   const pipelines = (d.pipelines || []).filter((p) => (p.queues || []).some((q) => (q.items || []).length));
   document.getElementById("pipelines").replaceChildren(
     ...(pipelines.length ? [] : [el("p", { class: "muted" }, `nothing matching ${d.filterDescription || ""}`)]),
@@ -337,7 +345,7 @@ function renderItem(item) {
         : el("span", { class: "change" }, item.change),
       " ",
       item.subject || item.project,
-      item.status === "BEHIND_FAILURE" ? el("span", { class: "muted" }, ` behind ${item.behindChange}`) : null),
+      item.status === "ITEM_STATUS_BEHIND_FAILURE" ? el("span", { class: "muted" }, ` behind ${item.behindChange}`) : null),
     el("div", { class: "eta" }, `${pct}%`, eta ? ` · ETA ${span(eta)}` : ""),
     el("div", { class: "progress" }, el("div", { style: `width:${pct}%` })),
     item.jobString ? el("div", { class: "jobs" }, item.jobString) : null);
