@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: run every bench/bench_*.py, then write bench/results/index.html.
+"""`make bench`: run every bench/bench_*.py, then write bench/results/index.html and summary.md.
 
 Each benchmark writes bench/results/<name>.json (see hearth_testing.bench) and prints its
 figures next to their targets. ``bench/run_all.py NAME...`` runs only those.
@@ -30,6 +30,7 @@ def run(selected: list[str]) -> int:
         print(f"### {name}: exit {code} after {time.monotonic() - start:.0f} s", flush=True)
         failures += code != 0
     write_summary()
+    write_markdown()
     return 1 if failures else 0
 
 
@@ -85,6 +86,40 @@ def write_summary() -> Path:
     RESULTS.mkdir(exist_ok=True)
     out.write_text("\n".join(parts))
     print(f"\nsummary: {out}")
+    return out
+
+
+def write_markdown(results: Path = RESULTS) -> Path:
+    """One table of every figure in ``results/*.json``: what the documents point to."""
+    lines = [
+        "# hearth benchmarks",
+        "",
+        "Written by `make bench` (bench/run_all.py) from bench/results/*.json.",
+        "",
+        "| benchmark | figure | value | target | verdict | measured |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path in sorted(results.glob("*.json")):
+        data = json.loads(path.read_text())
+        if "figures" not in data:  # fuzz.json (hearth_testing.figures) has its own shape
+            continue
+        when = f"{data['time']}, {data['machine']['cpus']} CPUs"
+        for f in data["figures"]:
+            verdict = {None: "", True: "meets", False: "misses"}[f["ok"]]
+            target = f"{f['target']} {f['unit']}" if f["target"] else ""
+            cells = [
+                data["name"],
+                f["name"],
+                f"{f['value']:.4g} {f['unit']}",
+                target,
+                verdict,
+                when,
+            ]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    out = results / "summary.md"
+    results.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"summary: {out}")
     return out
 
 

@@ -391,7 +391,7 @@ class AudioApp:
         the offset and measure again, at most ``max_rounds`` times.
 
         Changing the latency reloads zone_b's module-rtp-recv; a fresh receiver starts at
-        its setting (within ~2 ms on a steady zone, README "Sync"), which is what makes
+        its setting (within ~2 ms on a steady zone, docs/audio.md "Sync"), which is what makes
         this converge; the receiver's own slow rate control could not.
         """
         out = audio_pb2.SyncCalibration()

@@ -68,7 +68,7 @@ class PulseDaemon:
     ``realtime``: run its I/O threads with SCHED_RR, as PulseAudio does on a zone box
     (rtkit). On a busy machine a late wake-up when a receiver starts playing stays in
     that zone's latency for good: with it, fresh receivers start within ~2 ms of their
-    setting; without it, within ~6 ms (README "Sync").
+    setting; without it, within ~6 ms (docs/audio.md "Sync").
     """
 
     host: Host

@@ -568,11 +568,11 @@ def fresh_offsets(al: AudioLab, latency_b_ms: int, n: int = 2) -> list[float]:
 
 # How far apart two fresh receivers start beyond their latency settings, on zones like
 # real ones (fixed-period sinks, realtime PulseAudio): the issue's bound for the +40 ms case
-# (README "Sync").
+# (docs/audio.md "Sync").
 START_PRECISION_MS = 2.0
 # "Near 0" for equal settings, and what calibration is asked to reach: usually within 1 ms,
 # but on a slow day of this shared 2-core machine fresh sessions started 2.3-3.3 ms apart
-# (both zones alike, so the +40 ms reading stayed within 2 ms). README "Sync".
+# (both zones alike, so the +40 ms reading stayed within 2 ms). docs/audio.md "Sync".
 NEAR_ZERO_MS = 4.0
 # What PulseAudio's module-rtp-recv leaves between two zones once its rate control settles:
 # it stops correcting within ~8 ms, and every latency change starts a fresh session, so a
@@ -594,7 +594,7 @@ def session_offsets(al: AudioLab, latency_b_ms: int, expected: float, bound: flo
     Statistically this is the test "at least one of SESSION_DRAWS independent sessions
     starts within the bound" (stopped early once one does), not a retry of a flaky
     measurement: what varies is PulseAudio's session start, whose rate of starting off the
-    bound was measured at about 1/15 (README "Sync"). With independent sessions a correct
+    bound was measured at about 1/15 (docs/audio.md "Sync"). With independent sessions a correct
     service fails it with probability (1/15)^3 = 3e-4; on a slow day when one in four
     sessions starts off, (1/4)^3 = 1.6e-2 - the machine's load, not the service, is then
     what the test reports, and the printed draws show it.
@@ -657,7 +657,7 @@ def test_calibrate_sync_brings_zones_together(house: AudioLab) -> None:
                 print(f"sync: session {draw} for calibration started at {start} ms, not ~40")
             cal = al.stub.CalibrateSync(request)
             # Seconds later, independently of the service's last reading: zone b is still
-            # with zone a, within the ~8 ms PulseAudio's rate control leaves (README "Sync").
+            # with zone a, within the ~8 ms PulseAudio's rate control leaves (docs/audio.md "Sync").
             again = measure(al)
         offsets = [m.offset_ms for m in cal.measurements]
         print(
