@@ -31,6 +31,8 @@ from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_client.tokens import hash_token
 from hearth_lab import Lab, lab_available
+from hearth_runtime import ports
+from hearth_runtime.ports import GATEWAY, HTTP_PORT, PORTS
 from hearth_testing import ServiceProcess
 from hearth_testing.bench import Result, sequential
 
@@ -238,8 +240,8 @@ def main() -> int:
         wake = ServiceProcess(
             "wake",
             env={
-                "HEARTH_WAKE_GRPC_LISTEN": "0.0.0.0:50061",
-                "HEARTH_WAKE_METRICS_LISTEN": "0.0.0.0:9161",
+                "HEARTH_WAKE_GRPC_LISTEN": f"0.0.0.0:{PORTS['wake'].grpc}",
+                "HEARTH_WAKE_METRICS_LISTEN": ports.metrics_listen("wake"),
                 "HEARTH_WAKE_STATE_DIR": str(lab.workdir / "wake"),
             },
             prefix=netns,
@@ -248,14 +250,14 @@ def main() -> int:
         gateway = ServiceProcess(
             "gateway",
             env={
-                "HEARTH_GATEWAY_GRPC_LISTEN": "0.0.0.0:50051",
-                "HEARTH_GATEWAY_METRICS_LISTEN": "0.0.0.0:9160",
-                "HEARTH_GATEWAY_HTTP_LISTEN": "0.0.0.0:8080",
+                "HEARTH_GATEWAY_GRPC_LISTEN": f"0.0.0.0:{PORTS[GATEWAY].grpc}",
+                "HEARTH_GATEWAY_METRICS_LISTEN": ports.metrics_listen(GATEWAY),
+                "HEARTH_GATEWAY_HTTP_LISTEN": f"0.0.0.0:{HTTP_PORT}",
                 "HEARTH_GATEWAY_STATE_DIR": str(lab.workdir / "gateway"),
                 "HEARTH_GATEWAY_GRPC_FRONT": FRONT,
-                "HEARTH_GATEWAY_WAKE_ADDRESS": "127.0.0.1:50061",
-                "HEARTH_GATEWAY_AUDIO_ADDRESS": "127.0.0.1:50062",
-                "HEARTH_GATEWAY_CI_ADDRESS": "127.0.0.1:50063",
+                "HEARTH_GATEWAY_WAKE_ADDRESS": ports.local_address("wake", "127.0.0.1"),
+                "HEARTH_GATEWAY_AUDIO_ADDRESS": ports.local_address("audio", "127.0.0.1"),
+                "HEARTH_GATEWAY_CI_ADDRESS": ports.local_address("ci", "127.0.0.1"),
                 "HEARTH_GATEWAY_TOKENS": json.dumps(
                     [{"name": "bench", "role": "operator", "sha256": hash_token(TOKEN)}]
                 ),
@@ -265,7 +267,13 @@ def main() -> int:
         )
         with wake, gateway:
             asyncio.run(
-                measure(result, f"{address}:50061", f"{address}:50051", f"{address}:8080", devbox)
+                measure(
+                    result,
+                    ports.local_address("wake", address),
+                    ports.local_address(GATEWAY, address),
+                    f"{address}:{HTTP_PORT}",
+                    devbox,
+                )
             )
     result.notes.append(f"gRPC front door: {FRONT} (BENCH_GATEWAY_FRONT=edge|python)")
     result.notes.append(

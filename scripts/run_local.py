@@ -7,6 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
+from hearth_runtime.ports import HTTP_PORT
 from hearth_testing import ServiceProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +24,7 @@ def main() -> None:
             print(
                 f"{name:<8} gRPC {proc.grpc_address}  metrics http://{proc.metrics_address}/metrics"
             )
-        print("web page  http://127.0.0.1:8080/   (Ctrl-C stops everything)")
+        print(f"web page  http://127.0.0.1:{HTTP_PORT}/   (Ctrl-C stops everything)")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         stop.wait()

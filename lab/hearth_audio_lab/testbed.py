@@ -23,11 +23,12 @@ from google.protobuf import field_mask_pb2
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth_audio_lab import labkit
 from hearth_lab import Host, Lab
+from hearth_runtime.ports import PORTS
 from hearth_testing import ServiceProcess, wait_for
 
 RATE = 48000
-GRPC_PORT = 50062
-METRICS_PORT = 9162
+GRPC_PORT = PORTS["audio"].grpc
+METRICS_PORT = PORTS["audio"].metrics
 
 
 @dataclass

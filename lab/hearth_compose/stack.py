@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hearth_runtime.ports import GATEWAY, HTTP_PORT, PORTS
+
 REPO = Path(__file__).resolve().parents[2]
 LAB_FILE = REPO / "docker-compose.lab.yml"
 PROJECT_PREFIX = "hearth-lab"
@@ -101,11 +103,11 @@ class LabStack:
 
     @property
     def gateway_grpc(self) -> str:
-        return f"{self.address(10)}:50051"
+        return f"{self.address(10)}:{PORTS[GATEWAY].grpc}"
 
     @property
     def gateway_http(self) -> str:
-        return f"http://{self.address(10)}:8080"
+        return f"http://{self.address(10)}:{HTTP_PORT}"
 
     @property
     def prometheus(self) -> str:

@@ -11,6 +11,7 @@ import json
 
 from hearth_client.tokens import hash_token, new_token
 from hearth_demo.house import PORTS, House
+from hearth_runtime.ports import HTTP_PORT
 
 
 def prepare(house: House) -> None:
@@ -25,4 +26,4 @@ def prepare(house: House) -> None:
         f"gateway  operator token {token}  (paste it into the web page, or: "
         f"HEARTH_TOKEN={token} hearth --gateway {gateway} status)"
     )
-    house.notes.append(f"gateway  OpenAPI http://{house.hub_address}:8080/openapi.json")
+    house.notes.append(f"gateway  OpenAPI http://{house.hub_address}:{HTTP_PORT}/openapi.json")

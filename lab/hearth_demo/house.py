@@ -5,15 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hearth_lab import Host, Lab
+from hearth_runtime import ports
 from hearth_testing import ServiceProcess
 
-BACKENDS = ("wake", "audio", "ci")
-PORTS = {
-    "gateway": (50051, 9160),
-    "wake": (50061, 9161),
-    "audio": (50062, 9162),
-    "ci": (50063, 9163),
-}
+PORTS = {name: (p.grpc, p.metrics) for name, p in ports.PORTS.items()}
 
 
 @dataclass

@@ -10,6 +10,7 @@ import threading
 from hearth_demo import audio, ci, gateway, wake
 from hearth_demo.house import BACKENDS, PORTS, House
 from hearth_lab import Lab
+from hearth_runtime import ports
 
 # prepare() in this order before the services start; populate() (where a part has one) after.
 PARTS = (wake, audio, ci, gateway)
@@ -27,7 +28,7 @@ def start_house(lab: Lab, env: dict[str, str] | None = None) -> House:
         house.env.setdefault(
             f"HEARTH_GATEWAY_{name.upper()}_ADDRESS", f"127.0.0.1:{PORTS[name][0]}"
         )
-    house.env.setdefault("HEARTH_GATEWAY_HTTP_LISTEN", "0.0.0.0:8080")
+    house.env.setdefault("HEARTH_GATEWAY_HTTP_LISTEN", f"0.0.0.0:{ports.HTTP_PORT}")
     for name in (*BACKENDS, "gateway"):
         house.start_service(name)
     for part in (wake, audio, ci):  # the gateway's part only prepares
@@ -39,7 +40,7 @@ def build_and_run() -> None:
     with Lab(prefix="demo") as lab:
         house = start_house(lab)
         print("\nhearth demo house is up (Ctrl-C to tear it all down)\n")
-        print(f"  web page       http://{house.hub_address}:8080/")
+        print(f"  web page       http://{house.hub_address}:{ports.HTTP_PORT}/")
         for name in ("gateway", *BACKENDS):
             print(
                 f"  {name:<8} gRPC  {house.address(name)}   "

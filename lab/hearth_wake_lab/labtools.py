@@ -26,9 +26,10 @@ from scapy.utils import PcapReader
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_lab import Host, Lab
+from hearth_runtime.ports import PORTS
 from hearth_testing import ServiceProcess, wait_for
 
-GRPC_PORT, METRICS_PORT = 50061, 9161
+GRPC_PORT, METRICS_PORT = PORTS["wake"].grpc, PORTS["wake"].metrics
 MAGIC_FILTER = "ether proto 0x0842 or udp port 9 or udp port 7"
 # A magic payload for any MAC: six 0xff, then one MAC sixteen times.
 MAGIC_PAYLOAD = re.compile(rb"\xff{6}(.{6})\1{15}", re.DOTALL)

@@ -17,7 +17,9 @@ from typing import Any
 import grpc
 import yaml
 
-DEFAULT_GATEWAY = "127.0.0.1:50051"
+from hearth_runtime import ports
+
+DEFAULT_GATEWAY = ports.local_address(ports.GATEWAY, "127.0.0.1")
 
 
 class CliError(Exception):

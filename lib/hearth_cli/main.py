@@ -25,6 +25,7 @@ from hearth_cli.client import CliError, Settings, explain
 from hearth_client.dash import dash
 from hearth_client.tokens import hash_token, new_token
 from hearth_runtime.timeconv import duration_from_seconds, seconds_of
+from hearth_runtime.version import VERSION
 
 app = typer.Typer(help=__doc__, no_args_is_help=True)
 hosts_app = typer.Typer(help="The machines wake keeps reachable.", invoke_without_command=True)
@@ -105,7 +106,7 @@ def main(
 @app.command()
 def version() -> None:
     """Print hearth's version."""
-    typer.echo("hearth 0.1.0")
+    typer.echo(f"hearth {VERSION}")
 
 
 @app.command()

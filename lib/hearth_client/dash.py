@@ -24,13 +24,14 @@ import typer
 from google.protobuf import json_format
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
-from hearth_runtime import InvalidArgument
+from hearth_runtime import InvalidArgument, ports
 from hearth_runtime.text import neutral
 
 RESET, BOLD = "\x1b[0m", "\x1b[1m"
 RED, GREEN, YELLOW, LIGHT_BLUE = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[94m"
 BANNER = "\x1b[1;37;41m"  # bold white on red
 HOME, CLEAR_LINE, CLEAR_BELOW, CLEAR_SCREEN = "\x1b[H", "\x1b[K", "\x1b[J", "\x1b[2J"
+CI_ADDRESS = ports.local_address("ci", "127.0.0.1")
 
 
 @dataclass
@@ -49,7 +50,7 @@ class DashOptions:
     ignore: list[str] = field(default_factory=list)
     dump_zuul: bool = False
     dump_gerrit: bool = False
-    service: str = "127.0.0.1:50063"
+    service: str = CI_ADDRESS
     watch: str = ""
     zuul: str = ""
     tenant: str = ""
@@ -369,7 +370,7 @@ def make_command(direct: DirectFactory | None = None) -> Callable[..., None]:
         ] = False,
         service: Annotated[
             str, typer.Option("--service", help="ci service or gateway")
-        ] = "127.0.0.1:50063",
+        ] = CI_ADDRESS,
         watch: Annotated[
             str, typer.Option("--watch", help="use a stored watch of the service")
         ] = "",

@@ -16,6 +16,8 @@ import yaml
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from hearth_runtime import ports
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names what is wrong."""
@@ -36,9 +38,9 @@ class ServiceConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEARTH_", extra="forbid")
     service_name: ClassVar[str] = "hearth"
 
-    grpc_listen: str = "[::]:50051"
+    grpc_listen: str = ports.grpc_listen(ports.GATEWAY)
     """gRPC address to listen on (host:port; port 0 picks a free port)."""
-    metrics_listen: str = "0.0.0.0:9160"
+    metrics_listen: str = ports.metrics_listen(ports.GATEWAY)
     """Prometheus /metrics address (host:port; port 0 picks a free port)."""
     log_level: str = "INFO"
     state_dir: Path = Path("/var/lib/hearth")

@@ -1,4 +1,5 @@
-"""Standard ``grpc_server_*`` metrics for unary and streaming RPCs, and error mapping.
+"""Standard ``grpc_server_*`` metrics for unary and streaming RPCs (metrics only: error
+mapping is :mod:`hearth_runtime.grpc_errors`, trailers :mod:`hearth_runtime.grpc_trailers`).
 
 Names and labels follow go-grpc-prometheus, which Grafana dashboards expect:
 ``grpc_server_started_total``, ``grpc_server_handled_total{grpc_code}``,
@@ -10,18 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from grpc_status import rpc_status
 from prometheus_client import Counter, Gauge, Histogram
 
-from hearth_runtime.errors import HearthError, InvalidArgument
-
-log = logging.getLogger("hearth.rpc")
+from hearth_runtime.grpc_wrap import Behaviour, Rewrapper, Wrap, code_of
 
 _LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
@@ -63,53 +60,13 @@ ACTIVE_STREAMS = Gauge(
 )
 
 
-def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
-    code: Any = context.code()
-    if code is None:
-        return grpc.StatusCode.OK
-    if isinstance(code, grpc.StatusCode):
-        return code
-    for candidate in grpc.StatusCode:
-        if candidate.value[0] == code:
-            return candidate
-    return grpc.StatusCode.UNKNOWN
-
-
-class _Undecodable:
-    """Stands in for a request whose bytes do not parse (e.g. invalid UTF-8 in a string
-    field): grpc would answer such a request UNKNOWN before any handler runs, but it is the
-    client's mistake, so the handler's wrapper answers INVALID_ARGUMENT instead."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = f"{type(error).__name__}: {error}"
-
-
-def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    if deserializer is None:
-        return None
-
-    def decode(data: bytes) -> Any:
-        try:
-            return deserializer(data)
-        except Exception as exc:  # DecodeError, UnicodeDecodeError, ...
-            return _Undecodable(exc)
-
-    return decode
-
-
-def _check_decoded(request: Any) -> None:
-    if isinstance(request, _Undecodable):
-        raise InvalidArgument("request", f"the request message cannot be decoded ({request.error})")
-
-
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts every RPC and turns :class:`HearthError` into a rich gRPC status."""
+    """Counts every RPC (started, handled with its code, duration, messages, open streams).
 
-    def __init__(self, error_domain: str, trailers: tuple[tuple[str, str], ...] = ()) -> None:
-        self.error_domain = error_domain
-        # Sent with every unary answer unless the handler sets its own (e.g. hearth-version,
-        # which the gateway reads from its health checks to report each backend's version).
-        self.trailers = trailers
+    First in the chain, so it sees the code the inner interceptors (error mapping) set."""
+
+    def __init__(self) -> None:
+        self._rewrap = Rewrapper(self._wrapper)
 
     async def intercept_service(
         self,
@@ -117,40 +74,17 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        full = handler_call_details.method  # "/pkg.Service/Method"
-        service, _, method = full.lstrip("/").partition("/")
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, "unary", service, method),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, "server_stream", service, method),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                self._unary(handler.stream_unary, "client_stream", service, method),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                self._stream(handler.stream_stream, "bidi_stream", service, method),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return self._rewrap(handler_call_details.method, handler)
 
-    async def _fail(self, context: grpc.aio.ServicerContext, exc: HearthError) -> None:
-        await context.abort_with_status(rpc_status.to_status(exc.to_status(self.error_domain)))
+    def _wrapper(self, service: str, method: str) -> Wrap:
+        def wrap(inner: Behaviour, kind: str) -> Behaviour:
+            if kind in ("unary", "client_stream"):
+                return self._unary(inner, kind, service, method)
+            return self._stream(inner, kind, service, method)
 
-    def _unary(self, inner: Any, kind: str, service: str, method: str) -> Any:
+        return wrap
+
+    def _unary(self, inner: Behaviour, kind: str, service: str, method: str) -> Behaviour:
         labels = (kind, service, method)
 
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -159,30 +93,19 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 MSG_RECEIVED.labels(*labels).inc()
             start = time.perf_counter()
             code = grpc.StatusCode.OK
-            if self.trailers:
-                context.set_trailing_metadata(self.trailers)
             try:
-                if kind == "unary":
-                    _check_decoded(request)
                 result = inner(request, context)
                 if inspect.isawaitable(result):
                     result = await result
-                code = _code_of(context)
+                code = code_of(context)
                 if code is grpc.StatusCode.OK:
                     MSG_SENT.labels(*labels).inc()
                 return result
-            except HearthError as exc:
-                code = exc.code
-                await self._fail(context, exc)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
-            except Exception as exc:
-                code = _code_of(context)
-                if code is grpc.StatusCode.OK:
-                    code = grpc.StatusCode.UNKNOWN
-                    log.exception("unhandled error in %s/%s", service, method)
-                    await context.abort(code, f"internal error: {type(exc).__name__}")
+            except Exception:
+                code = _failed(context)
                 raise
             finally:
                 HANDLED.labels(*labels, code.name).inc()
@@ -190,7 +113,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
         return behavior
 
-    def _stream(self, inner: Any, kind: str, service: str, method: str) -> Any:
+    def _stream(self, inner: Behaviour, kind: str, service: str, method: str) -> Behaviour:
         labels = (kind, service, method)
 
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
@@ -200,8 +123,6 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             start = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                if kind == "server_stream":
-                    _check_decoded(request)
                 result = inner(request, context)
                 if inspect.isasyncgen(result):
                     async for item in result:
@@ -209,19 +130,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                         yield item
                 else:  # a handler that writes with context.write() (e.g. grpc health Watch)
                     await result
-                code = _code_of(context)
-            except HearthError as exc:
-                code = exc.code
-                await self._fail(context, exc)
+                code = code_of(context)
             except (asyncio.CancelledError, GeneratorExit):
                 code = grpc.StatusCode.CANCELLED
                 raise
-            except Exception as exc:
-                code = _code_of(context)
-                if code is grpc.StatusCode.OK:
-                    code = grpc.StatusCode.UNKNOWN
-                    log.exception("unhandled error in %s/%s", service, method)
-                    await context.abort(code, f"internal error: {type(exc).__name__}")
+            except Exception:
+                code = _failed(context)
                 raise
             finally:
                 ACTIVE_STREAMS.labels(service, method).dec()
@@ -229,6 +143,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 HANDLING.labels(*labels).observe(time.perf_counter() - start)
 
         return behavior
+
+
+def _failed(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The code of a call that ended in an exception: the one it was aborted with, if any."""
+    code = code_of(context)
+    return grpc.StatusCode.UNKNOWN if code is grpc.StatusCode.OK else code
 
 
 def record_started(kind: str, service: str, method: str) -> None:

@@ -85,3 +85,24 @@ class Store:
 
 def _statements(script: str) -> list[str]:
     return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def state_file(state_dir: str | Path, service: str, *, formerly: Sequence[str] = ()) -> Path:
+    """Where ``service`` keeps its state: ``<state_dir>/<service>.sqlite3`` for every service.
+
+    A file stored under an older name (``formerly``, e.g. ``wake.sqlite``) is renamed to it,
+    with its WAL and shared-memory files, so that a user's stored state still loads; a file
+    already under the new name wins (the old one is then left alone)."""
+    path = Path(state_dir) / f"{service}.sqlite3"
+    if path.exists():
+        return path
+    for name in formerly:
+        old = Path(state_dir) / name
+        if old.exists():
+            for suffix in ("-wal", "-shm"):  # before the main file: never a main file alone
+                companion = old.with_name(old.name + suffix)
+                if companion.exists():
+                    companion.rename(path.with_name(path.name + suffix))
+            old.rename(path)
+            break
+    return path

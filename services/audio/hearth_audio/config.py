@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-from hearth_runtime import ServiceConfig
+from hearth_runtime import ServiceConfig, ports
 
 
 def check_pulse_server(value: str) -> str:
@@ -29,8 +29,8 @@ def check_pulse_server(value: str) -> str:
 class AudioConfig(ServiceConfig):
     model_config = SettingsConfigDict(env_prefix="HEARTH_AUDIO_", extra="forbid")
 
-    grpc_listen: str = "[::]:50062"
-    metrics_listen: str = "0.0.0.0:9162"
+    grpc_listen: str = ports.grpc_listen("audio")
+    metrics_listen: str = ports.metrics_listen("audio")
     state_dir: Path = Path("/var/lib/hearth/audio")
 
     station_server: str = ""

@@ -1,698 +1,151 @@
-"""The audio service: desired state, reconciler, health monitor, player and sync together."""
+"""gRPC face of the audio service: validates a request, calls the app, answers."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import empty_pb2
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
-from hearth_audio import metrics, sync
-from hearth_audio.config import AudioConfig
-from hearth_audio.model import (
-    MAX_LATENCY_MS,
-    MAX_STREAMS,
-    MAX_ZONES,
-    MIGRATIONS,
-    MIN_LATENCY_MS,
-    STREAM_FIELDS,
-    ZONE_FIELDS,
-    Desired,
-    latency_ms,
-    stream_id,
-    zone_id,
-)
-from hearth_audio.monitor import HealthMonitor, Snapshot
-from hearth_audio.player import Player
-from hearth_audio.reconcile import STATION, Reconciler
-from hearth_runtime import FailedPrecondition, InvalidArgument, Runtime, Unavailable
-from hearth_runtime.broadcast import Broadcaster, Lagged
-from hearth_runtime.errors import AlreadyExists, ResourceExhausted
-from hearth_runtime.logs import kv
-from hearth_runtime.resources import apply_update_mask, check_id, paginate
-from hearth_runtime.store import Store
-from hearth_runtime.supervisor import Supervisor
-from hearth_runtime.text import neutral
-from hearth_runtime.timeconv import (
-    duration_from_seconds,
-    duration_seconds,
-    seconds_of,
-    timestamp_from_epoch,
-    timestamp_now,
-)
+from hearth_audio.app import AudioApp
+from hearth_runtime import FailedPrecondition, InvalidArgument
+from hearth_runtime.broadcast import Lagged
+from hearth_runtime.resources import check_id, paginate
+from hearth_runtime.timeconv import duration_seconds
 
-log = logging.getLogger("hearth.audio")
-
-Event = audio_pb2.AudioEvent
 SERVICE_NAME = audio_pb2.DESCRIPTOR.services_by_name["AudioService"].full_name
 
-
-class Audio:
-    """Everything behind the gRPC face; one per process."""
-
-    def __init__(self, config: AudioConfig, runtime: Runtime[AudioConfig] | None = None) -> None:
-        self.config = config
-        self.runtime = runtime
-        # Every background task and thread runs under the runtime's supervisor (a private
-        # one when the service is built without a runtime, e.g. in-process tests).
-        self.supervisor = runtime.supervisor if runtime is not None else Supervisor()
-        self.store = Store(config.state_dir / "audio.sqlite3", MIGRATIONS)
-        self.desired = Desired(self.store, config.group_pool)
-        self.events: Broadcaster[audio_pb2.AudioEvent] = Broadcaster()
-        self.monitor = HealthMonitor(asyncio.get_running_loop(), config.multicast_interface)
-        self.reconciler = Reconciler(
-            self.desired,
-            config.station_server,
-            config.sender_loop,
-            config.reconcile_interval_seconds,
-            config.retry_max_seconds,
-            self.supervisor,
-            on_action=lambda target, action: metrics.RECONCILE_ACTIONS.labels(target, action).inc(),
-            on_changed=self._target_changed,
-            on_receiver_loaded=self._receiver_loaded,
-        )
-        self.player = (
-            Player(config.mpd_address, self._player_changed, config.retry_max_seconds)
-            if config.mpd_address
-            else None
-        )
-        self.health: dict[str, audio_pb2.StreamHealth] = {}
-        self._counted: dict[str, tuple[int, int]] = {}
-        self._zone_status: dict[str, tuple[bool, bool, bool, str]] = {}
-        self._subscribed_labels: dict[str, str] = {}
-        self._serving: bool | None = None
-        self._health_failed: dict[str, float] = {}  # stream -> when its failure was logged
-
-    async def start(self) -> None:
-        self.reconciler.start()
-        for sid, stream in self.desired.streams.items():
-            self.monitor.watch(sid, stream.group, stream.port)
-
-    async def close(self) -> None:
-        if self.runtime is None:
-            await self.supervisor.close()
-        await self.reconciler.close()
-        self.monitor.close()
-        self.store.close()
-
-    # --------------------------------------------------------------- conversions
-
-    def stream_view(self, stream: audio_pb2.Stream) -> audio_pb2.Stream:
-        out = audio_pb2.Stream()
-        out.CopyFrom(stream)
-        sid = stream_id(stream.name)
-        bad = self.desired.bad_streams.get(sid)
-        if bad is not None and sid not in self.desired.streams:
-            out.state = audio_pb2.STREAM_STATE_QUARANTINED
-            out.problem = bad[1]
-        elif not stream.enabled:
-            out.state = audio_pb2.STREAM_STATE_DISABLED
-        elif sid in self.reconciler.station.senders:
-            out.state = audio_pb2.STREAM_STATE_SENDING
-        else:
-            out.state = audio_pb2.STREAM_STATE_DEGRADED
-        return out
-
-    def zone_view(self, zone: audio_pb2.Zone) -> audio_pb2.Zone:
-        out = audio_pb2.Zone()
-        out.CopyFrom(zone)
-        bad = self.desired.bad_zones.get(zone_id(zone.name))
-        if bad is not None and zone_id(zone.name) not in self.desired.zones:
-            out.problem = out.status.error = bad[1]
-            return out
-        obs = self.reconciler.zones.get(zone_id(zone.name))
-        if obs is not None:
-            st = out.status
-            st.reachable = obs.reachable
-            st.receiving = obs.receiving
-            st.stalled = self._stalled(zone)
-            st.latency.CopyFrom(duration_from_seconds(obs.latency))
-            st.error = obs.error
-            if obs.last_contact:
-                st.last_contact.CopyFrom(timestamp_from_epoch(obs.last_contact))
-        return out
-
-    def _stalled(self, zone: audio_pb2.Zone) -> bool:
-        """The zone's stream is live (packets arrive) but the zone plays nothing."""
-        obs = self.reconciler.zones.get(zone_id(zone.name))
-        if obs is None or not obs.reachable or obs.receiving or not zone.stream:
-            return False
-        health = self.health.get(stream_id(zone.stream))
-        live = health is not None and health.up
-        waited = time.time() - obs.subscribed_since if obs.subscribed_since else 0.0
-        return live and waited > self.config.stall_after_seconds
-
-    def current_event(self) -> audio_pb2.AudioEvent:
-        event = Event(kind=Event.KIND_CURRENT, time=timestamp_now())
-        event.streams.extend(self.stream_view(s) for s in self.desired.streams.values())
-        event.zones.extend(self.zone_view(z) for z in self.desired.zones.values())
-        event.player.CopyFrom(self.player_view())
-        event.health.extend(self.health_for(sid) for sid in self.desired.streams)
-        return event
-
-    def player_view(self) -> audio_pb2.Player:
-        return self.player.current if self.player else audio_pb2.Player(reachable=False)
-
-    # ------------------------------------------------------------------ callbacks
-
-    def _publish(self, kind: int, **fields: object) -> None:
-        event = Event(kind=kind, time=timestamp_now())  # type: ignore[arg-type]
-        for key, value in fields.items():
-            if isinstance(value, list):
-                getattr(event, key).extend(value)
-            else:
-                getattr(event, key).CopyFrom(value)
-        self.events.publish(event)
-
-    def _target_changed(self, key: str) -> None:
-        if key == STATION:
-            metrics.STATION_UP.set(1 if self.reconciler.station.reachable else 0)
-            for stream in self.desired.streams.values():
-                self._publish(Event.KIND_STREAM_CHANGED, streams=[self.stream_view(stream)])
-        elif key in self.desired.zones:
-            obs = self.reconciler.zones.get(key)
-            metrics.ZONE_UP.labels(key).set(1 if obs and obs.reachable else 0)
-            self._publish(Event.KIND_ZONE_CHANGED, zones=[self.zone_view(self.desired.zones[key])])
-        self._spawn_update_serving()
-
-    def _spawn_update_serving(self) -> None:
-        # A later change supersedes an earlier one still running (same name: the supervisor
-        # cancels the old task); update_serving only records what it published.
-        if self.runtime is not None:
-            self.supervisor.spawn(self.update_serving, "audio-serving", restart=False)
-
-    def _player_changed(self, player: audio_pb2.Player) -> None:
-        metrics.PLAYER_UP.set(1 if player.reachable else 0)
-        self._publish(Event.KIND_PLAYER_CHANGED, player=player)
-        self._spawn_update_serving()
-
-    def _receiver_loaded(self, zid: str, stream_name: str) -> None:
-        """Send the group's last SAP announcement at once: the receiver starts now."""
-        stream = self.desired.streams.get(stream_id(stream_name))
-        if self.config.resend_sap and stream is not None:
-            sent = self.monitor.resend_sap(stream_id(stream_name), stream.ttl or 1)
-            log.info("receiver loaded", extra=kv(zone=zid, stream=stream_name, sap_resent=sent))
-
-    async def update_serving(self) -> None:
-        """NOT_SERVING while the station or the player (if configured) is unreachable."""
-        if self.runtime is None:
-            return
-        ok = True
-        if self.config.station_server and not self.reconciler.station.reachable:
-            ok = False
-        if self.player is not None and not self.player.reachable:
-            ok = False
-        if ok != self._serving:
-            await self.runtime.set_serving(ok)
-            self._serving = ok  # only once published: a cancelled run is redone in full
-
-    # -------------------------------------------------------------------- health
-
-    def health_for(self, sid: str) -> audio_pb2.StreamHealth:
-        found = self.health.get(sid)
-        if found is not None:
-            return found
-        return audio_pb2.StreamHealth(name=f"streams/{sid}/health")
-
-    def _health_message(self, sid: str, snap: Snapshot | None) -> audio_pb2.StreamHealth:
-        out = audio_pb2.StreamHealth(name=f"streams/{sid}/health")
-        if snap is None:
-            return out
-        out.up = snap.up
-        out.packets, out.lost = snap.packets, snap.lost
-        out.duplicates, out.reordered = snap.duplicates, snap.reordered
-        out.loss_ratio = snap.loss_ratio
-        out.jitter.CopyFrom(duration_from_seconds(snap.jitter))
-        out.bitrate_bps = snap.bitrate
-        if snap.last_packet_age is not None:
-            out.last_packet_age.CopyFrom(duration_from_seconds(snap.last_packet_age))
-        out.ssrc, out.ssrc_changes = snap.ssrc, snap.ssrc_changes
-        if snap.sap_age is not None:
-            out.sap_age.CopyFrom(duration_from_seconds(snap.sap_age))
-        out.conflicts.extend(snap.conflicts)
-        for reason, count in snap.rejected.items():
-            out.rejected[reason] = count
-        return out
-
-    def compute_health(self, sid: str) -> tuple[audio_pb2.StreamHealth, Snapshot | None]:
-        """``sid``'s health now; a failure is isolated to this stream: logged (once a
-        minute per stream, with its traceback), counted in hearth_audio_health_errors_total,
-        and reported in the message's conflicts instead of raised."""
-        try:
-            snap = self.monitor.snapshot(sid)
-            return self._health_message(sid, snap), snap
-        except Exception as exc:
-            metrics.HEALTH_ERRORS.labels(sid).inc()
-            now = time.monotonic()
-            if now - self._health_failed.get(sid, -60.0) >= 60.0:
-                self._health_failed[sid] = now
-                log.exception("stream health failed", extra=kv(stream=sid))
-            out = audio_pb2.StreamHealth(name=f"streams/{sid}/health")
-            out.conflicts.append(
-                neutral(f"health could not be computed: {type(exc).__name__}: {exc}", 200)
-            )
-            return out, None
-
-    def refresh_health(self) -> None:
-        for sid in self.desired.streams:
-            msg, snap = self.compute_health(sid)
-            self.health[sid] = msg
-            packets, lost = self._counted.get(sid, (0, 0))
-            if msg.packets >= packets:
-                metrics.RTP_PACKETS.labels(sid).inc(msg.packets - packets)
-            if msg.lost >= lost:
-                metrics.RTP_LOST.labels(sid).inc(msg.lost - lost)
-            self._counted[sid] = (max(msg.packets, packets), max(msg.lost, lost))
-            metrics.RTP_JITTER.labels(sid).set(seconds_of(msg.jitter))
-            if snap is not None and snap.last_packet_age is not None:
-                metrics.RTP_AGE.labels(sid).set(snap.last_packet_age)
-            metrics.STREAM_UP.labels(sid).set(1 if msg.up else 0)
-        for zid, zone in self.desired.zones.items():
-            obs = self.reconciler.zones.get(zid)
-            metrics.ZONE_UP.labels(zid).set(1 if obs and obs.reachable else 0)
-            metrics.ZONE_LATENCY.labels(zid).set(obs.latency if obs else 0.0)
-            stalled = self._stalled(zone)
-            metrics.ZONE_STALLED.labels(zid).set(1 if stalled else 0)
-            self._subscribed_metric(zid, stream_id(zone.stream) if zone.stream else "")
-            status = (
-                bool(obs and obs.reachable),
-                bool(obs and obs.receiving),
-                stalled,
-                obs.error if obs else "",
-            )
-            if self._zone_status.get(zid) != status:
-                self._zone_status[zid] = status
-                self._publish(Event.KIND_ZONE_CHANGED, zones=[self.zone_view(zone)])
-        self._publish(Event.KIND_HEALTH, health=list(self.health.values()))
-
-    def _subscribed_metric(self, zid: str, sid: str) -> None:
-        old = self._subscribed_labels.get(zid)
-        if old == sid:
-            return
-        if old:
-            metrics.ZONE_SUBSCRIBED.remove(zid, old)
-        if sid:
-            metrics.ZONE_SUBSCRIBED.labels(zid, sid).set(1)
-        self._subscribed_labels[zid] = sid
-
-    async def health_loop(self) -> None:
-        while True:
-            try:
-                self.refresh_health()
-            except Exception:
-                log.exception("health refresh failed")
-            await asyncio.sleep(self.config.health_interval_seconds)
-
-    # ------------------------------------------------------------------- streams
-
-    async def stream_changed(self, sid: str) -> None:
-        # Disabled streams are still listened to: their health shows the packets stop
-        # (and anyone else still sending to the group).
-        stream = self.desired.streams.get(sid)
-        if stream is not None:
-            self.monitor.watch(sid, stream.group, stream.port)
-        else:
-            self.monitor.unwatch(sid)
-        await self.reconciler.converge(STATION)
-        for zone in self.desired.zones_on(f"streams/{sid}"):
-            self.reconciler.trigger(zone_id(zone.name))
-        if stream is not None:
-            self._publish(Event.KIND_STREAM_CHANGED, streams=[self.stream_view(stream)])
-
-    # --------------------------------------------------------------------- sync
-
-    async def measure_sync(
-        self, zone_a: audio_pb2.Zone, zone_b: audio_pb2.Zone, stream_name: str, seconds: float
-    ) -> audio_pb2.SyncMeasurement:
-        stream = self.desired.stream(stream_name, "stream")
-        sid = stream_id(stream.name)
-        for field, zone in (("zone_a", zone_a), ("zone_b", zone_b)):
-            if zone.stream != stream.name:
-                raise FailedPrecondition(
-                    f"{field}: {zone.name} does not play {stream.name}; subscribe it first",
-                    metadata={"field": field},
-                )
-        if not stream.enabled:
-            raise FailedPrecondition(f"{stream.name} is disabled")
-        sink = self.reconciler.station.sinks.get(sid)
-        if not sink:
-            raise FailedPrecondition(
-                f"{stream.name} is not fed by a sink on the station (source {stream.source!r}),"
-                " so no test signal can be played into it"
-            )
-        devices = []
-        for zone in (zone_a, zone_b):
-            obs = self.reconciler.zones.get(zone_id(zone.name))
-            if obs is None or not obs.reachable:
-                raise Unavailable(f"{zone.name} is not reachable")
-            devices.append((zone.server, f"{zone.sink or obs.default_sink}.monitor"))
-        signal = sync.burst_signal()
-        result = await asyncio.to_thread(
-            _measure, self.supervisor, devices, self.config.station_server, sink, signal, seconds
-        )
-        a, b = zone_id(zone_a.name), zone_id(zone_b.name)
-        metrics.SYNC_OFFSET.labels(a, b).set(result.offset_s)
-        log.info(
-            "sync measured",
-            extra=kv(zone_a=a, zone_b=b, offset_ms=round(result.offset_s * 1e3, 2),
-                     confidence=round(result.confidence, 3)),
-        )  # fmt: skip
-        return audio_pb2.SyncMeasurement(
-            zone_a=zone_a.name,
-            zone_b=zone_b.name,
-            offset_ms=result.offset_s * 1e3,
-            confidence=result.confidence,
-            time=timestamp_now(),
-        )
-
-    async def calibrate_sync(
-        self,
-        zone_a: audio_pb2.Zone,
-        zone_b: audio_pb2.Zone,
-        stream_name: str,
-        tolerance_ms: float,
-        max_rounds: int,
-    ) -> audio_pb2.SyncCalibration:
-        """Measure; if zone_b is off by more than ``tolerance_ms``, shift its latency by
-        the offset and measure again, at most ``max_rounds`` times.
-
-        Changing the latency reloads zone_b's module-rtp-recv; a fresh receiver starts at
-        its setting (within ~2 ms on a steady zone, docs/audio.md "Sync"), which is what makes
-        this converge; the receiver's own slow rate control could not.
-        """
-        out = audio_pb2.SyncCalibration()
-        zid = zone_id(zone_b.name)
-        for done in range(max_rounds + 1):
-            m = await self.measure_sync(zone_a, zone_b, stream_name, 3.0)
-            out.measurements.append(m)
-            if abs(m.offset_ms) <= tolerance_ms:
-                out.converged = True
-                break
-            if done == max_rounds:
-                break
-            ms = latency_ms(zone_b) - round(m.offset_ms)
-            if not MIN_LATENCY_MS <= ms <= MAX_LATENCY_MS:
-                raise FailedPrecondition(
-                    f"{zone_b.name} would need latency {ms} ms (range {MIN_LATENCY_MS}-"
-                    f"{MAX_LATENCY_MS} ms); raise {zone_a.name}'s latency instead"
-                )
-            zone_b = audio_pb2.Zone()
-            zone_b.CopyFrom(self.desired.zones[zid])
-            zone_b.latency.FromMilliseconds(ms)
-            self.desired.put_zone(zone_b)
-            await self.reconciler.converge(zid)
-            self._publish(Event.KIND_ZONE_CHANGED, zones=[self.zone_view(zone_b)])
-            log.info("sync calibration", extra=kv(zone=zid, latency_ms=ms))
-            await self._until_playing(zid, ms / 1e3)
-        out.zone_b.CopyFrom(self.zone_view(self.desired.zones[zid]))
-        return out
-
-    async def _until_playing(self, zid: str, latency: float, within: float = 15.0) -> None:
-        """Wait until zone ``zid``'s new receiver plays (its buffer filled), or raise."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            await self.reconciler.converge(zid)
-            obs = self.reconciler.zones.get(zid)
-            if obs is not None and obs.receiving:
-                # Its buffer fills in ``latency``; then it holds still for the next few
-                # seconds (measured 4 and 7 s after a start: within 0.2 ms), not before.
-                await asyncio.sleep(latency + SESSION_SETTLE_S)
-                return
-            await asyncio.sleep(0.2)
-        raise Unavailable(f"zones/{zid}: receiver did not start within {within:g} s")
-
-
-SESSION_SETTLE_S = 3.0
-
-
-def _measure(
-    supervisor: Supervisor,
-    devices: list[tuple[str, str]],
-    station: str,
-    sink: str,
-    signal: sync.Samples,
-    seconds: float,
-) -> sync.SyncResult:
-    recorders = [sync.Recorder(server, device, supervisor) for server, device in devices]
-    try:
-        for rec in recorders:
-            rec.start()
-        time.sleep(0.3)
-        sync.play(station, sink, signal)
-        time.sleep(max(0.5, seconds - 0.3 - signal.size / sync.RATE))
-        recordings = [rec.stop() for rec in recorders]
-    except sync.PulseStreamError as exc:
-        for rec in recorders:
-            rec.abort()
-        raise Unavailable(f"sync measurement failed: {exc}") from None
-    return sync.offset_between(recordings[0], recordings[1], signal)
+Ctx = grpc.aio.ServicerContext
 
 
 class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
-    """gRPC face; every method validates, changes desired state, converges, answers."""
-
-    def __init__(self, audio: Audio) -> None:
-        self.audio = audio
-        self.desired = audio.desired
+    def __init__(self, app: AudioApp) -> None:
+        self.app = app
 
     # ------------------------------------------------------------------- streams
 
     async def CreateStream(
-        self, request: audio_pb2.CreateStreamRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.CreateStreamRequest, context: Ctx
     ) -> audio_pb2.Stream:
         sid = check_id("stream_id", request.stream_id)
-        if sid in self.desired.streams or sid in self.desired.bad_streams:
-            raise AlreadyExists(f"stream streams/{sid} already exists")
-        if len(self.desired.streams) + len(self.desired.bad_streams) >= MAX_STREAMS:
-            raise ResourceExhausted(f"at most {MAX_STREAMS} streams")
-        stream = self.desired.normalise_stream(request.stream, sid)
-        self.desired.put_stream(stream)
-        await self.audio.stream_changed(sid)
-        return self.audio.stream_view(stream)
+        return await self.app.create_stream(sid, request.stream)
 
     async def GetStream(
-        self, request: audio_pb2.GetStreamRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.GetStreamRequest, context: Ctx
     ) -> audio_pb2.Stream:
-        return self.audio.stream_view(self.desired.stream(request.name, quarantined=True))
+        return self.app.get_stream(request.name)
 
     async def ListStreams(
-        self, request: audio_pb2.ListStreamsRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.ListStreamsRequest, context: Ctx
     ) -> audio_pb2.ListStreamsResponse:
-        stored = {
-            **{k: v for k, (v, _) in self.desired.bad_streams.items()},
-            **self.desired.streams,
-        }
-        items = [self.audio.stream_view(stored[k]) for k in sorted(stored)]
-        page, token = paginate(items, request.page_size, request.page_token)
+        page, token = paginate(self.app.list_streams(), request.page_size, request.page_token)
         return audio_pb2.ListStreamsResponse(streams=page, next_page_token=token)
 
     async def UpdateStream(
-        self, request: audio_pb2.UpdateStreamRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.UpdateStreamRequest, context: Ctx
     ) -> audio_pb2.Stream:
-        current = self.desired.stream(request.stream.name, "stream.name", quarantined=True)
-        sid = stream_id(current.name)
-        patched = apply_update_mask(
-            current, request.stream, request.update_mask, STREAM_FIELDS, "stream"
-        )
-        stream = self.desired.normalise_stream(patched, sid)
-        self.desired.put_stream(stream)
-        await self.audio.stream_changed(sid)
-        return self.audio.stream_view(stream)
+        return await self.app.update_stream(request.stream, request.update_mask)
 
     async def DeleteStream(
-        self, request: audio_pb2.DeleteStreamRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.DeleteStreamRequest, context: Ctx
     ) -> empty_pb2.Empty:
-        stream = self.desired.stream(request.name, quarantined=True)
-        users = [z.name for z in self.desired.zones_on(stream.name)]
-        if users:
-            raise FailedPrecondition(
-                f"{stream.name} is still patched to {', '.join(users)}; unsubscribe them first",
-                metadata={"resource": stream.name},
-            )
-        sid = stream_id(stream.name)
-        self.desired.delete_stream(sid)
-        await self.audio.stream_changed(sid)
-        self.audio.health.pop(sid, None)
-        metrics.forget_stream(sid)
-        self.audio._publish(Event.KIND_STREAM_DELETED, streams=[stream])
-        return _empty()
+        await self.app.delete_stream(request.name)
+        return empty_pb2.Empty()
 
     async def EnableStream(
-        self, request: audio_pb2.EnableStreamRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.EnableStreamRequest, context: Ctx
     ) -> audio_pb2.Stream:
-        return await self._set_enabled(request.name, True)
+        return await self.app.set_stream_enabled(request.name, True)
 
     async def DisableStream(
-        self, request: audio_pb2.DisableStreamRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.DisableStreamRequest, context: Ctx
     ) -> audio_pb2.Stream:
-        return await self._set_enabled(request.name, False)
-
-    async def _set_enabled(self, name: str, enabled: bool) -> audio_pb2.Stream:
-        if stream_id(name) in self.desired.bad_streams and name.startswith("streams/"):
-            raise FailedPrecondition(
-                f"{name[:80]} is quarantined ({self.desired.bad_streams[stream_id(name)][1]});"
-                " fix it with UpdateStream or delete it",
-                metadata={"resource": name[:80]},
-            )
-        stream = audio_pb2.Stream()
-        stream.CopyFrom(self.desired.stream(name))
-        stream.enabled = enabled
-        self.desired.put_stream(stream)
-        await self.audio.stream_changed(stream_id(stream.name))
-        return self.audio.stream_view(stream)
+        return await self.app.set_stream_enabled(request.name, False)
 
     # --------------------------------------------------------------------- zones
 
     async def CreateZone(
-        self, request: audio_pb2.CreateZoneRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.CreateZoneRequest, context: Ctx
     ) -> audio_pb2.Zone:
         zid = check_id("zone_id", request.zone_id)
-        if zid in self.desired.zones or zid in self.desired.bad_zones:
-            raise AlreadyExists(f"zone zones/{zid} already exists")
-        if len(self.desired.zones) + len(self.desired.bad_zones) >= MAX_ZONES:
-            raise ResourceExhausted(f"at most {MAX_ZONES} zones")
-        zone = self.desired.normalise_zone(request.zone, zid)
-        if not zone.HasField("volume"):
-            zone.volume = 1.0
-        self.desired.put_zone(zone)
-        await self.audio.reconciler.zone_added(zid)
-        view = self.audio.zone_view(zone)
-        self.audio._publish(Event.KIND_ZONE_CHANGED, zones=[view])
-        return view
+        return await self.app.create_zone(zid, request.zone)
 
-    async def GetZone(
-        self, request: audio_pb2.GetZoneRequest, context: grpc.aio.ServicerContext
-    ) -> audio_pb2.Zone:
-        return self.audio.zone_view(self.desired.zone(request.name, quarantined=True))
+    async def GetZone(self, request: audio_pb2.GetZoneRequest, context: Ctx) -> audio_pb2.Zone:
+        return self.app.get_zone(request.name)
 
     async def ListZones(
-        self, request: audio_pb2.ListZonesRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.ListZonesRequest, context: Ctx
     ) -> audio_pb2.ListZonesResponse:
-        stored = {**{k: v for k, (v, _) in self.desired.bad_zones.items()}, **self.desired.zones}
-        items = [self.audio.zone_view(stored[k]) for k in sorted(stored)]
-        page, token = paginate(items, request.page_size, request.page_token)
+        page, token = paginate(self.app.list_zones(), request.page_size, request.page_token)
         return audio_pb2.ListZonesResponse(zones=page, next_page_token=token)
 
     async def UpdateZone(
-        self, request: audio_pb2.UpdateZoneRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.UpdateZoneRequest, context: Ctx
     ) -> audio_pb2.Zone:
-        current = self.desired.zone(request.zone.name, "zone.name", quarantined=True)
-        zid = zone_id(current.name)
-        patched = apply_update_mask(current, request.zone, request.update_mask, ZONE_FIELDS, "zone")
-        zone = self.desired.normalise_zone(patched, zid)
-        was_quarantined = zid not in self.desired.zones
-        self.desired.put_zone(zone)
-        if was_quarantined:  # fixed: from now on it is reconciled like any zone
-            await self.audio.reconciler.zone_added(zid)
-            return await self._zone_changed(zid)
-        return await self._zone_changed(zid, server_changed=zone.server != current.server)
+        return await self.app.update_zone(request.zone, request.update_mask)
 
     async def DeleteZone(
-        self, request: audio_pb2.DeleteZoneRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.DeleteZoneRequest, context: Ctx
     ) -> empty_pb2.Empty:
-        zone = self.desired.zone(request.name, quarantined=True)
-        zid = zone_id(zone.name)
-        self.desired.delete_zone(zid)
-        await self.audio.reconciler.zone_removed(zid, zone)
-        metrics.forget_zone(zid)
-        self.audio._subscribed_metric(zid, "")
-        self.audio._zone_status.pop(zid, None)
-        self.audio._publish(Event.KIND_ZONE_DELETED, zones=[zone])
-        return _empty()
+        await self.app.delete_zone(request.name)
+        return empty_pb2.Empty()
 
     async def SubscribeZone(
-        self, request: audio_pb2.SubscribeZoneRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.SubscribeZoneRequest, context: Ctx
     ) -> audio_pb2.Zone:
-        zone = audio_pb2.Zone()
-        zone.CopyFrom(self.desired.zone(request.name))
-        if not request.stream:
-            raise InvalidArgument("stream", "must name a stream (streams/{id})")
-        stream = self.desired.stream(request.stream, "stream")
-        zone.stream = stream.name
-        self.desired.put_zone(zone)
-        return await self._zone_changed(zone_id(zone.name))
+        return await self.app.subscribe_zone(request.name, request.stream)
 
     async def UnsubscribeZone(
-        self, request: audio_pb2.UnsubscribeZoneRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.UnsubscribeZoneRequest, context: Ctx
     ) -> audio_pb2.Zone:
-        zone = audio_pb2.Zone()
-        zone.CopyFrom(self.desired.zone(request.name))
-        zone.stream = ""
-        self.desired.put_zone(zone)
-        return await self._zone_changed(zone_id(zone.name))
-
-    async def _zone_changed(self, zid: str, server_changed: bool = False) -> audio_pb2.Zone:
-        if server_changed:
-            await self.audio.reconciler.zone_server_changed(zid)
-        else:
-            await self.audio.reconciler.converge(zid)
-        view = self.audio.zone_view(self.desired.zones[zid])
-        self.audio._publish(Event.KIND_ZONE_CHANGED, zones=[view])
-        return view
+        return await self.app.unsubscribe_zone(request.name)
 
     # -------------------------------------------------------------------- player
 
-    def _player(self) -> Player:
-        if self.audio.player is None:
-            raise FailedPrecondition("no player configured (set HEARTH_AUDIO_MPD_ADDRESS)")
-        return self.audio.player
-
     async def GetPlayer(
-        self, request: audio_pb2.GetPlayerRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.GetPlayerRequest, context: Ctx
     ) -> audio_pb2.Player:
-        player = self._player()
+        player = self.app.configured_player()
         if player.reachable:
             return await player.refresh()
         return player.current
 
     async def ControlPlayer(
-        self, request: audio_pb2.ControlPlayerRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.ControlPlayerRequest, context: Ctx
     ) -> audio_pb2.Player:
         Action = audio_pb2.ControlPlayerRequest.Action
         if request.action not in Action.values() or request.action == Action.ACTION_UNSPECIFIED:
             raise InvalidArgument("action", f"{request.action} is not a known action")
         if request.action == Action.ACTION_SET_VOLUME and not 0 <= request.volume <= 100:
             raise InvalidArgument("volume", f"{request.volume} is out of range (0-100)")
-        return await self._player().control(request.action, request.volume)
+        return await self.app.configured_player().control(request.action, request.volume)
 
     # -------------------------------------------------------------- health, sync
 
     async def GetStreamHealth(
-        self, request: audio_pb2.GetStreamHealthRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.GetStreamHealthRequest, context: Ctx
     ) -> audio_pb2.StreamHealth:
         name = request.name
         if not name.endswith("/health"):
             raise InvalidArgument("name", f"{name[:80]!r} is not a streams/{{id}}/health name")
-        stream = self.desired.stream(name.removesuffix("/health"))
-        return self.audio.compute_health(stream_id(stream.name))[0]
-
-    def _zone_pair(self, name_a: str, name_b: str) -> tuple[audio_pb2.Zone, audio_pb2.Zone]:
-        """The two distinct zones a sync request names (zone_a, zone_b)."""
-        zone_a = self.desired.zone(name_a, "zone_a")
-        zone_b = self.desired.zone(name_b, "zone_b")
-        if zone_a.name == zone_b.name:
-            raise InvalidArgument("zone_b", "must differ from zone_a")
-        return zone_a, zone_b
+        return self.app.stream_health(name.removesuffix("/health"))
 
     async def MeasureSync(
-        self, request: audio_pb2.MeasureSyncRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.MeasureSyncRequest, context: Ctx
     ) -> audio_pb2.SyncMeasurement:
         # The request's own fields first (no lookups for a malformed request).
         seconds = 3.0
         if request.HasField("duration"):
             seconds = duration_seconds("duration", request.duration, 2.0, 30.0)
-        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
+        zone_a, zone_b = self.app.zone_pair(request.zone_a, request.zone_b)
         stream_name = request.stream or zone_a.stream
         if not stream_name:
             raise FailedPrecondition(f"zone_a: {zone_a.name} plays no stream; name one")
-        return await self.audio.measure_sync(zone_a, zone_b, stream_name, seconds)
+        return await self.app.measure_sync(zone_a, zone_b, stream_name, seconds)
 
     async def CalibrateSync(
-        self, request: audio_pb2.CalibrateSyncRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.CalibrateSyncRequest, context: Ctx
     ) -> audio_pb2.SyncCalibration:
         tolerance = request.tolerance_ms or 2.0
         if not 0.5 <= tolerance <= 50.0:
@@ -700,23 +153,19 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):
         rounds = request.max_rounds or 3
         if not 1 <= rounds <= 10:
             raise InvalidArgument("max_rounds", f"{rounds} is out of range (1-10)")
-        zone_a, zone_b = self._zone_pair(request.zone_a, request.zone_b)
+        zone_a, zone_b = self.app.zone_pair(request.zone_a, request.zone_b)
         stream_name = request.stream or zone_a.stream
         if not stream_name:
             raise FailedPrecondition(f"zone_a: {zone_a.name} plays no stream; name one")
-        return await self.audio.calibrate_sync(zone_a, zone_b, stream_name, tolerance, rounds)
+        return await self.app.calibrate_sync(zone_a, zone_b, stream_name, tolerance, rounds)
 
     async def WatchAudio(
-        self, request: audio_pb2.WatchAudioRequest, context: grpc.aio.ServicerContext
+        self, request: audio_pb2.WatchAudioRequest, context: Ctx
     ) -> AsyncIterator[audio_pb2.AudioEvent]:
-        async with self.audio.events.subscribe() as sub:
-            yield self.audio.current_event()
+        async with self.app.events.subscribe() as sub:
+            yield self.app.current_event()
             try:
                 async for event in sub:
                     yield event
             except Lagged:
                 await context.abort(grpc.StatusCode.ABORTED, "watcher fell behind; watch again")
-
-
-def _empty() -> empty_pb2.Empty:
-    return empty_pb2.Empty()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from hearth_runtime.errors import Unavailable
 from hearth_runtime.supervisor import Supervisor
 
 RATE = 48000
@@ -360,3 +361,32 @@ def offset_between(
     if abs(offset) > max_offset_s:
         confidence = 0.0
     return SyncResult(offset, confidence, len(lags))
+
+
+SESSION_SETTLE_S = 3.0
+"""How long a fresh receiver needs, after its buffer filled, to hold still."""
+
+
+def measure_offset(
+    supervisor: Supervisor,
+    devices: list[tuple[str, str]],
+    station: str,
+    sink: str,
+    signal: Samples,
+    seconds: float,
+) -> SyncResult:
+    """Record both zones' monitors while the station plays ``signal`` into ``sink``; the
+    offset between them (blocking: run it in a thread)."""
+    recorders = [Recorder(server, device, supervisor) for server, device in devices]
+    try:
+        for rec in recorders:
+            rec.start()
+        time.sleep(0.3)
+        play(station, sink, signal)
+        time.sleep(max(0.5, seconds - 0.3 - signal.size / RATE))
+        recordings = [rec.stop() for rec in recorders]
+    except PulseStreamError as exc:
+        for rec in recorders:
+            rec.abort()
+        raise Unavailable(f"sync measurement failed: {exc}") from None
+    return offset_between(recordings[0], recordings[1], signal)

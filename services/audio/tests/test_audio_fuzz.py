@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from hearth.audio.v1 import audio_pb2
+from hearth_audio.app import AudioApp as Audio
 from hearth_audio.config import AudioConfig
 from hearth_audio.monitor import (
     MAX_ANNOUNCERS,
@@ -37,7 +38,6 @@ from hearth_audio.rtp import (
     decode_rtp,
     decode_sap,
 )
-from hearth_audio.service import Audio
 from hearth_testing.figures import record
 
 # The bound audio.proto states for one StreamHealth.

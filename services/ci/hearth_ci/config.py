@@ -8,14 +8,14 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from hearth_runtime import ServiceConfig
+from hearth_runtime import ServiceConfig, ports
 
 
 class CiConfig(ServiceConfig):
     model_config = SettingsConfigDict(env_prefix="HEARTH_CI_", extra="forbid")
 
-    grpc_listen: str = "[::]:50063"
-    metrics_listen: str = "0.0.0.0:9163"
+    grpc_listen: str = ports.grpc_listen("ci")
+    metrics_listen: str = ports.metrics_listen("ci")
     state_dir: Path = Path("/var/lib/hearth/ci")
 
     zuul_url: str = ""

@@ -9,12 +9,11 @@ from google.protobuf import empty_pb2
 
 from hearth.ci.v1 import ci_pb2, ci_pb2_grpc
 from hearth_ci import filters
-from hearth_ci.config import CiConfig
-from hearth_ci.engine import Engine, WatchState
-from hearth_ci.watches import UPDATABLE, WatchStore, validate_watch
+from hearth_ci.app import CiApp
+from hearth_ci.engine import WatchState
 from hearth_runtime.broadcast import Lagged
-from hearth_runtime.errors import FailedPrecondition, HearthError, InvalidArgument
-from hearth_runtime.resources import apply_update_mask, check_id, paginate, parse_name
+from hearth_runtime.errors import HearthError, InvalidArgument
+from hearth_runtime.resources import check_id, paginate, parse_name
 
 Ctx = grpc.aio.ServicerContext
 PRINCIPAL_HEADER = "x-hearth-principal"
@@ -45,61 +44,35 @@ def _check_token(token: str) -> None:
 
 
 class CiServicer(ci_pb2_grpc.CiServiceServicer):
-    def __init__(self, config: CiConfig, store: WatchStore, engine: Engine) -> None:
-        self.config = config
-        self.store = store
-        self.engine = engine
-
-    def _validate(self, watch: ci_pb2.Watch, field: str = "watch") -> ci_pb2.Watch:
-        return validate_watch(
-            watch, self.config.min_refresh_seconds, self.config.default_refresh_seconds, field
-        )
+    def __init__(self, app: CiApp) -> None:
+        self.app = app
+        self.engine = app.engine
 
     async def CreateWatch(self, request: ci_pb2.CreateWatchRequest, context: Ctx) -> ci_pb2.Watch:
-        watch_id = check_id("watch_id", request.watch_id)
-        watch = self.store.create(watch_id, self._validate(request.watch))
-        self.engine.add_watch(watch)
-        return watch
+        return self.app.create_watch(check_id("watch_id", request.watch_id), request.watch)
 
     async def GetWatch(self, request: ci_pb2.GetWatchRequest, context: Ctx) -> ci_pb2.Watch:
-        return self.store.get(parse_name("name", request.name, "watches"))
+        return self.app.get_watch(parse_name("name", request.name, "watches"))
 
     async def ListWatches(
         self, request: ci_pb2.ListWatchesRequest, context: Ctx
     ) -> ci_pb2.ListWatchesResponse:
         _check_token(request.page_token)
-        page, token = paginate(self.store.list(), request.page_size, request.page_token)
+        page, token = paginate(self.app.list_watches(), request.page_size, request.page_token)
         return ci_pb2.ListWatchesResponse(watches=page, next_page_token=token)
 
     async def UpdateWatch(self, request: ci_pb2.UpdateWatchRequest, context: Ctx) -> ci_pb2.Watch:
         watch_id = parse_name("watch.name", request.watch.name, "watches")
-        current = self.store.get(watch_id)
-        patched = apply_update_mask(current, request.watch, request.update_mask, UPDATABLE, "watch")
-        patched = self._validate(patched)  # a quarantined watch leaves quarantine here
-        patched.name = f"watches/{watch_id}"
-        self.store.replace(watch_id, patched)
-        self.engine.add_watch(patched)
-        return patched
+        return self.app.update_watch(watch_id, request.watch, request.update_mask)
 
     async def DeleteWatch(
         self, request: ci_pb2.DeleteWatchRequest, context: Ctx
     ) -> empty_pb2.Empty:
-        watch_id = parse_name("name", request.name, "watches")
-        self.store.delete(watch_id)
-        self.engine.remove_watch(f"watches/{watch_id}")
+        self.app.delete_watch(parse_name("name", request.name, "watches"))
         return empty_pb2.Empty()
 
     def _watch_name(self, watch: str) -> str:
-        name = f"watches/{parse_name('watch', watch, 'watches')}"
-        stored = self.store.get(name.removeprefix("watches/"))  # NOT_FOUND if it does not exist
-        if stored.quarantine_reason:
-            raise FailedPrecondition(
-                f"watch {name!r} is quarantined ({stored.quarantine_reason}); fix it with "
-                "UpdateWatch or remove it with DeleteWatch"
-            )
-        if name not in self.engine.watches:
-            self.engine.add_watch(stored)
-        return name
+        return self.app.running_watch(parse_name("watch", watch, "watches"))
 
     async def GetDashboard(
         self, request: ci_pb2.GetDashboardRequest, context: Ctx

@@ -15,7 +15,7 @@ from pydantic import BaseModel, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from hearth_gateway.policy import parse_rate
-from hearth_runtime import ServiceConfig
+from hearth_runtime import ServiceConfig, ports
 from hearth_runtime.config import _check_listen
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -40,13 +40,13 @@ class TokenConfig(BaseModel):
 class GatewayConfig(ServiceConfig):
     model_config = SettingsConfigDict(env_prefix="HEARTH_GATEWAY_", extra="forbid")
 
-    grpc_listen: str = "[::]:50051"
-    metrics_listen: str = "0.0.0.0:9160"
-    http_listen: str = "0.0.0.0:8080"
+    grpc_listen: str = ports.grpc_listen(ports.GATEWAY)
+    metrics_listen: str = ports.metrics_listen(ports.GATEWAY)
+    http_listen: str = f"0.0.0.0:{ports.HTTP_PORT}"
     state_dir: Path = Path("/var/lib/hearth/gateway")
-    wake_address: str = "localhost:50061"
-    audio_address: str = "localhost:50062"
-    ci_address: str = "localhost:50063"
+    wake_address: str = ports.local_address("wake")
+    audio_address: str = ports.local_address("audio")
+    ci_address: str = ports.local_address("ci")
 
     tokens: list[TokenConfig] = []
     """Bearer tokens (hashed) with their roles."""
@@ -62,7 +62,7 @@ class GatewayConfig(ServiceConfig):
     """With tls_key_file: serve HTTPS, and gRPC with TLS on grpc_tls_listen (by the same front
     door as grpc_listen: the same rules and rate buckets)."""
     tls_key_file: Path | None = None
-    grpc_tls_listen: str = "[::]:50443"
+    grpc_tls_listen: str = f"[::]:{ports.GRPC_TLS_PORT}"
     grpc_front: Literal["auto", "edge", "python"] = "auto"
     """Who serves grpc_listen: "edge" (hearth-edge, the Rust forwarder: a fraction of the
     latency), "python" (grpc-python in this process), "auto" (the edge if it is installed)."""
@@ -120,4 +120,4 @@ class GatewayConfig(ServiceConfig):
         return value
 
     def backend_addresses(self) -> dict[str, str]:
-        return {"wake": self.wake_address, "audio": self.audio_address, "ci": self.ci_address}
+        return {name: str(getattr(self, f"{name}_address")) for name in ports.BACKENDS}

@@ -36,6 +36,7 @@ from hearth_gateway.transcode import HTTP_STATUS, BadRequest, build_request, err
 from hearth_runtime.logs import kv
 from hearth_runtime.supervisor import Supervisor
 from hearth_runtime.text import neutral
+from hearth_runtime.version import VERSION
 
 log = logging.getLogger("hearth.gateway.http")
 
@@ -164,7 +165,7 @@ class HttpFace:
         cors_origins: list[str],
         timeout: float,
         title: str = "hearth",
-        version: str = "0.1.0",
+        version: str = VERSION,
         *,
         supervisor: Supervisor | None = None,
         allowed_hosts: list[str] | None = None,

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import grpc
 
 from hearth.auth.v1 import policy_pb2
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from hearth_gateway.auth import Authorizer, Principal
-from hearth_gateway.backends import BackendPool
-from hearth_gateway.catalog import Catalog
+from hearth_gateway.auth import Principal
 from hearth_gateway.proxy import token_of
-from hearth_runtime.broadcast import Broadcaster
 from hearth_runtime.timeconv import timestamp_now
+
+if TYPE_CHECKING:
+    from hearth_gateway.app import GatewayApp
 
 SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
 # A principal's role ("anonymous", "viewer", "operator") -> the contract's Role.
@@ -25,15 +26,12 @@ ROLES = {
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
-    def __init__(
-        self, catalog: Catalog, pool: BackendPool, authorizer: Authorizer, version: str
-    ) -> None:
-        self.catalog = catalog
-        self.pool = pool
-        self.authorizer = authorizer
-        self.version = version
-        # Ticks after every check round; each Watch sends a fresh status per tick.
-        self.rounds: Broadcaster[None] = Broadcaster(max_backlog=100)
+    def __init__(self, app: GatewayApp) -> None:
+        self.catalog = app.catalog
+        self.pool = app.pool
+        self.authorizer = app.authorizer
+        self.version = app.version
+        self.rounds = app.rounds
 
     def _admit(self, name: str, context: grpc.aio.ServicerContext) -> Principal:
         method = self.catalog.methods[f"/{SERVICE}/{name}"]

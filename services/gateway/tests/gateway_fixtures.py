@@ -15,8 +15,9 @@ from prometheus_client import REGISTRY
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_client.tokens import hash_token
+from hearth_gateway.app import GatewayApp
 from hearth_gateway.config import GatewayConfig
-from hearth_gateway.main import Gateway, spec
+from hearth_gateway.main import SPEC
 from hearth_runtime import Runtime, start_service
 
 OPERATOR = "operator-secret-token"
@@ -42,7 +43,7 @@ def auth(token: str) -> tuple[tuple[str, str], ...]:
 
 @dataclass
 class Running:
-    gateway: Gateway
+    gateway: GatewayApp
     runtime: Runtime[GatewayConfig]
     backends: FakeBackends
     channel: grpc.aio.Channel
@@ -109,8 +110,8 @@ async def make_gateway(front: str) -> AsyncIterator[MakeGateway]:
             ],
             **settings,
         }
-        gateway = Gateway()
-        runtime = await start_service(spec(gateway), GatewayConfig(**values))
+        runtime = await start_service(SPEC, GatewayConfig(**values))
+        gateway = runtime.app
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
         running = Running(gateway, runtime, backends, channel)
         started.append(running)

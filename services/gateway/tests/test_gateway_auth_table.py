@@ -37,8 +37,8 @@ from prometheus_client import REGISTRY
 
 from hearth.wake.v1 import wake_pb2
 from hearth_gateway.catalog import Method, build_catalog
-from hearth_gateway.main import BACKENDS
 from hearth_runtime.logs import KeyValueFormatter
+from hearth_runtime.ports import BACKENDS
 from hearth_testing import wait_for_async
 
 WAKE = "hearth.wake.v1.WakeService"

@@ -5,6 +5,7 @@ test_gateway_grpc.py run against it and against the Python front door alike)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -30,9 +31,10 @@ from prometheus_client import REGISTRY
 
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
+from hearth_gateway.app import GatewayApp
 from hearth_gateway.config import GatewayConfig
-from hearth_gateway.main import Gateway, spec
-from hearth_runtime import ConfigError, start_service
+from hearth_gateway.main import SPEC
+from hearth_runtime import ConfigError, Runtime, start_service
 from hearth_testing import wait_for_async
 
 
@@ -148,17 +150,16 @@ def _config(tmp_path: Path, **settings: object) -> GatewayConfig:
 async def test_front_edge_without_the_binary_refuses_to_start(tmp_path: Path) -> None:
     config = _config(tmp_path, grpc_front="edge", edge_binary="/nonexistent/hearth-edge")
     with pytest.raises(ConfigError, match="/nonexistent/hearth-edge"):
-        await start_service(spec(Gateway()), config)
+        await start_service(SPEC, config)
 
 
 async def test_auto_without_the_binary_serves_grpc_from_python(tmp_path: Path) -> None:
     config = _config(
         tmp_path, grpc_front="auto", edge_binary="/nonexistent/hearth-edge", anonymous_read=True
     )
-    gateway = Gateway()
-    runtime = await start_service(spec(gateway), config)
+    runtime = await start_service(SPEC, config)
     try:
-        assert gateway.edge is None and runtime.grpc_port > 0
+        assert runtime.app.edge is None and runtime.grpc_port > 0
         async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
             status = await gateway_pb2_grpc.GatewayServiceStub(channel).GetSystemStatus(
                 gateway_pb2.GetSystemStatusRequest(), timeout=5
@@ -173,7 +174,7 @@ async def test_the_edge_refuses_a_port_in_use_with_a_clear_error(
 ) -> None:
     config = _config(tmp_path, grpc_front="edge", grpc_listen=gw.grpc_address)
     with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1"):
-        await asyncio.wait_for(start_service(spec(Gateway()), config), 10)
+        await asyncio.wait_for(start_service(SPEC, config), 10)
 
 
 async def test_one_rate_limit_and_audit_trail_for_both_faces(
@@ -228,9 +229,16 @@ async def test_an_ipv4_caller_of_a_dual_stack_port_is_named_as_ipv4(
 
 async def test_a_failed_start_leaves_no_edge_running(gw: Running, tmp_path: Path) -> None:
     taken = f"127.0.0.1:{gw.gateway.http_port}"
-    gateway = Gateway()
+    made: list[GatewayApp] = []
+
+    def app(config: GatewayConfig, runtime: Runtime[GatewayConfig]) -> GatewayApp:
+        made.append(GatewayApp(config, runtime))
+        return made[-1]
+
+    config = _config(tmp_path, grpc_front="edge", http_listen=taken)
     with pytest.raises(ConfigError, match="cannot listen on"):
-        await start_service(spec(gateway), _config(tmp_path, grpc_front="edge", http_listen=taken))
+        await start_service(dataclasses.replace(SPEC, app=app), config)
+    [gateway] = made
     assert gateway.edge is not None and gateway.edge.process is not None
     assert gateway.edge.process.returncode is not None
 

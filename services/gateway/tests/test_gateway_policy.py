@@ -19,9 +19,9 @@ from hearth.auth.v1 import policy_pb2
 from hearth_gateway.auth import Authorizer
 from hearth_gateway.catalog import _method, build_catalog
 from hearth_gateway.config import GatewayConfig
-from hearth_gateway.main import BACKENDS
 from hearth_gateway.policy import OPERATOR, VIEWER, PolicyError, method_policy
 from hearth_runtime import ConfigError
+from hearth_runtime.ports import BACKENDS
 
 
 def contract_files() -> list[descriptor.FileDescriptor]:

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from hearth_runtime import ServiceConfig
+from hearth_runtime import ServiceConfig, ports
 
 
 class HostEntry(BaseModel):
@@ -45,8 +45,8 @@ SETTING_RANGES = {
 class WakeConfig(ServiceConfig):
     model_config = SettingsConfigDict(env_prefix="HEARTH_WAKE_", extra="forbid")
 
-    grpc_listen: str = "[::]:50061"
-    metrics_listen: str = "0.0.0.0:9161"
+    grpc_listen: str = ports.grpc_listen("wake")
+    metrics_listen: str = ports.metrics_listen("wake")
     state_dir: Path = Path("/var/lib/hearth/wake")
 
     hosts: list[Any] = Field(default_factory=list)

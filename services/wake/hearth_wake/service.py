@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import TypeVar
@@ -14,19 +13,15 @@ from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_runtime import (
     AlreadyExists,
     FailedPrecondition,
-    HearthError,
     InvalidArgument,
-    ResourceExhausted,
-    Unavailable,
 )
 from hearth_runtime.errors import not_found
 from hearth_runtime.resources import apply_update_mask, check_id, paginate, parse_name
 from hearth_runtime.timeconv import duration_seconds
-from hearth_wake.app import WakeApp, host_proto, wake_proto
-from hearth_wake.engine import State
-from hearth_wake.hosts import MAX_HOSTS, UPDATABLE, HostSpec, spec_from_proto
+from hearth_wake.app import WakeApp
+from hearth_wake.hosts import UPDATABLE, HostSpec, spec_from_proto
 from hearth_wake.loading import Quarantined
-from hearth_wake.sniffer import check_host_filter
+from hearth_wake.views import wake_proto
 
 WAIT_MARGIN_SECONDS = 2.0
 WAIT_RANGE = (0.001, 3600.0)
@@ -66,11 +61,6 @@ def _page(items: Sequence[T], size: int, token: str, context: str) -> tuple[list
         raise InvalidArgument("page_token", "is not a token returned by a previous call") from None
 
 
-class DeadlineExceeded(HearthError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-    default_reason = "NOT_AWAKE_IN_TIME"
-
-
 class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
     def __init__(self, app: WakeApp) -> None:
         self.app = app
@@ -105,30 +95,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
         return item.to_proto() if isinstance(item, Quarantined) else self._proto(item)
 
     def _proto(self, spec: HostSpec) -> wake_pb2.Host:
-        return host_proto(spec, self.app.engine.status(spec.id))
-
-    def _check_watchable(self, spec: HostSpec) -> None:
-        try:
-            check_host_filter(spec)
-        except ValueError as exc:
-            raise InvalidArgument("host", str(exc)) from None
-
-    def _check_unique(self, spec: HostSpec, prefix: str) -> None:
-        for other in self.app.engine.specs():
-            if other.id == spec.id:
-                continue
-            for attr in ("mac", "ipv4", "ipv6"):
-                value = getattr(spec, attr)
-                if value and value == getattr(other, attr):
-                    raise AlreadyExists(
-                        f"{prefix}.{attr}: {value} already belongs to {other.name}",
-                        field=f"{prefix}.{attr}",
-                        metadata={"resource": other.name},
-                    )
-
-    async def _apply(self, spec: HostSpec) -> None:
-        self.app.engine.set_host(spec)
-        await self.app.refresh_sniffers()
+        return self.app.host_view(spec)
 
     # -------------------------------------------------------------------- hosts
     async def CreateHost(
@@ -145,16 +112,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
                 field="host_id",
                 metadata={"resource": spec.name},
             )
-        self._check_unique(spec, "host")
-        self._check_watchable(spec)
-        if len(self.app.engine.specs()) + len(self.app.quarantine) >= MAX_HOSTS:
-            raise ResourceExhausted(f"at most {MAX_HOSTS} hosts; delete one first")
-        if not self.app.repo.insert_host(spec):
-            raise AlreadyExists(f"host {spec.name!r} already exists", field="host_id")
-        await self._apply(spec)
-        msg = self._proto(spec)
-        self.app.publish(wake_pb2.HostEvent.KIND_UPDATED, msg, f"{spec.id} created")
-        return msg
+        return await self.app.create_host(spec)
 
     async def GetHost(
         self, request: wake_pb2.GetHostRequest, context: grpc.aio.ServicerContext
@@ -193,28 +151,12 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
             spec = spec_from_proto(old.id, merged, base=old)
         if "secureon_password" in request.update_mask.paths and not merged.secureon_password:
             spec = replace(spec, password=b"")
-        self._check_unique(spec, "host")
-        self._check_watchable(spec)
-        self.app.repo.save_host(spec)
-        if isinstance(old, Quarantined):
-            self.app.release(old.id)
-        await self._apply(spec)
-        msg = self._proto(spec)
-        self.app.publish(wake_pb2.HostEvent.KIND_UPDATED, msg, f"{spec.id} updated")
-        return msg
+        return await self.app.update_host(old, spec)
 
     async def DeleteHost(
         self, request: wake_pb2.DeleteHostRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        found = self._find("name", request.name)
-        msg = self._any_proto(found)
-        self.app.repo.delete_host(found.id)
-        if isinstance(found, Quarantined):
-            self.app.release(found.id)
-        else:
-            self.app.engine.remove_host(found.id)
-            await self.app.refresh_sniffers()
-        self.app.publish(wake_pb2.HostEvent.KIND_DELETED, msg, f"{found.id} deleted")
+        await self.app.delete_host(self._find("name", request.name))
         return empty_pb2.Empty()
 
     # -------------------------------------------------------------------- wakes
@@ -237,28 +179,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
         if request.HasField("timeout"):
             timeout = duration_seconds("timeout", request.timeout, *WAIT_RANGE)
         send = request.wake if request.HasField("wake") else True
-        async with self.app.events.subscribe() as sub:
-            status = self.app.engine.status(spec.id)
-            if status is not None and status.state is State.AWAKE:
-                return self._proto(spec)
-            if send and (status is None or status.state is not State.WAKING):
-                self.app.engine.wake(spec.id)
-            try:
-                async with asyncio.timeout(timeout):
-                    async for event in sub:
-                        if event.host.name != spec.name:
-                            continue
-                        if event.kind == wake_pb2.HostEvent.KIND_ALIVE:
-                            return self._proto(spec)
-                        if event.kind == wake_pb2.HostEvent.KIND_WAKE_FAILED:
-                            raise Unavailable(f"{spec.id} did not wake: {event.message}")
-                        if event.kind == wake_pb2.HostEvent.KIND_DELETED:
-                            raise not_found("host", spec.name)
-            except TimeoutError:
-                pass
-        status = self.app.engine.status(spec.id)
-        state = status.state.name if status else "DELETED"
-        raise DeadlineExceeded(f"{spec.id} not awake after {timeout:g} s (state {state})")
+        return await self.app.wait_until_awake(spec, timeout, send)
 
     async def WatchHostEvents(
         self, request: wake_pb2.WatchHostEventsRequest, context: grpc.aio.ServicerContext
@@ -267,27 +188,7 @@ class WakeServicer(wake_pb2_grpc.WakeServiceServicer):
         if request.name:
             only = self._find("name", request.name).name
         async with self.app.events.subscribe() as sub:
-            for bad in self.app.quarantine.values():
-                if only and bad.name != only:
-                    continue
-                event = wake_pb2.HostEvent(
-                    kind=wake_pb2.HostEvent.KIND_CURRENT,
-                    host=bad.to_proto(),
-                    message=f"{bad.id} is quarantined: {bad.reason}",
-                )
-                event.time.GetCurrentTime()
-                yield event
-            for status in self.app.engine.statuses():
-                if only and status.spec.name != only:
-                    continue
-                current = wake_pb2.HostEvent(
-                    kind=wake_pb2.HostEvent.KIND_CURRENT,
-                    host=host_proto(status.spec, status),
-                    message=f"{status.spec.id} is {status.state.name.lower()}",
-                )
-                current.time.GetCurrentTime()
-                if status.wake is not None:
-                    current.wake.CopyFrom(wake_proto(status.wake))
+            for current in self.app.current_events(only):
                 yield current
             async for event in sub:
                 if not only or event.host.name == only:

@@ -23,6 +23,7 @@ from hearth_wake.app import WakeApp
 from hearth_wake.config import WakeConfig
 from hearth_wake.engine import Engine, EngineSettings, State, WakeRecord
 from hearth_wake.hosts import HostSpec
+from hearth_wake.repo import Repository
 
 
 class AppRig:
@@ -127,3 +128,24 @@ def test_the_wake_history_is_bounded(tmp_path: Path) -> None:
         assert min(ids) > 250 - 30 - 100
     finally:
         repo.close()
+
+
+def test_state_stored_under_the_former_file_name_still_loads(tmp_path: Path) -> None:
+    """Every service keeps <state_dir>/<service>.sqlite3; wake's state was wake.sqlite: a
+    user's stored hosts and wakes come along (renamed on start), nothing is lost."""
+    old = Repository(tmp_path / "wake.sqlite")
+    spec = HostSpec(id="devbox", mac=HOST_MAC, ipv4=HOST_IP, interface="eth9")
+    old.save_host(spec)
+    old.save_wake(WakeRecord(7, "devbox", "arp", outcome="woke"))
+    old.close()
+    app = WakeApp(WakeConfig(state_dir=tmp_path))
+    try:
+        hosts = app.repo.hosts()
+        assert [h.id for h in hosts] == ["devbox"]
+        assert isinstance(hosts[0], HostSpec) and hosts[0].mac == HOST_MAC
+        assert [(w.id, w.outcome) for w in app.repo.wakes(None)] == [(7, "woke")]
+        assert app.repo.last_wake_id() == 7  # new wakes continue the numbering
+    finally:
+        app.repo.close()
+    assert (tmp_path / "wake.sqlite3").is_file()
+    assert not (tmp_path / "wake.sqlite").exists()

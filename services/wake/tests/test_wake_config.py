@@ -24,7 +24,7 @@ GOOD = "name: good\n    mac: 02:00:00:00:00:08\n    ipv4: 198.18.0.8\n"
 
 
 def stored_ids(state: Path) -> list[str]:
-    path = state / "wake.sqlite"
+    path = state / "wake.sqlite3"
     if not path.exists():
         return []
     with sqlite3.connect(path) as db:

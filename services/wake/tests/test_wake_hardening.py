@@ -110,7 +110,7 @@ def test_a_tiny_retry_interval_is_rejected_naming_the_field(wake: PrivateWake) -
 
 def _store_rows(state_dir: Path, hosts: list[tuple[str, str]], wakes: list[str]) -> None:
     """Write rows as an older version or a hand edit would (no validation at all)."""
-    with sqlite3.connect(state_dir / "wake.sqlite") as db:
+    with sqlite3.connect(state_dir / "wake.sqlite3") as db:
         for host_id, data in hosts:
             db.execute(
                 "INSERT INTO hosts (id, data, create_time, update_time) VALUES (?, ?, 1, 1)",

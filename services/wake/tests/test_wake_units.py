@@ -195,9 +195,9 @@ def test_state_stored_by_the_version_before_the_enum_prefixes_loads(tmp_path: Pa
     their prefixes (and before origin, verdict and wake methods were enums) load, and come
     out with the new enum values."""
     from hearth.wake.v1 import wake_pb2
-    from hearth_wake.app import wake_proto
     from hearth_wake.loading import Quarantined
     from hearth_wake.repo import Repository
+    from hearth_wake.views import wake_proto
 
     repo = Repository(tmp_path / "wake.sqlite")
     host = {
@@ -257,8 +257,8 @@ def test_every_verdict_and_method_has_its_enum_value() -> None:
     """The engine's verdict words (the demands metric's label) and send method labels map
     one to one onto DemandVerdict and SendMethod."""
     from hearth.wake.v1 import wake_pb2
-    from hearth_wake.app import METHODS, VERDICTS
     from hearth_wake.engine import Verdict
+    from hearth_wake.views import METHODS, VERDICTS
 
     named = {wake_pb2.DemandVerdict.Name(VERDICTS[v.value]) for v in Verdict}
     assert named == {d.name for d in wake_pb2.DemandVerdict.DESCRIPTOR.values if d.number}
