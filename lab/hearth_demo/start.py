@@ -8,9 +8,10 @@ import signal
 import threading
 
 from hearth_demo import audio, ci, gateway, wake
-from hearth_demo.house import BACKENDS, PORTS, House
+from hearth_demo.house import PORTS, House
 from hearth_lab import Lab
 from hearth_runtime import ports
+from hearth_runtime.ports import BACKENDS
 
 # prepare() in this order before the services start; populate() (where a part has one) after.
 PARTS = (wake, audio, ci, gateway)
