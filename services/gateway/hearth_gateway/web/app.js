@@ -12,6 +12,7 @@ const state = {
   player: null,
   dashboard: null,
   sources: [],
+  audioLive: false, // the audio watch is open: it, not an RPC's answer, updates the page
 };
 
 // ---------------------------------------------------------------- helpers
@@ -272,27 +273,34 @@ function renderAudio() {
   }));
 }
 
+// An audio change's answer is shown only while the audio watch is down. The watch is
+// ordered and brings the same change; an answer applied directly could be overwritten by an
+// older event still on its way (a mute that flips back, so the next click mutes again).
+function showAudioAnswer(apply) {
+  if (state.audioLive) return;
+  apply();
+  renderAudio();
+}
+
 async function patch(zone, stream, on) {
   try {
     const updated = on ? await api("POST", `/v1/${zone.name}:unsubscribe`, {})
       : await api("POST", `/v1/${zone.name}:subscribe`, { stream: stream.name });
-    state.zones.set(updated.name, updated);
-    renderAudio();
+    showAudioAnswer(() => state.zones.set(updated.name, updated));
   } catch (e) { /* shown */ }
 }
 
 async function updateZone(name, fields, mask) {
   try {
     const updated = await api("PATCH", `/v1/${name}?update_mask=${mask}`, fields);
-    state.zones.set(updated.name, updated);
-    renderAudio();
+    showAudioAnswer(() => state.zones.set(updated.name, updated));
   } catch (e) { /* shown */ }
 }
 
 async function control(action) {
   try {
-    state.player = await api("POST", "/v1/player:control", { action });
-    renderAudio();
+    const player = await api("POST", "/v1/player:control", { action });
+    showAudioAnswer(() => { state.player = player; });
   } catch (e) { /* shown */ }
 }
 
@@ -383,7 +391,8 @@ function start() {
   });
   watch("/v1/system/status:watch", renderBackends);
   watch("/v1/hosts:watch", onHostEvent);
-  watch("/v1/audio:watch", onAudioEvent);
+  state.audioLive = false;
+  watch("/v1/audio:watch", onAudioEvent, (up) => { state.audioLive = up; });
   loadWakes();
   loadWatches();
 }
