@@ -326,7 +326,8 @@ def audio_next() -> None:
 
 
 # `hearth ci dash ...`: the ci dashboard, options and all, reading the ci service or the gateway
-# (reading Zuul and Gerrit directly is `python -m hearth_ci.dash --zuul ...`).
+# (with --zuul it hands the same arguments to `python -m hearth_ci.dash`, which reads Zuul and
+# Gerrit directly).
 ci_app.command("dash")(dash)
 
 

@@ -11,13 +11,14 @@ source (:func:`make_app`); this module imports no server package.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol, TextIO
+from typing import Annotated, Any, NoReturn, Protocol, TextIO
 
 import grpc
 import typer
@@ -261,12 +262,26 @@ class ServiceSource:
 # ------------------------------------------------------------------------- the loop
 
 
+def _hand_over_to_direct_dash() -> NoReturn:
+    """`hearth ci dash --zuul ...` keeps the original tool's option: the same arguments run as
+    `python -m hearth_ci.dash`, which holds the ci service's code that reading Zuul and Gerrit
+    needs (the client imports no server: the import contract in pyproject.toml)."""
+    if importlib.util.find_spec("hearth_ci") is None:
+        raise InvalidArgument("--zuul", "reading Zuul directly needs hearth-ci installed here")
+    argv = sys.argv
+    at = next((i for i in range(1, len(argv)) if argv[i - 1 : i + 1] == ["ci", "dash"]), None)
+    if at is None:  # not run as `hearth ci dash`: nothing to hand over
+        raise InvalidArgument("--zuul", "reading Zuul directly is python -m hearth_ci.dash")
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "hearth_ci.dash", *argv[at + 1 :]])
+
+
 async def _loop(options: DashOptions, out: TextIO, direct: DirectFactory | None) -> int:
     flt = options.filter()
     source: Source
     if options.zuul:
         if direct is None:
-            raise InvalidArgument("--zuul", "reading Zuul directly is python -m hearth_ci.dash")
+            _hand_over_to_direct_dash()
         source = direct(options, flt)
     else:
         source = ServiceSource(options, flt)

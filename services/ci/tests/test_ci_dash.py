@@ -273,3 +273,15 @@ def test_dash_backlog_colours(replay_url: str, length: int, colour: str | None) 
         assert line.startswith(colour)
     else:
         assert "\x1b[" not in line
+
+
+def test_the_hearth_cli_keeps_the_zuul_option(replay_url: str) -> None:
+    """`hearth ci dash --zuul` (the original tool's way) runs the direct dashboard."""
+    hearth = Path(sys.executable).with_name("hearth")
+    out = subprocess.run(
+        [str(hearth), "ci", "dash", "-u", "danms", "-P", "secret", "-Z", "-s",
+         "--zuul", replay_url, "--tenant", "openstack", "--gerrit", replay_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)["pipelines"]) == 8
