@@ -144,14 +144,3 @@ def describe(flt: ci_pb2.Filter) -> str:
 def _any(key: str, values: Iterable[str]) -> str:
     terms = [f"{key}:{v}" for v in values]
     return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
-
-
-def parse_operator(text: str, field: str = "operator") -> int:
-    """ "AND"/"OR" (any case, with or without the OPERATOR_ prefix) -> the enum; anything
-    else is INVALID_ARGUMENT."""
-    upper = text.strip().upper().removeprefix("OPERATOR_")
-    if upper == "AND":
-        return int(ci_pb2.OPERATOR_AND)
-    if upper == "OR":
-        return int(ci_pb2.OPERATOR_OR)
-    raise InvalidArgument(field, f"unknown operator {text!r} (use AND or OR)")

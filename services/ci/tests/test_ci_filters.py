@@ -16,6 +16,7 @@ from hearth_ci import filters
 from hearth_ci.dashboard import build_dashboard, gerrit_matches
 from hearth_ci.sources import GerritClient, ZuulClient, zuul_status_url
 from hearth_ci_lab.replay import ReplayServer, control
+from hearth_client.dash import parse_operator
 
 FILTERS = [
     ci_pb2.Filter(user="danms"),
@@ -159,6 +160,7 @@ async def test_bad_filters_are_invalid_argument_naming_the_field(
 
 
 def test_operator_text_is_checked() -> None:
-    assert filters.parse_operator("and") == ci_pb2.OPERATOR_AND
+    assert parse_operator("and") == ci_pb2.OPERATOR_AND
+    assert parse_operator("OPERATOR_OR") == ci_pb2.OPERATOR_OR
     with pytest.raises(Exception, match="operator: unknown operator 'XOR'"):
-        filters.parse_operator("XOR")
+        parse_operator("XOR")
