@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 from grpc_status import rpc_status
 
 from hearth_runtime.errors import HearthError, InvalidArgument
-from hearth_runtime.grpc_wrap import Behaviour, Rewrapper, Wrap, code_of
+from hearth_runtime.grpc_wrap import Behaviour, WrappingInterceptor, code_of
 
 log = logging.getLogger("hearth.rpc")
 
@@ -50,28 +50,12 @@ def _check_decoded(request: Any) -> None:
         raise InvalidArgument("request", f"the request message cannot be decoded ({request.error})")
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(WrappingInterceptor):
     """Turns :class:`HearthError` into a rich status and anything else into UNKNOWN."""
 
     def __init__(self, error_domain: str) -> None:
         self.error_domain = error_domain
-        self._rewrap = Rewrapper(self._wrapper, _tolerant)
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        return self._rewrap(handler_call_details.method, handler)
-
-    def _wrapper(self, service: str, method: str) -> Wrap:
-        def wrap(inner: Behaviour, kind: str) -> Behaviour:
-            if kind in ("unary", "client_stream"):
-                return self._unary(inner, kind, service, method)
-            return self._stream(inner, kind, service, method)
-
-        return wrap
+        super().__init__(_tolerant)
 
     async def _fail(self, context: grpc.aio.ServicerContext, exc: HearthError) -> None:
         await context.abort_with_status(rpc_status.to_status(exc.to_status(self.error_domain)))

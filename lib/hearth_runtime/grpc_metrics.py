@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
-from hearth_runtime.grpc_wrap import Behaviour, Rewrapper, Wrap, code_of
+from hearth_runtime.grpc_wrap import Behaviour, WrappingInterceptor, code_of
 
 _LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
@@ -60,29 +60,13 @@ ACTIVE_STREAMS = Gauge(
 )
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(WrappingInterceptor):
     """Counts every RPC (started, handled with its code, duration, messages, open streams).
 
     First in the chain, so it sees the code the inner interceptors (error mapping) set."""
 
     def __init__(self) -> None:
-        self._rewrap = Rewrapper(self._wrapper)
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        return self._rewrap(handler_call_details.method, handler)
-
-    def _wrapper(self, service: str, method: str) -> Wrap:
-        def wrap(inner: Behaviour, kind: str) -> Behaviour:
-            if kind in ("unary", "client_stream"):
-                return self._unary(inner, kind, service, method)
-            return self._stream(inner, kind, service, method)
-
-        return wrap
+        super().__init__()
 
     def _unary(self, inner: Behaviour, kind: str, service: str, method: str) -> Behaviour:
         labels = (kind, service, method)

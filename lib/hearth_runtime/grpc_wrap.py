@@ -3,7 +3,7 @@ interceptor of :mod:`hearth_runtime` shares (each interceptor has one job)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -66,6 +66,37 @@ class Rewrapper:
             self._cache.clear()
         self._cache[method] = (handler, wrapped)
         return wrapped
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """An interceptor that rebuilds each method's handler once (:class:`Rewrapper`) around its
+    own behaviours: :meth:`_unary` for unary and client-stream calls, :meth:`_stream` for
+    server and bidi streams. Each left alone passes the inner behaviour through."""
+
+    def __init__(self, deserializer: Any = None) -> None:
+        self._rewrap = Rewrapper(self._wrapper, deserializer)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        return self._rewrap(handler_call_details.method, handler)
+
+    def _wrapper(self, service: str, method: str) -> Wrap:
+        def wrap(inner: Behaviour, kind: str) -> Behaviour:
+            if kind in ("unary", "client_stream"):
+                return self._unary(inner, kind, service, method)
+            return self._stream(inner, kind, service, method)
+
+        return wrap
+
+    def _unary(self, inner: Behaviour, kind: str, service: str, method: str) -> Behaviour:
+        return inner
+
+    def _stream(self, inner: Behaviour, kind: str, service: str, method: str) -> Behaviour:
+        return inner
 
 
 def split_method(full: str) -> tuple[str, str]:
