@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the e2e fixture is imported from e2e_fixtures and taken as a parameter)
 """Through the gateway: the real audio service with the demo's station and zone boxes, and
 every method of every service."""
 
@@ -12,13 +11,7 @@ import urllib.request
 
 import grpc
 import pytest
-from e2e_fixtures import (  # type: ignore[import-not-found]
-    E2E,
-    OPERATOR,
-    VIEWER,
-    auth,
-    e2e,  # noqa: F401
-)
+from e2e_harness import E2E, OPERATOR, VIEWER, auth  # type: ignore[import-not-found]
 
 from hearth.audio.v1 import audio_pb2, audio_pb2_grpc
 from hearth_demo import audio as audio_demo

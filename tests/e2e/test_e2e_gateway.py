@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the e2e fixture is imported from e2e_fixtures and taken as a parameter)
 """Through the gateway only: the real services of the demo house, over gRPC and HTTP/JSON."""
 
 from __future__ import annotations
@@ -10,14 +9,7 @@ import urllib.request
 from typing import Any
 
 import grpc
-from e2e_fixtures import (  # type: ignore[import-not-found]
-    E2E,
-    OPERATOR,
-    VIEWER,
-    auth,
-    e2e,  # noqa: F401
-    rpc_error,
-)
+from e2e_harness import E2E, OPERATOR, VIEWER, auth, rpc_error  # type: ignore[import-not-found]
 from google.protobuf import descriptor_pool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the e2e fixture is imported from e2e_fixtures and taken as a parameter)
 """Through the gateway: the real wake service with the demo's sleeping devbox."""
 
 from __future__ import annotations
@@ -9,13 +8,7 @@ import re
 import threading
 import urllib.request
 
-from e2e_fixtures import (  # type: ignore[import-not-found]
-    E2E,
-    OPERATOR,
-    VIEWER,
-    auth,
-    e2e,  # noqa: F401
-)
+from e2e_harness import E2E, OPERATOR, VIEWER, auth  # type: ignore[import-not-found]
 from google.protobuf import field_mask_pb2
 
 from hearth.wake.v1 import wake_pb2, wake_pb2_grpc

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
 """One authorization behaviour, whatever the door.
 
 The golden table below is run against every way into the gateway: the gRPC port served by
@@ -21,15 +20,7 @@ from typing import Any
 
 import grpc
 import pytest
-from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
-    OPERATOR,
-    VIEWER,
-    MakeGateway,
-    Running,
-    certificate,
-    create_host,
-    make_gateway,
-)
+from gateway_harness import OPERATOR, VIEWER, MakeGateway, Running, create_host  # type: ignore[import-not-found]
 from gateway_wire import GrpcAnswer, curl_grpc, decode_status, raw_http  # type: ignore[import-not-found]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -130,7 +121,7 @@ DOORS = [f"{front}-{face}" for front in ("edge", "python") for face in ("grpc", 
 
 @pytest.fixture
 def front(request: pytest.FixtureRequest) -> str:
-    """Which front door serves gRPC (gateway_fixtures.make_gateway reads it): the door's
+    """Which front door serves gRPC (conftest.make_gateway reads it): the door's
     (the edge for a test without doors, which says grpc_front itself)."""
     callspec = getattr(request.node, "callspec", None)
     door: str = callspec.params.get("door", "edge-grpc") if callspec else "edge-grpc"

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
 """The `hearth` CLI against a gateway (the commands run in a thread: the gateway serves here)."""
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, front, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+from gateway_harness import OPERATOR, VIEWER, MakeGateway, Running  # type: ignore[import-not-found]
 from typer.testing import CliRunner, Result
 
 from hearth.audio.v1 import audio_pb2

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
 """hearth-edge, the Rust front door: what only it has to show (the gRPC-face tests in
 test_gateway_grpc.py run against it and against the Python front door alike)."""
 
@@ -15,16 +14,13 @@ import aiohttp
 import grpc
 import pytest
 from gateway_doubles import HUGE_ANSWER  # type: ignore[import-not-found]
-from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
+from gateway_harness import (  # type: ignore[import-not-found]
     OPERATOR,
     VIEWER,
     MakeGateway,
     Running,
     auth,
     create_host,
-    front,
-    gw,
-    make_gateway,
     open_grpc_watches,
 )
 from prometheus_client import REGISTRY

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
 """The gRPC face: forwarding, auth, status, health, reflection, a backend going away."""
 
 from __future__ import annotations
@@ -14,16 +13,13 @@ from typing import Any
 
 import grpc
 import pytest
-from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
+from gateway_harness import (  # type: ignore[import-not-found]
     OPERATOR,
     VIEWER,
     MakeGateway,
     Running,
     auth,
     create_host,
-    front,
-    gw,
-    make_gateway,
     open_grpc_watches,
 )
 from google.protobuf import descriptor_pool
@@ -42,7 +38,7 @@ from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_testing import wait_for_async
 
 
-@pytest.fixture(params=["edge", "python"])  # type: ignore[no-redef]
+@pytest.fixture(params=["edge", "python"])
 def front(request: pytest.FixtureRequest) -> str:
     """Every gRPC-face test runs against both front doors: the edge and grpc-python."""
     return str(request.param)

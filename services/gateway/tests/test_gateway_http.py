@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
 """The HTTP/JSON face: routes from google.api.http, errors, SSE, CORS, OpenAPI, metrics."""
 
 from __future__ import annotations
@@ -8,7 +7,7 @@ import json
 from typing import Any
 
 import aiohttp
-from gateway_fixtures import OPERATOR, VIEWER, MakeGateway, Running, front, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+from gateway_harness import OPERATOR, VIEWER, MakeGateway, Running  # type: ignore[import-not-found]
 from prometheus_client import REGISTRY
 
 from hearth_testing import wait_for_async

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
 """The HTTP face's limits and its answers to malformed requests, over real sockets."""
 
 from __future__ import annotations
@@ -11,16 +10,7 @@ import socket
 import time
 
 import pytest
-from gateway_fixtures import (  # type: ignore[import-not-found]  # noqa: F401
-    OPERATOR,
-    VIEWER,
-    MakeGateway,
-    Running,
-    create_host,
-    front,
-    gw,
-    make_gateway,
-)
+from gateway_harness import OPERATOR, VIEWER, MakeGateway, Running, create_host  # type: ignore[import-not-found]
 from gateway_wire import HttpAnswer, parse_http, raw_http  # type: ignore[import-not-found]
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st

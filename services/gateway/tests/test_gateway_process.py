@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
 """hearth-gateway as a real process; TLS with a configured certificate; bad configuration."""
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import aiohttp
 import grpc
 import pytest
 from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
-from gateway_fixtures import VIEWER, MakeGateway, auth, certificate, front, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+from gateway_harness import VIEWER, MakeGateway, auth  # type: ignore[import-not-found]
 
 from hearth.auth.v1 import policy_pb2
 from hearth.gateway.v1 import gateway_pb2, gateway_pb2_grpc

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from gateway_fixtures are parameters here)
 """The live web page in a real headless Chromium, against the gateway and contract doubles."""
 
 from __future__ import annotations
@@ -8,7 +7,7 @@ from typing import Any
 
 import pytest
 from gateway_doubles import DASHBOARD  # type: ignore[import-not-found]
-from gateway_fixtures import OPERATOR, VIEWER, Running, front, gw, make_gateway  # type: ignore[import-not-found]  # noqa: F401
+from gateway_harness import OPERATOR, VIEWER, Running  # type: ignore[import-not-found]
 
 from hearth.audio.v1 import audio_pb2
 from hearth.ci.v1 import ci_pb2

@@ -1,22 +1,20 @@
-"""The demo house (every real service in a lab, the gateway in front) for end-to-end tests.
+"""End-to-end helpers: tokens, the settings that make the house quick, the handle of a running
+house; the fixture that builds it is in conftest.py.
 
-One house per test module (building it takes seconds); tests talk to it only through the
-gateway, except where they check what really happened behind it.
+Tests talk to the house only through the gateway, except where they check what really
+happened behind it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
-import pytest
 
 from hearth_client.tokens import hash_token
 from hearth_demo.house import PORTS, House
-from hearth_demo.start import start_house
-from hearth_lab import Lab, lab_available
 
 OPERATOR = "e2e-operator-token"
 VIEWER = "e2e-viewer-token"
@@ -52,21 +50,6 @@ class E2E:
     def direct(self, service: str) -> grpc.Channel:
         """A channel straight to a backend (to check what the gateway did)."""
         return grpc.insecure_channel(f"{self.house.hub_address}:{PORTS[service][0]}")
-
-
-@pytest.fixture(scope="module")
-def e2e() -> Iterator[E2E]:
-    ok, reason = lab_available()
-    if not ok:
-        pytest.skip(f"hearth_lab: {reason}")
-    with Lab(prefix="ee") as lab:
-        house = start_house(lab, env=FAST)
-        world = E2E(house)
-        try:
-            yield world
-        finally:
-            world.channel.close()
-            house.stop()
 
 
 def rpc_error(fn: Callable[..., Any], *args: Any, **kw: Any) -> grpc.RpcError:

@@ -1,27 +1,22 @@
-"""A gateway in this process in front of small backends that speak the real contracts."""
+"""The gateway's fixtures: a gateway in this process in front of small backends that speak
+the real contracts (gateway_doubles), and a TLS certificate."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from gateway_doubles import FakeBackends  # type: ignore[import-not-found]
-from prometheus_client import REGISTRY
+from gateway_harness import OPERATOR, VIEWER, MakeGateway, Running  # type: ignore[import-not-found]
 
-from hearth.wake.v1 import wake_pb2, wake_pb2_grpc
 from hearth_client.tokens import hash_token
-from hearth_gateway.app import GatewayApp
 from hearth_gateway.config import GatewayConfig
 from hearth_gateway.main import SPEC
-from hearth_runtime import Runtime, start_service
-
-OPERATOR = "operator-secret-token"
-VIEWER = "viewer-secret-token"
+from hearth_runtime import start_service
 
 
 @pytest.fixture
@@ -35,45 +30,6 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
-
-
-def auth(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
-
-
-@dataclass
-class Running:
-    gateway: GatewayApp
-    runtime: Runtime[GatewayConfig]
-    backends: FakeBackends
-    channel: grpc.aio.Channel
-
-    @property
-    def grpc_address(self) -> str:
-        return f"127.0.0.1:{self.runtime.grpc_port}"
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.gateway.http_port}"
-
-
-async def create_host(gw: Running, host_id: str = "devbox") -> wake_pb2.Host:
-    wake = wake_pb2_grpc.WakeServiceStub(gw.channel)
-    return await wake.CreateHost(
-        wake_pb2.CreateHostRequest(
-            host_id=host_id, host=wake_pb2.Host(mac="02:00:00:00:00:01", ipv4="198.18.0.9")
-        ),
-        metadata=auth(OPERATOR),
-    )
-
-
-def open_grpc_watches() -> float:
-    """The gateway's active-streams gauge for WatchHostEvents on its gRPC face."""
-    labels = {"face": "grpc", "method": "hearth.wake.v1.WakeService/WatchHostEvents"}
-    return REGISTRY.get_sample_value("hearth_gateway_active_streams", labels) or 0.0
-
-
-MakeGateway = Callable[..., Awaitable[Running]]
 
 
 @pytest.fixture
